@@ -1,0 +1,27 @@
+# Two entry points for a newcomer: `make demo` and `make test`.
+# Both create .venv (once), put the CPU build of torch in it unless a torch is already importable there,
+# then install mjepa in editable mode. Set VENV=... to use another environment (for example one with
+# your own CUDA torch: `make test VENV=/path/to/env`).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.mjepa-installed
+
+.PHONY: install demo test bench
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "torch==2.13.0"
+	$(PY) -m pip install -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/mjepa pretrain --steps 30
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_step.py
