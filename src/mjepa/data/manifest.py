@@ -1,0 +1,115 @@
+"""The one manifest schema every mjepa dataset is read through.
+
+A manifest is a JSON-lines file, one media item per line:
+
+    {"path": "clips/abc.mp4", "audio_path": null, "start": 0.0, "end": 10.0,
+     "labels": ["Speech", "Dog"], "has_audio": true}
+
+- ``path``: the media file (video with or without audio, or an audio-only file). Relative paths are resolved
+  against the manifest's folder, so a dataset folder can be moved as a whole.
+- ``audio_path``: optional separate audio file for the same item (for datasets that ship audio apart).
+- ``start`` / ``end``: optional segment bounds in seconds inside the file; ``null`` means the whole file.
+- ``labels``: list of label strings (may be empty for unlabelled pretraining data).
+- ``has_audio``: ``true`` / ``false`` when known, ``null`` when not yet checked.
+
+Every line is checked on read; a bad line raises ``ManifestError`` naming the file, line and key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+_KEYS = ("path", "audio_path", "start", "end", "labels", "has_audio")
+
+
+class ManifestError(ValueError):
+    """A manifest line that does not follow the schema."""
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    path: str
+    audio_path: str | None = None
+    start: float | None = None
+    end: float | None = None
+    labels: tuple[str, ...] = field(default_factory=tuple)
+    has_audio: bool | None = None
+
+    def resolved(self, root: str | os.PathLike) -> "ManifestEntry":
+        """The same entry with relative paths made absolute against ``root``."""
+
+        def fix(p: str | None) -> str | None:
+            if p is None or os.path.isabs(p):
+                return p
+            return os.path.normpath(os.path.join(root, p))
+
+        return ManifestEntry(fix(self.path), fix(self.audio_path), self.start, self.end, self.labels, self.has_audio)
+
+    def to_json(self) -> str:
+        record = asdict(self)
+        record["labels"] = list(self.labels)
+        return json.dumps(record, ensure_ascii=False)
+
+
+def _parse_line(obj: object, where: str) -> ManifestEntry:
+    if not isinstance(obj, dict):
+        raise ManifestError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    unknown = sorted(set(obj) - set(_KEYS))
+    if unknown:
+        raise ManifestError(f"{where}: unknown key {unknown[0]!r}; expected keys {', '.join(_KEYS)}")
+    path = obj.get("path")
+    if not isinstance(path, str) or not path:
+        raise ManifestError(f"{where}: key 'path' must be a non-empty string, got {path!r}")
+    audio_path = obj.get("audio_path")
+    if audio_path is not None and not isinstance(audio_path, str):
+        raise ManifestError(f"{where}: key 'audio_path' must be a string or null, got {audio_path!r}")
+    bounds = {}
+    for key in ("start", "end"):
+        value = obj.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise ManifestError(f"{where}: key {key!r} must be a non-negative number or null, got {value!r}")
+        bounds[key] = None if value is None else float(value)
+    if bounds["start"] is not None and bounds["end"] is not None and bounds["end"] <= bounds["start"]:
+        raise ManifestError(f"{where}: 'end' ({bounds['end']}) must be greater than 'start' ({bounds['start']})")
+    labels = obj.get("labels", [])
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ManifestError(f"{where}: key 'labels' must be a list of strings, got {labels!r}")
+    has_audio = obj.get("has_audio")
+    if has_audio is not None and not isinstance(has_audio, bool):
+        raise ManifestError(f"{where}: key 'has_audio' must be true, false or null, got {has_audio!r}")
+    return ManifestEntry(path, audio_path, bounds["start"], bounds["end"], tuple(labels), has_audio)
+
+
+def read_manifest(path: str | os.PathLike, resolve_paths: bool = True) -> list[ManifestEntry]:
+    """Read and check a JSON-lines manifest; relative media paths are resolved against its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest file does not exist")
+    root = path.parent
+    entries = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ManifestError(f"{where}: not valid JSON ({err.msg})") from None
+            entry = _parse_line(obj, where)
+            entries.append(entry.resolved(root) if resolve_paths else entry)
+    return entries
+
+
+def write_manifest(path: str | os.PathLike, entries: list[ManifestEntry]) -> None:
+    """Write entries as JSON lines (atomically: a temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        for entry in entries:
+            handle.write(entry.to_json() + "\n")
+    os.replace(tmp, path)
