@@ -1,0 +1,195 @@
+"""Typed configuration of the model, masks and objective, with the size presets in one place."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+MODES = ("A", "V", "AV")
+
+# width, depth, heads, MLP ratio (V-JEPA 2 sizes; giant uses the 48/11 MLP ratio for ~1.0 B parameters).
+ENCODER_SIZES: dict[str, tuple[int, int, int, float]] = {
+    "tiny": (192, 12, 3, 4.0),
+    "small": (384, 12, 6, 4.0),
+    "base": (768, 12, 12, 4.0),
+    "large": (1024, 24, 16, 4.0),
+    "huge": (1280, 32, 16, 4.0),
+    "giant": (1408, 40, 22, 48 / 11),
+}
+
+# Predictor width, depth, heads per encoder size: V-JEPA 2's 384/12/12 for base and up, scaled down below.
+PREDICTOR_SIZES: dict[str, tuple[int, int, int]] = {
+    "tiny": (96, 4, 3),
+    "small": (192, 6, 6),
+    "base": (384, 12, 12),
+    "large": (384, 12, 12),
+    "huge": (384, 12, 12),
+    "giant": (384, 12, 12),
+}
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not valid; expected one of {', '.join(map(repr, choices))}")
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    width: int = 192
+    depth: int = 12
+    num_heads: int = 3
+    mlp_ratio: float = 4.0
+    audio_patch_time: int = 16
+    audio_patch_freq: int = 16
+    video_tubelet_time: int = 2
+    video_patch_size: int = 16
+    video_channels: int = 3
+    position_embedding: Literal["rope", "sincos"] = "rope"
+    rope_base: float = 10000.0
+    # None: time coordinate = token index. A number: time coordinate = token centre time in seconds divided by it,
+    # so audio and video tokens of the same instant share a time position.
+    time_unit_seconds: float | None = None
+    audio_frame_shift_seconds: float = 0.01
+    video_fps: float = 4.0
+    activation_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        _check_choice("encoder.position_embedding", self.position_embedding, ("rope", "sincos"))
+        for name in ("width", "depth", "num_heads", "audio_patch_time", "audio_patch_freq", "video_tubelet_time",
+                     "video_patch_size", "video_channels", "mlp_ratio", "audio_frame_shift_seconds", "video_fps"):
+            _check_positive(f"encoder.{name}", getattr(self, name))
+        if self.width % self.num_heads:
+            raise ValueError(f"encoder.width={self.width} is not divisible by encoder.num_heads={self.num_heads}")
+
+    @classmethod
+    def from_size(cls, size: str) -> "EncoderConfig":
+        """Config of a named size (change other fields with ``dataclasses.replace``)."""
+        _check_choice("size", size, tuple(ENCODER_SIZES))
+        width, depth, heads, ratio = ENCODER_SIZES[size]
+        return cls(width=width, depth=depth, num_heads=heads, mlp_ratio=ratio)
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    width: int = 96
+    depth: int = 4
+    num_heads: int = 3
+    mlp_ratio: float = 4.0
+
+    def __post_init__(self) -> None:
+        for name in ("width", "depth", "num_heads", "mlp_ratio"):
+            _check_positive(f"predictor.{name}", getattr(self, name))
+        if self.width % self.num_heads:
+            raise ValueError(f"predictor.width={self.width} is not divisible by predictor.num_heads={self.num_heads}")
+
+    @classmethod
+    def for_size(cls, size: str) -> "PredictorConfig":
+        _check_choice("size", size, tuple(PREDICTOR_SIZES))
+        width, depth, heads = PREDICTOR_SIZES[size]
+        return cls(width=width, depth=depth, num_heads=heads)
+
+
+@dataclass(frozen=True)
+class BlockMaskConfig:
+    """One mask configuration: ``num_blocks`` blocks of ``spatial_scale`` of the (H, W) plane each, all time."""
+
+    num_blocks: int
+    spatial_scale: float
+    aspect_ratio: tuple[float, float] = (0.75, 1.5)
+
+    def __post_init__(self) -> None:
+        _check_positive("mask.num_blocks", self.num_blocks)
+        if not 0 < self.spatial_scale <= 1:
+            raise ValueError(f"mask.spatial_scale must be in (0, 1], got {self.spatial_scale}")
+        lo, hi = self.aspect_ratio
+        if not 0 < lo <= hi:
+            raise ValueError(f"mask.aspect_ratio must be (low, high) with 0 < low <= high, got {self.aspect_ratio}")
+
+
+def _default_video_masks() -> tuple[BlockMaskConfig, ...]:
+    # V-JEPA 2: short-range 8 blocks at 15 % and long-range 2 blocks at 70 % of the spatial area, spanning all time.
+    return (BlockMaskConfig(8, 0.15), BlockMaskConfig(2, 0.70))
+
+
+def _default_audio_masks() -> tuple[BlockMaskConfig, ...]:
+    # Same two-scale idea on the (time, frequency) plane; time blocks may be longer than tall.
+    return (BlockMaskConfig(8, 0.15, (0.75, 3.0)), BlockMaskConfig(2, 0.70, (0.75, 3.0)))
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    video: tuple[BlockMaskConfig, ...] = field(default_factory=_default_video_masks)
+    audio: tuple[BlockMaskConfig, ...] = field(default_factory=_default_audio_masks)
+    min_context: int = 4  # fewest context tokens per modality; masks leaving fewer are re-drawn
+
+    def __post_init__(self) -> None:
+        if len(self.video) != len(self.audio) or not self.video:
+            raise ValueError(
+                f"mask.video and mask.audio must list the same number (>= 1) of configurations, "
+                f"got {len(self.video)} and {len(self.audio)}"
+            )
+        _check_positive("mask.min_context", self.min_context)
+
+
+CROSS_MODAL_CHOICES = ("none", "av", "all")
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """The 9-term objective and the ablation switches of the paper's central table."""
+
+    shared_encoder: bool = True  # False: one encoder per modality (the "separate unimodal encoders" row)
+    cross_modal: Literal["none", "av", "all"] = "all"  # "av": only A->V and V->A
+    joint_av: bool = True  # the AV mode ([video ; audio]) and every term that involves it
+    target_last_k_layers: int = 1  # targets = mean of the last k encoder layers, each layer-normalised
+    term_weights: tuple[tuple[str, float], ...] = ()  # e.g. (("intra_A", 2.0),); unnamed terms weigh 1
+    cross_modal_hidden_ratio: float = 1.0  # hidden width of the 3-layer cross-modal MLPs, relative to encoder width
+
+    def __post_init__(self) -> None:
+        from mjepa.terms import ALL_TERMS  # local import: terms imports nothing from here at module load
+
+        _check_choice("objective.cross_modal", self.cross_modal, CROSS_MODAL_CHOICES)
+        if not self.shared_encoder and self.joint_av:
+            raise ValueError("objective.joint_av=True needs objective.shared_encoder=True: the AV mode runs one encoder")
+        _check_positive("objective.target_last_k_layers", self.target_last_k_layers)
+        _check_positive("objective.cross_modal_hidden_ratio", self.cross_modal_hidden_ratio)
+        for name, weight in self.term_weights:
+            _check_choice("objective.term_weights key", name, ALL_TERMS)
+            if weight < 0:
+                raise ValueError(f"objective.term_weights[{name!r}] must be >= 0, got {weight}")
+
+    def weight(self, term: str) -> float:
+        return dict(self.term_weights).get(term, 1.0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+
+    @classmethod
+    def from_size(cls, size: str, objective: ObjectiveConfig | None = None) -> "ModelConfig":
+        return cls(EncoderConfig.from_size(size), PredictorConfig.for_size(size), objective or ObjectiveConfig())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        def build(kind, values):
+            names = {f.name for f in fields(kind)}
+            unknown = sorted(set(values) - names)
+            if unknown:
+                raise ValueError(f"unknown {kind.__name__} key {unknown[0]!r}; expected one of {sorted(names)}")
+            return kind(**values)
+
+        obj = dict(data.get("objective", {}))
+        obj["term_weights"] = tuple(tuple(p) for p in obj.get("term_weights", ()))
+        return cls(build(EncoderConfig, data.get("encoder", {})), build(PredictorConfig, data.get("predictor", {})),
+                   build(ObjectiveConfig, obj))

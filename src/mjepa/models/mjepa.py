@@ -1,0 +1,93 @@
+"""The MJEPA model: context encoder(s), EMA target encoder(s), predictor(s) and cross-modal heads."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from mjepa.config import ModelConfig
+from mjepa.models.crossmodal import CrossModalHead, head_key
+from mjepa.models.encoder import MultimodalEncoder
+from mjepa.models.predictor import Predictor
+from mjepa.terms import active_cross_pairs
+
+
+class MJEPA(nn.Module):
+    """All trainable parts plus the EMA target.
+
+    With ``objective.shared_encoder`` (the default) one encoder and one predictor serve every mode (key
+    ``"shared"``). Without it, the ablation's separate unimodal models are built: an audio encoder and predictor
+    (key ``"audio"``) for mode A and a video encoder and predictor (key ``"video"``) for mode V.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        enc_cfg, obj = config.encoder, config.objective
+        if obj.shared_encoder:
+            keys_modalities = {"shared": ("audio", "video")}
+        else:
+            keys_modalities = {"audio": ("audio",), "video": ("video",)}
+        self.encoders = nn.ModuleDict({k: MultimodalEncoder(enc_cfg, m) for k, m in keys_modalities.items()})
+        self.predictors = nn.ModuleDict({
+            k: Predictor(enc_cfg.width, config.predictor, enc_cfg.position_embedding, enc_cfg.rope_base)
+            for k in keys_modalities
+        })
+        hidden = max(1, int(round(enc_cfg.width * obj.cross_modal_hidden_ratio)))
+        self.cross_heads = nn.ModuleDict(
+            {head_key(s, t): CrossModalHead(enc_cfg.width, hidden) for s, t in active_cross_pairs(obj)}
+        )
+        # The target starts as an exact copy and is only ever moved by the EMA update.
+        self.target_encoders = copy.deepcopy(self.encoders)
+        self.target_encoders.requires_grad_(False)
+
+    def part_key(self, mode: str) -> str:
+        """Which encoder/predictor serves ``mode``."""
+        if self.config.objective.shared_encoder:
+            return "shared"
+        if mode == "A":
+            return "audio"
+        if mode == "V":
+            return "video"
+        raise ValueError(f"mode {mode!r} needs the shared encoder (objective.shared_encoder=True)")
+
+    def encoder(self, mode: str) -> MultimodalEncoder:
+        return self.encoders[self.part_key(mode)]
+
+    def target_encoder(self, mode: str) -> MultimodalEncoder:
+        return self.target_encoders[self.part_key(mode)]
+
+    def predictor(self, mode: str) -> Predictor:
+        return self.predictors[self.part_key(mode)]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters the optimiser updates: everything except the target encoder(s)."""
+        return [p for name, p in self.named_parameters() if not name.startswith("target_encoders.")]
+
+    def named_trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return [(n, p) for n, p in self.named_parameters() if not n.startswith("target_encoders.")]
+
+    def train(self, mode: bool = True) -> "MJEPA":
+        super().train(mode)
+        self.target_encoders.eval()  # the target never runs in training mode (no checkpointing, no dropout)
+        return self
+
+    def set_activation_checkpointing(self, enabled: bool) -> None:
+        for enc in self.encoders.values():
+            enc.set_activation_checkpointing(enabled)
+        for pred in self.predictors.values():
+            pred.blocks.activation_checkpointing = enabled
+
+    @torch.no_grad()
+    def token_grids(self, audio_shape: tuple[int, ...] | None, video_shape: tuple[int, ...] | None):
+        """``(audio_grid, video_grid)`` token grids for the given input shapes (``None`` where absent)."""
+        audio_grid = video_grid = None
+        if audio_shape is not None:
+            enc = self.encoder("A")
+            audio_grid = enc.audio_embed.grid(audio_shape)
+        if video_shape is not None:
+            enc = self.encoder("V")
+            video_grid = enc.video_embed.grid(video_shape)
+        return audio_grid, video_grid

@@ -1,0 +1,42 @@
+"""Names of the 9 loss terms and which of them an objective configuration turns on."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mjepa.config import ObjectiveConfig
+
+INTRA_TERMS = ("intra_A", "intra_V", "intra_AV")
+# Ordered pairs (source mode, target mode) of the six cross-modal predictors.
+CROSS_PAIRS = (("A", "V"), ("V", "A"), ("A", "AV"), ("V", "AV"), ("AV", "A"), ("AV", "V"))
+CROSS_TERMS = tuple(f"cross_{s}_to_{t}" for s, t in CROSS_PAIRS)
+ALL_TERMS = INTRA_TERMS + CROSS_TERMS
+
+
+def cross_term(source: str, target: str) -> str:
+    return f"cross_{source}_to_{target}"
+
+
+def active_modes(objective: "ObjectiveConfig") -> tuple[str, ...]:
+    return ("A", "V", "AV") if objective.joint_av else ("A", "V")
+
+
+def active_cross_pairs(objective: "ObjectiveConfig") -> tuple[tuple[str, str], ...]:
+    if objective.cross_modal == "none":
+        return ()
+    if objective.cross_modal == "av":
+        return (("A", "V"), ("V", "A"))
+    modes = active_modes(objective)
+    return tuple((s, t) for s, t in CROSS_PAIRS if s in modes and t in modes)
+
+
+def active_terms(objective: "ObjectiveConfig") -> tuple[str, ...]:
+    """The loss terms that the objective computes under this configuration, in canonical order."""
+    intra = tuple(f"intra_{m}" for m in active_modes(objective))
+    cross = tuple(cross_term(s, t) for s, t in active_cross_pairs(objective))
+    return intra + cross
+
+
+def mode_uses_audio(mode: str) -> bool:
+    return "A" in mode

@@ -1,0 +1,40 @@
+"""AdamW with the usual parameter groups: no weight decay on biases, norms, embeddings and mask tokens."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# Parameter names (substrings) that are embeddings or learned tokens rather than weight matrices.
+_NO_DECAY_NAMES = ("modality_embed", "mask_token")
+
+
+def uses_weight_decay(name: str, param: nn.Parameter) -> bool:
+    """Weight matrices and conv kernels decay; biases, norm scales, embeddings and mask tokens do not."""
+    if param.ndim <= 1:
+        return False
+    return not any(key in name for key in _NO_DECAY_NAMES)
+
+
+def parameter_groups(named_params: list[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict]:
+    decay = [p for n, p in named_params if p.requires_grad and uses_weight_decay(n, p)]
+    no_decay = [p for n, p in named_params if p.requires_grad and not uses_weight_decay(n, p)]
+    return [
+        {"params": decay, "weight_decay": weight_decay, "name": "decay"},
+        {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
+    ]
+
+
+def build_optimizer(
+    named_params: list[tuple[str, nn.Parameter]],
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> torch.optim.AdamW:
+    if lr <= 0:
+        raise ValueError(f"learning rate must be positive, got {lr}")
+    if weight_decay < 0:
+        raise ValueError(f"weight decay must be >= 0, got {weight_decay}")
+    # foreach keeps the update to a few fused kernels on every device.
+    return torch.optim.AdamW(parameter_groups(named_params, weight_decay), lr=lr, betas=betas, eps=eps, foreach=True)
