@@ -1,0 +1,160 @@
+"""Time of the full 9-term MJEPA training step, with achieved GFLOP/s against the machine's measured peak.
+
+In one run: the machine's fp32 and bf16 matrix-product throughput (best of a few GEMM shapes), then for each
+encoder size and precision the wall time of the training step (forward, backward, AdamW, EMA) at the given input
+shapes, its analytic FLOPs (mjepa.flops) and the ratio achieved / measured peak of that precision.
+
+    python benchmarks/bench_step.py                      # tiny and small, fp32 and bf16, default shapes
+    python benchmarks/bench_step.py --sizes tiny --precisions fp32 --steps 5
+
+Prints a table and writes JSON (default benchmarks/results/bench_step.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from mjepa.config import MaskConfig, ModelConfig
+from mjepa.flops import step_flops
+from mjepa.masks import MaskSampler
+from mjepa.models.mjepa import MJEPA
+from mjepa.objective import Batch
+from mjepa.terms import active_modes
+from mjepa.train.optim import build_optimizer
+from mjepa.train.step import train_step
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+GEMM_SHAPES = ((1024, 1024, 1024), (4096, 384, 1536), (4096, 768, 3072), (2048, 2048, 2048))
+
+
+def measure_matmul_gflops(dtype: torch.dtype, min_seconds: float, max_flops: float) -> dict:
+    """Best GFLOP/s over a few GEMM shapes typical of the step (and a square one).
+
+    Measured as ``F.linear(x, weight)`` with a ``(out, in)`` weight, the layout of every linear layer in the model:
+    on CPUs without native bf16 the plain ``a @ b`` layout takes a ~20x slower bf16 path, which would understate
+    the peak.
+    """
+    results = {}
+    for m, k, n in GEMM_SHAPES:
+        flops = 2.0 * m * k * n
+        if flops > max_flops:
+            continue
+        x, weight = torch.randn(m, k, dtype=dtype), torch.randn(n, k, dtype=dtype)
+        F.linear(x, weight)  # warm-up (library dispatch, packing buffers)
+        reps, start = 0, time.perf_counter()
+        while True:
+            F.linear(x, weight)
+            reps += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_seconds:
+                break
+        results[f"{m}x{k}x{n}"] = flops * reps / elapsed / 1e9
+    return {"best_gflops": max(results.values()), "per_shape_gflops": results}
+
+
+def bench_config(size: str, precision: str, args: argparse.Namespace) -> dict:
+    torch.manual_seed(0)
+    config = ModelConfig.from_size(size)
+    model = MJEPA(config)
+    optimizer = build_optimizer(model.named_trainable_parameters(), 1e-4, 0.04)
+    b = args.batch_size
+    gen = torch.Generator().manual_seed(0)
+    batch = Batch(
+        audio=torch.randn(b, args.audio_frames, args.mel_bins, generator=gen),
+        video=torch.randn(b, 3, args.frames, args.image_size, args.image_size, generator=gen),
+    )
+    audio_grid, video_grid = model.token_grids(tuple(batch.audio.shape), tuple(batch.video.shape))
+    masks = MaskSampler(MaskConfig(), active_modes(config.objective)).sample(b, audio_grid[:2], video_grid, seed=0)
+    flops = step_flops(config, b, tuple(batch.audio.shape), tuple(batch.video.shape), masks)
+    amp = None if precision == "fp32" else torch.bfloat16
+    for _ in range(args.warmup):
+        train_step(model, optimizer, batch, masks, ema_momentum=0.999, amp_dtype=amp)
+    times = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        result = train_step(model, optimizer, batch, masks, ema_momentum=0.999, amp_dtype=amp)
+        times.append(time.perf_counter() - start)
+    step_seconds = sorted(times)[len(times) // 2]
+    return {
+        "size": size,
+        "precision": precision,
+        "batch_size": b,
+        "encoder_params_millions": sum(p.numel() for p in model.encoders.parameters()) / 1e6,
+        "tokens": {"A": audio_grid[0] * audio_grid[1], "V": video_grid[0] * video_grid[1] * video_grid[2]},
+        "context_tokens": {m: [p.context.shape[1] for p in pairs] for m, pairs in masks.items()},
+        "target_tokens": {m: [p.target.shape[1] for p in pairs] for m, pairs in masks.items()},
+        "step_seconds_median": step_seconds,
+        "step_seconds_all": times,
+        "step_gflop": flops.training_step / 1e9,
+        "gflop_breakdown": {
+            "target_forward": flops.target_forward / 1e9,
+            "context_forward": (flops.context_forward + flops.context_embed_forward) / 1e9,
+            "predictor_forward": flops.predictor_forward / 1e9,
+            "cross_heads_forward": flops.cross_heads_forward / 1e9,
+        },
+        "achieved_gflops": flops.training_step / step_seconds / 1e9,
+        "loss": result.loss,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="tiny,small", help="comma-separated encoder sizes (default: tiny,small)")
+    parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated fp32,bf16 (default: both)")
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--audio-frames", type=int, default=1024, help="fbank frames (default 1024 = 10 s)")
+    parser.add_argument("--mel-bins", type=int, default=128)
+    parser.add_argument("--frames", type=int, default=16, help="video frames (default 16)")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per configuration")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per configuration (median reported)")
+    parser.add_argument("--gemm-seconds", type=float, default=1.0, help="time spent per GEMM shape")
+    parser.add_argument("--out", default="benchmarks/results/bench_step.json")
+    args = parser.parse_args()
+
+    precisions = args.precisions.split(",")
+    unknown = [p for p in precisions if p not in DTYPES]
+    if unknown:
+        parser.error(f"unknown precision {unknown[0]!r}; expected fp32 or bf16")
+    peaks = {}
+    for p in precisions:
+        # Without native bf16 (AVX512-BF16/AMX) bf16 GEMMs run ~20 GFLOP/s here: skip the largest shapes.
+        max_flops = 1e13 if p == "fp32" or torch.cpu._is_avx512_bf16_supported() else 2e10
+        peaks[p] = measure_matmul_gflops(DTYPES[p], args.gemm_seconds, max_flops)
+        print(f"matmul peak {p}: {peaks[p]['best_gflops']:.1f} GFLOP/s  {peaks[p]['per_shape_gflops']}", flush=True)
+
+    rows = []
+    for size in args.sizes.split(","):
+        for p in precisions:
+            row = bench_config(size, p, args)
+            row["efficiency_vs_matmul_peak"] = row["achieved_gflops"] / peaks[p]["best_gflops"]
+            rows.append(row)
+            print(f"{size:6s} {p}: step {row['step_seconds_median']:.3f} s, {row['step_gflop']:.1f} GFLOP, "
+                  f"{row['achieved_gflops']:.1f} GFLOP/s = {100 * row['efficiency_vs_matmul_peak']:.1f} % of "
+                  f"the {p} matmul peak", flush=True)
+
+    record = {
+        "benchmark": "bench_step",
+        "command": "python benchmarks/bench_step.py " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "cpu_capability": torch.backends.cpu.get_cpu_capability()},
+        "matmul_peak": peaks,
+        "results": rows,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from conftest import tiny_model_config
+from mjepa.config import MaskConfig
+from mjepa.data.synthetic import synthetic_batch
+from mjepa.flops import step_flops
+from mjepa.masks import MaskSampler
+from mjepa.models.mjepa import MJEPA
+from mjepa.objective import mjepa_objective
+
+
+def test_analytic_step_flops_match_torch_flop_counter():
+    model = MJEPA(tiny_model_config())
+    batch, _ = synthetic_batch(0, 0, 2)
+    audio_grid, video_grid = model.token_grids(batch.audio.shape, batch.video.shape)
+    masks = MaskSampler(MaskConfig()).sample(2, audio_grid[:2], video_grid, seed=0)
+    analytic = step_flops(model.config, 2, tuple(batch.audio.shape), tuple(batch.video.shape), masks)
+
+    # The math attention backend decomposes into matrix products the counter sees (the fused CPU kernel it misses).
+    counter = FlopCounterMode(display=False)
+    with counter, sdpa_kernel(SDPBackend.MATH):
+        out = mjepa_objective(model, batch, masks)
+    forward = counter.get_total_flops()
+    assert abs(analytic.forward - forward) / forward < 0.02, (analytic.forward, forward)
+
+    with counter, sdpa_kernel(SDPBackend.MATH):
+        out = mjepa_objective(model, batch, masks)
+        out.loss.backward()
+    measured_step = counter.get_total_flops()
+    assert abs(analytic.training_step - measured_step) / measured_step < 0.05, (analytic.training_step, measured_step)
