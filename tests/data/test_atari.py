@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 
+import av
 import numpy as np
 import pytest
 
-pytest.importorskip("ale_py")
-av = pytest.importorskip("av")
-
-from mjepa.data import atari  # noqa: E402
-from mjepa.data.atari import (  # noqa: E402
+from mjepa.data import atari
+from mjepa.data.atari import (
     EVENT_LABELS,
     SPLITS,
     atari_av_manifest_path,

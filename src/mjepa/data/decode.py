@@ -342,10 +342,12 @@ def _decode_video_window(
         raise _decode_failure(path, err, f"in the video stream near {start:.2f} s") from None
 
     if previous is None and next_target == 0:
+        if start <= 0:
+            raise MediaError(path, "unreadable", "video stream holds no decodable frame")
         raise MediaError(path, "too_short", f"no video frame in the window starting at {start:.3f} s")
     num_padded = 0
     if next_target < len(targets):
-        last_frame, last_time = previous
+        _, last_time = previous
         video_end = last_time + (step or 0.0)
         stopped_early = segment_end is None or video_end < segment_end - _TIME_EPSILON_S
         if stopped_early:
@@ -461,18 +463,24 @@ def decode_clip(
             seg_end = file_duration if seg_end is None else min(seg_end, file_duration)
         duration = None if seg_end is None else seg_end - seg_start
         if duration is not None and duration <= 0:
-            raise MediaError(path, "too_short", f"segment starts at {seg_start:.3f} s but the file ends at {seg_end:.3f} s")
+            raise MediaError(
+                path, "too_short", f"segment starts at {seg_start:.3f} s but the file ends at {seg_end:.3f} s"
+            )
         if window_start is None:
             window_start = choose_window_start(duration, spec.window_duration, generator)
         elif window_start < 0 or (duration is not None and window_start >= duration):
-            raise MediaError(path, "too_short", f"window start {window_start:.3f} s is outside the {duration} s segment")
+            raise MediaError(
+                path, "too_short", f"window start {window_start:.3f} s is outside the {duration} s segment"
+            )
 
         frames = frame_times = None
         num_padded = 0
         if has_video:
             first = seg_start + window_start
             targets = [first + k / spec.frames_per_second for k in range(spec.num_frames)]
-            frames, frame_times, num_padded = _decode_video_window(container, path, targets, segment_end, spec.short_side)
+            frames, frame_times, num_padded = _decode_video_window(
+                container, path, targets, segment_end, spec.short_side
+            )
 
         if spec.audio_window == "full":
             audio_from, audio_to = segment_start, segment_end

@@ -195,7 +195,9 @@ def import_audioset_csv(
             start = _parse_float(row[1], where, "start_seconds")
             end = _parse_float(row[2], where, "end_seconds")
             if end <= start:
-                raise ManifestError(f"{where}: column 'end_seconds' ({end}) must be greater than start_seconds ({start})")
+                raise ManifestError(
+                    f"{where}: column 'end_seconds' ({end}) must be greater than start_seconds ({start})"
+                )
             labels = _map_mids(row[3], names, where, "positive_labels")
             path = _find_media(media_root, patterns, {"ytid": ytid, "start": start, "end": end})
             bounds = {"start": start, "end": end} if segment_bounds_in_file else {}

@@ -211,16 +211,22 @@ def validate_manifest(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mjepa data validate",
-        description="Open every file of a manifest and report missing, corrupt, truncated, silent and audio-less items.",
+        description="Open every file of a manifest; report missing, corrupt, truncated, silent, audio-less items.",
     )
     parser.add_argument("manifest", help="JSON-lines manifest to check")
-    parser.add_argument("--min-duration", type=float, default=0.0, metavar="S", help="flag segments shorter than S seconds")
-    parser.add_argument("--silence-rms", type=float, default=DEFAULT_SILENCE_RMS, metavar="R", help="flag audio with RMS below R")
+    parser.add_argument(
+        "--min-duration", type=float, default=0.0, metavar="S", help="flag segments shorter than S seconds"
+    )
+    parser.add_argument(
+        "--silence-rms", type=float, default=DEFAULT_SILENCE_RMS, metavar="R", help="flag audio with RMS below R"
+    )
     parser.add_argument("--allow-no-audio", action="store_true", help="do not flag files without an audio stream")
     parser.add_argument("--full-video-decode", action="store_true", help="decode every video frame (slow)")
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="processes to check files in parallel")
     parser.add_argument("--json", metavar="OUT", help="write the full report as JSON to OUT")
-    parser.add_argument("--clean-manifest", metavar="OUT", help="write the ok entries (with has_audio filled in) to OUT")
+    parser.add_argument(
+        "--clean-manifest", metavar="OUT", help="write the ok entries (with has_audio filled in) to OUT"
+    )
     return parser
 
 

@@ -39,7 +39,9 @@ class VideoTransformConfig:
         if self.output_size < 1:
             raise ValueError(f"VideoTransformConfig.output_size must be >= 1, got {self.output_size}")
         if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
-            raise ValueError(f"VideoTransformConfig.crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
+            raise ValueError(
+                f"VideoTransformConfig.crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}"
+            )
         if not 0 < self.crop_aspect_ratio[0] <= self.crop_aspect_ratio[1]:
             raise ValueError(
                 f"VideoTransformConfig.crop_aspect_ratio must satisfy 0 < low <= high, got {self.crop_aspect_ratio}"
@@ -175,7 +177,10 @@ def spatial_views(frames: torch.Tensor, config: VideoTransformConfig, num_views:
     resized = resize_short_side(_to_float_channels_first(frames), size)
     height, width = resized.shape[-2:]
     long_extent = max(height, width) - size
-    offsets = [long_extent // 2] if num_views == 1 else [round(i * long_extent / (num_views - 1)) for i in range(num_views)]
+    if num_views == 1:
+        offsets = [long_extent // 2]
+    else:
+        offsets = [round(i * long_extent / (num_views - 1)) for i in range(num_views)]
     views = []
     for offset in offsets:
         if width >= height:

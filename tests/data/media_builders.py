@@ -1,4 +1,8 @@
-"""Small media files built with PyAV / soundfile once per test session.
+"""Small media files built with PyAV / soundfile once per test session, and the ``media`` fixture that holds them.
+
+Test modules import the fixture (``from media_builders import media``) rather than getting it from a
+``conftest.py``: a second ``conftest`` module under tests/ would shadow the top-level one for ``from conftest
+import ...``.
 
 Video frames carry their own index: the top half holds 8 vertical stripes, stripe b white when bit b of the frame
 index is set, so a decoded frame can be identified despite lossy compression. The bottom-left quarter is red
@@ -52,10 +56,12 @@ def write_video(
     sample_rate: int = 48000,
     pix_fmt: str = "yuv420p",
     container_options: dict | None = None,
+    keyframe_interval: int = 250,
 ) -> Path:
     with av.open(str(path), "w", options=container_options or {}) as container:
         video = container.add_stream(video_codec, rate=VIDEO_FPS)
         video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, pix_fmt
+        video.codec_context.gop_size = keyframe_interval
         audio = container.add_stream(audio_codec, rate=sample_rate, layout="stereo") if audio_codec else None
         for index in range(int(seconds * VIDEO_FPS)):
             frame = av.VideoFrame.from_ndarray(frame_image(index), format="rgb24")
@@ -98,14 +104,20 @@ def cut_in_half(source: Path, target: Path) -> Path:
     return target
 
 
-@pytest.fixture(scope="session")
-def media(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("media")
+_BUILT: dict[Path, dict[str, Path]] = {}
+
+
+def _build_media_set(root: Path) -> dict[str, Path]:
+    root.mkdir(parents=True, exist_ok=True)
     files = {
         "mp4": write_video(root / "clip.mp4", "libx264", "aac"),
-        "mp4_faststart": write_video(root / "faststart.mp4", "libx264", "aac", container_options={"movflags": "faststart"}),
-        "mkv": write_video(root / "clip.mkv", "libx264", "flac"),
-        "webm": write_video(root / "clip.webm", "libvpx", "libopus"),
+        # moov box at the front, as streaming sites serve it; a cut copy then opens and stops early.
+        "mp4_faststart": write_video(
+            root / "faststart.mp4", "libx264", "aac", container_options={"movflags": "faststart"}
+        ),
+        # Key frames every second, so that windows after the start are reached by a real seek.
+        "mkv": write_video(root / "clip.mkv", "libx264", "flac", keyframe_interval=VIDEO_FPS),
+        "webm": write_video(root / "clip.webm", "libvpx-vp9", "libopus", keyframe_interval=VIDEO_FPS),
         "avi": write_video(root / "clip.avi", "mjpeg", "pcm_s16le", pix_fmt="yuvj420p"),
         "video_only": write_video(root / "video_only.mp4", "libx264", None),
         "short": write_video(root / "short.mp4", "libx264", "aac", seconds=1.5),
@@ -131,3 +143,13 @@ def media(tmp_path_factory) -> dict[str, Path]:
     files["garbage"].write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     files["missing"] = root / "does_not_exist.mp4"
     return files
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory) -> dict[str, Path]:
+    """Name -> path of every test media file (see :func:`_build_media_set`); built once per session even though
+    several modules import the fixture."""
+    root = tmp_path_factory.getbasetemp() / "mjepa_media"
+    if root not in _BUILT:
+        _BUILT[root] = _build_media_set(root)
+    return _BUILT[root]
