@@ -22,10 +22,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from mjepa.config import BlockMaskConfig, MaskConfig
+from mjepa.seeding import derived_generator
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,7 @@ Masks = dict[str, list[MaskPair]]
 
 def mask_generator(seed: int, rank: int, worker: int, step: int) -> torch.Generator:
     """A torch generator whose state depends only on (seed, rank, worker, step)."""
-    for name, value in (("seed", seed), ("rank", rank), ("worker", worker), ("step", step)):
-        if value < 0:
-            raise ValueError(f"mask {name} must be >= 0, got {value}")
-    state = np.random.SeedSequence(entropy=seed, spawn_key=(rank, worker, step)).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
+    return derived_generator(seed, rank, worker, step)
 
 
 def _uniform(gen: torch.Generator, low: float, high: float) -> float:

@@ -1,0 +1,182 @@
+"""Manifest entries -> training samples, with broken items skipped, counted and listed (never replaced).
+
+``AudioVisualDataset[i]`` returns either a :class:`Sample` or a :class:`SkippedItem` that says which file failed
+and why. :func:`collate_samples` drops the skipped items from the batch and hands them on in
+``LoadedBatch.skipped``, so the training or evaluation loop can add them to a :class:`SkipLog` and report them.
+Nothing is substituted: a batch with a broken item is simply one sample smaller.
+
+Randomness (window start, crop, flip) comes from a generator seeded by ``(seed, epoch, index)``, so a sample is
+the same whichever worker or rank loads it, which is what exact resume needs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from mjepa.data.decode import ClipSpec, MediaError, decode_entry
+from mjepa.data.fbank import AudioFrontendConfig, audio_features
+from mjepa.data.manifest import ManifestEntry
+from mjepa.data.video_transforms import VideoTransformConfig, eval_video_transform, train_video_transform
+from mjepa.objective import Batch
+from mjepa.seeding import derived_generator
+
+MISSING_AUDIO_CHOICES = ("flag", "skip")
+
+
+@dataclass
+class Sample:
+    index: int
+    audio: torch.Tensor  # (target_frames, mel_bins) normalised log-mel; zeros when has_audio is False
+    audio_valid_frames: int  # frames holding audio, the rest is padding
+    video: torch.Tensor | None  # (3, T, S, S) normalised, None for audio-only items
+    labels: torch.Tensor  # (num_classes,) multi-hot float
+    has_audio: bool
+
+
+@dataclass(frozen=True)
+class SkippedItem:
+    index: int
+    path: str
+    reason: str
+    detail: str
+
+
+@dataclass
+class LoadedBatch:
+    batch: Batch | None  # None when every item of the batch was skipped
+    labels: torch.Tensor | None  # (B, num_classes)
+    indices: torch.Tensor | None  # (B,) manifest indices
+    audio_valid_frames: torch.Tensor | None  # (B,)
+    skipped: list[SkippedItem] = field(default_factory=list)
+
+
+def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """Generator for one item's augmentations, a pure function of (seed, epoch, index)."""
+    return derived_generator(seed, epoch, index)
+
+
+def multi_hot(labels: tuple[str, ...], vocabulary: dict[str, int], where: str) -> torch.Tensor:
+    out = torch.zeros(len(vocabulary))
+    for label in labels:
+        if label not in vocabulary:
+            raise ValueError(f"{where}: label {label!r} is not in the label vocabulary of {len(vocabulary)} classes")
+        out[vocabulary[label]] = 1.0
+    return out
+
+
+class AudioVisualDataset(Dataset):
+    """Decoded, transformed samples of a manifest.
+
+    ``training``: random window start, random resized crop and flip (seeded per item); otherwise a centred window
+    and a centre crop. ``require_video``: items without a video stream are skipped (an audio-only dataset passes
+    False). ``missing_audio``: ``"flag"`` keeps items without audio with ``has_audio=False`` (the objective leaves
+    them out of the audio terms); ``"skip"`` skips them.
+    """
+
+    def __init__(
+        self,
+        entries: list[ManifestEntry],
+        label_vocabulary: list[str],
+        clip: ClipSpec,
+        audio: AudioFrontendConfig,
+        video: VideoTransformConfig,
+        training: bool,
+        seed: int = 0,
+        require_video: bool = True,
+        missing_audio: str = "flag",
+    ) -> None:
+        if missing_audio not in MISSING_AUDIO_CHOICES:
+            raise ValueError(f"missing_audio={missing_audio!r} is not valid; expected one of {MISSING_AUDIO_CHOICES}")
+        if len(set(label_vocabulary)) != len(label_vocabulary):
+            raise ValueError("label_vocabulary holds duplicate labels")
+        self.entries = list(entries)
+        self.vocabulary = {label: i for i, label in enumerate(label_vocabulary)}
+        self.clip, self.audio, self.video = clip, audio, video
+        self.training, self.seed = training, seed
+        self.require_video, self.missing_audio = require_video, missing_audio
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> Sample | SkippedItem:
+        entry = self.entries[index]
+        labels = multi_hot(entry.labels, self.vocabulary, f"manifest item {index} ({entry.path})")
+        generator = item_generator(self.seed, self.epoch, index) if self.training else None
+        try:
+            clip = decode_entry(entry, self.clip, window_start=None, generator=generator,
+                                require_video=self.require_video, require_audio=self.missing_audio == "skip")
+        except MediaError as err:
+            return SkippedItem(index, str(err.path), err.reason, err.detail)
+        if clip.has_audio:
+            audio, valid = audio_features(clip.waveform, self.audio)
+        else:
+            audio, valid = torch.zeros(self.audio.target_frames, self.audio.num_mel_bins), 0
+        video = None
+        if clip.has_video:
+            if self.training:
+                video = train_video_transform(clip.frames, self.video, generator)
+            else:
+                video = eval_video_transform(clip.frames, self.video)
+        return Sample(index, audio, valid, video, labels, clip.has_audio)
+
+
+def collate_samples(items: list[Sample | SkippedItem]) -> LoadedBatch:
+    """Stack the good samples; pass the skipped ones on for reporting."""
+    samples = [s for s in items if isinstance(s, Sample)]
+    skipped = [s for s in items if isinstance(s, SkippedItem)]
+    if not samples:
+        return LoadedBatch(None, None, None, None, skipped)
+    with_video = [s.video is not None for s in samples]
+    if any(with_video) and not all(with_video):
+        raise ValueError("a batch mixes items with and without video; use require_video=True for video training")
+    video = torch.stack([s.video for s in samples]) if all(with_video) else None
+    batch = Batch(
+        audio=torch.stack([s.audio for s in samples]),
+        video=video,
+        has_audio=torch.tensor([s.has_audio for s in samples]),
+    )
+    return LoadedBatch(
+        batch,
+        torch.stack([s.labels for s in samples]),
+        torch.tensor([s.index for s in samples]),
+        torch.tensor([s.audio_valid_frames for s in samples]),
+        skipped,
+    )
+
+
+class SkipLog:
+    """Every item skipped during a run: counts per reason and the full list, written as JSON."""
+
+    def __init__(self) -> None:
+        self.items: list[SkippedItem] = []
+
+    def add(self, skipped: list[SkippedItem]) -> None:
+        self.items.extend(skipped)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(item.reason for item in self.items))
+
+    def summary(self) -> str:
+        if not self.items:
+            return "no items skipped"
+        parts = ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
+        return f"{len(self.items)} items skipped ({parts})"
+
+    def write(self, path: str | Path) -> None:
+        record = {
+            "num_skipped": len(self.items),
+            "counts": self.counts,
+            "items": [vars(item) for item in self.items],
+        }
+        Path(path).write_text(json.dumps(record, indent=2))

@@ -1,0 +1,82 @@
+import json
+
+import pytest
+import torch
+from media_builders import media  # noqa: F401  (pytest fixture)
+from torch.utils.data import DataLoader
+
+from mjepa.data.dataset import AudioVisualDataset, SkipLog, SkippedItem, collate_samples
+from mjepa.data.decode import ClipSpec
+from mjepa.data.fbank import AudioFrontendConfig
+from mjepa.data.manifest import ManifestEntry
+from mjepa.data.samplers import DistributedShardSampler, worker_init_function
+from mjepa.data.video_transforms import VideoTransformConfig
+
+CLIP = ClipSpec(num_frames=4, frames_per_second=4.0)
+AUDIO = AudioFrontendConfig(target_frames=192, num_mel_bins=64)
+VIDEO = VideoTransformConfig(output_size=32, eval_short_side=32)
+
+
+def _dataset(entries, training=True, missing_audio="flag", require_video=True):
+    return AudioVisualDataset(entries, ["a", "b"], CLIP, AUDIO, VIDEO, training=training, seed=0,
+                              require_video=require_video, missing_audio=missing_audio)
+
+
+def test_sample_shapes_labels_and_flags(media):
+    ds = _dataset([ManifestEntry(str(media["mp4"]), labels=("b",))])
+    sample = ds[0]
+    assert sample.audio.shape == (192, 64) and sample.video.shape == (3, 4, 32, 32)
+    assert sample.labels.tolist() == [0.0, 1.0] and sample.has_audio and sample.index == 0
+    assert 0 < sample.audio_valid_frames <= 192
+
+
+def test_training_samples_are_a_function_of_seed_epoch_index(media):
+    ds = _dataset([ManifestEntry(str(media["mkv"]))])
+    first, again = ds[0], ds[0]
+    assert torch.equal(first.video, again.video) and torch.equal(first.audio, again.audio)
+    ds.set_epoch(1)
+    assert not torch.equal(ds[0].video, first.video)
+
+
+def test_clip_without_audio_is_flagged_or_skipped(media):
+    entry = ManifestEntry(str(media["video_only"]))
+    flagged = _dataset([entry])[0]
+    assert not flagged.has_audio and flagged.audio_valid_frames == 0 and flagged.audio.abs().sum() == 0
+    skipped = _dataset([entry], missing_audio="skip")[0]
+    assert isinstance(skipped, SkippedItem) and skipped.reason == "no_audio_stream"
+
+
+def test_unknown_label_is_a_clear_error(media):
+    with pytest.raises(ValueError, match="label 'zebra'"):
+        _dataset([ManifestEntry(str(media["mp4"]), labels=("zebra",))])[0]
+
+
+def test_loader_over_mixed_manifest_runs_to_the_end_and_reports_each_bad_item(media, tmp_path):
+    kinds = ["mp4", "missing", "zero", "cut_mp4", "garbage", "webm", "video_only", "short", "flac", "avi"]
+    entries = [ManifestEntry(str(media[k])) for k in kinds]
+    ds = _dataset(entries, missing_audio="flag")
+    loader = DataLoader(ds, batch_size=3, sampler=DistributedShardSampler(len(ds), shuffle=False, pad=False),
+                        num_workers=2, collate_fn=collate_samples, worker_init_fn=worker_init_function(0, 0))
+    log, seen = SkipLog(), []
+    for loaded in loader:
+        log.add(loaded.skipped)
+        if loaded.batch is not None:
+            seen.extend(loaded.indices.tolist())
+            assert loaded.batch.video.shape[0] == loaded.batch.audio.shape[0] == len(loaded.indices)
+    expected_skips = {"missing": "missing", "zero": "zero_length", "cut_mp4": "truncated", "garbage": "unreadable",
+                      "flac": "no_video_stream"}
+    got = {kinds[item.index]: item.reason for item in log.items}
+    assert got == expected_skips
+    assert sorted(seen) == sorted(i for i, k in enumerate(kinds) if k not in expected_skips)
+    log.write(tmp_path / "skipped.json")
+    record = json.loads((tmp_path / "skipped.json").read_text())
+    assert record["num_skipped"] == 5 and record["counts"]["missing"] == 1
+    assert "5 items skipped" in log.summary()
+
+
+def test_audio_only_dataset_yields_audio_batches(media):
+    ds = _dataset([ManifestEntry(str(media["wav"])), ManifestEntry(str(media["ogg"]))], training=False,
+                  require_video=False)
+    loaded = collate_samples([ds[0], ds[1]])
+    assert loaded.batch.video is None and loaded.batch.audio.shape == (2, 192, 64)
+    assert loaded.batch.has_audio.all()
