@@ -1,0 +1,34 @@
+import json
+
+from media_builders import media  # noqa: F401  (pytest fixture)
+
+from mjepa.cli import main
+from mjepa.data.manifest import ManifestEntry, write_manifest
+
+
+def test_data_validate_through_the_mjepa_command(media, tmp_path, capsys):
+    manifest = tmp_path / "m.jsonl"
+    write_manifest(manifest, [ManifestEntry(str(media["mp4"])), ManifestEntry(str(media["missing"]))])
+    assert main(["data", "validate", str(manifest), "--json", str(tmp_path / "r.json")]) == 1
+    out = capsys.readouterr().out
+    assert "missing" in out and str(media["missing"]) in out
+    assert json.loads((tmp_path / "r.json").read_text())["counts"]["missing"] == 1
+
+
+def test_data_stats_reports_mean_std_and_skips_bad_items(media, tmp_path, capsys):
+    manifest = tmp_path / "m.jsonl"
+    write_manifest(manifest, [ManifestEntry(str(media["wav"])), ManifestEntry(str(media["flac"])),
+                              ManifestEntry(str(media["garbage"]))])
+    assert main(["data", "stats", str(manifest), "--json", str(tmp_path / "s.json")]) == 0
+    out = capsys.readouterr().out
+    assert "over 2 of 3 items" in out and "skipped" in out
+    record = json.loads((tmp_path / "s.json").read_text())
+    assert record["std"] > 0 and record["items_used"] == 2 and record["frontend"]["num_mel_bins"] == 128
+
+
+def test_data_stats_on_a_bad_manifest_is_a_one_line_error(tmp_path, capsys):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"path": 3}\n')
+    assert main(["data", "stats", str(manifest)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'path'" in err[0] and "m.jsonl:1" in err[0]
