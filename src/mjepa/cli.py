@@ -37,24 +37,23 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--seed", type=int, default=0, help="seed for weights, data and masks (default: 0)")
     pre.add_argument("--metrics", default=None, help="also write per-step metrics as JSON lines to this file")
 
-    data = sub.add_parser("data", help="data tools: validate a manifest, compute fbank statistics")
+    data = sub.add_parser("data", help="data tools: validate a manifest, fbank statistics, built-in AtariAV data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     # The tools parse their own arguments; these entries only make them show up in --help.
     data_sub.add_parser("validate", help="scan every file of a manifest and report the bad ones", add_help=False)
     data_sub.add_parser("stats", help="fbank mean / std over a manifest", add_help=False)
+    data_sub.add_parser("atari", help="generate the built-in AtariAV dataset", add_help=False)
     return parser
 
 
-DATA_TOOLS = ("validate", "stats")
+DATA_TOOLS = {"validate": "mjepa.data.validate", "stats": "mjepa.data.stats", "atari": "mjepa.data.atari_command"}
 
 
 def _run_data_tool(argv: list[str]) -> int:
     if argv and argv[0] in DATA_TOOLS:
-        if argv[0] == "validate":
-            from mjepa.data.validate import main as tool_main
-        else:
-            from mjepa.data.stats import main as tool_main
-        return tool_main(argv[1:])
+        import importlib
+
+        return importlib.import_module(DATA_TOOLS[argv[0]]).main(argv[1:])
     build_parser().parse_args(["data", *argv])  # prints usage and exits for a missing or unknown tool
     return 2
 

@@ -32,3 +32,19 @@ def test_data_stats_on_a_bad_manifest_is_a_one_line_error(tmp_path, capsys):
     assert main(["data", "stats", str(manifest)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'path'" in err[0] and "m.jsonl:1" in err[0]
+
+
+def test_data_atari_generates_then_reuses(tmp_path, capsys):
+    argv = ["data", "atari", "--out", str(tmp_path / "atari"), "--games", "pong", "--clips-per-game", "3",
+            "--clip-seconds", "1", "--size", "32"]
+    assert main(argv) == 0
+    assert (tmp_path / "atari" / "train.jsonl").is_file()
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "AtariAV ready" in capsys.readouterr().out
+
+
+def test_data_atari_unknown_game_is_a_one_line_error(tmp_path, capsys):
+    assert main(["data", "atari", "--out", str(tmp_path / "a"), "--games", "notagame"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "notagame" in err[0]
