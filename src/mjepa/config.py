@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 MODES = ("A", "V", "AV")
 
@@ -26,6 +27,23 @@ PREDICTOR_SIZES: dict[str, tuple[int, int, int]] = {
     "huge": (384, 12, 12),
     "giant": (384, 12, 12),
 }
+
+
+T = TypeVar("T")
+
+
+def dataclass_from_dict(cls: type[T], values: dict[str, Any], where: str | None = None) -> T:
+    """Build ``cls`` from a dict, rejecting unknown keys with the nearest valid one named.
+
+    Lists become tuples, as JSON and YAML have no tuples.
+    """
+    known = [f.name for f in fields(cls)]
+    for key in values:
+        if key not in known:
+            near = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {near[0]!r}?" if near else f"expected one of {', '.join(known)}"
+            raise ValueError(f"{where or cls.__name__}: unknown key {key!r}; {hint}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
@@ -182,14 +200,14 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        def build(kind, values):
-            names = {f.name for f in fields(kind)}
-            unknown = sorted(set(values) - names)
-            if unknown:
-                raise ValueError(f"unknown {kind.__name__} key {unknown[0]!r}; expected one of {sorted(names)}")
-            return kind(**values)
-
-        obj = dict(data.get("objective", {}))
-        obj["term_weights"] = tuple(tuple(p) for p in obj.get("term_weights", ()))
-        return cls(build(EncoderConfig, data.get("encoder", {})), build(PredictorConfig, data.get("predictor", {})),
-                   build(ObjectiveConfig, obj))
+        unknown_sections = sorted(set(data) - {"encoder", "predictor", "objective"})
+        if unknown_sections:
+            raise ValueError(f"ModelConfig: unknown section {unknown_sections[0]!r}; expected encoder, predictor, "
+                             f"objective")
+        objective = dict(data.get("objective", {}))
+        objective["term_weights"] = tuple(tuple(p) for p in objective.get("term_weights", ()))
+        return cls(
+            dataclass_from_dict(EncoderConfig, data.get("encoder", {}), "encoder"),
+            dataclass_from_dict(PredictorConfig, data.get("predictor", {}), "predictor"),
+            dataclass_from_dict(ObjectiveConfig, objective, "objective"),
+        )

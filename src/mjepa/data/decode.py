@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import av
 import numpy as np
 import torch
 
+from mjepa.config import dataclass_from_dict
 from mjepa.data.container_check import find_truncation
 from mjepa.data.manifest import ManifestEntry
 
@@ -108,11 +109,7 @@ class ClipSpec:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ClipSpec":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"ClipSpec: unknown key {unknown[0]!r}; expected keys {', '.join(sorted(known))}")
-        return cls(**values)
+        return dataclass_from_dict(cls, values)
 
 
 @dataclass(frozen=True)

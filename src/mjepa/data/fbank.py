@@ -21,11 +21,13 @@ Everything runs in float32.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Iterable
 
 import torch
+
+from mjepa.config import dataclass_from_dict
 
 AUDIOSET_FBANK_MEAN = -4.2677393
 AUDIOSET_FBANK_STD = 4.5689974
@@ -86,13 +88,7 @@ class AudioFrontendConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "AudioFrontendConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"AudioFrontendConfig: unknown key {unknown[0]!r}; expected keys {', '.join(sorted(known))}"
-            )
-        return cls(**values)
+        return dataclass_from_dict(cls, values)
 
 
 def _round_to_power_of_two(n: int) -> int:

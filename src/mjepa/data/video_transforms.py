@@ -12,10 +12,12 @@ All randomness comes from an explicit ``torch.Generator``: the same generator st
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+
+from mjepa.config import dataclass_from_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -60,13 +62,7 @@ class VideoTransformConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "VideoTransformConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"VideoTransformConfig: unknown key {unknown[0]!r}; expected keys {', '.join(sorted(known))}"
-            )
-        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()})
+        return dataclass_from_dict(cls, values)
 
 
 def _check_frames(frames: torch.Tensor) -> None:
