@@ -138,7 +138,7 @@ def test_interrupted_generation_leaves_nothing_that_looks_complete(tmp_path, mon
     def broken_write(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(atari, "_write_clip", broken_write)
+    monkeypatch.setattr(atari, "write_clip", broken_write)
     with pytest.raises(KeyboardInterrupt):
         _generate(tmp_path / "data")
     assert list(tmp_path.iterdir()) == []

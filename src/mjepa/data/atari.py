@@ -49,6 +49,9 @@ Same seed and settings give byte-identical manifests and ``labels.json`` (the mp
 library versions). Generation writes into a hidden sibling folder and renames it into place at the end, so an
 interrupted run never leaves a folder that looks complete; a later call with the same settings reuses the
 finished folder without emulating anything.
+
+Code: this module holds the public API, settings, caching and manifests; the emulator play loop is in
+:mod:`mjepa.data.atari_play` and the mp4/AAC clip writing in :mod:`mjepa.data.atari_encode`.
 """
 
 from __future__ import annotations
@@ -59,7 +62,6 @@ import shutil
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from fractions import Fraction
 from importlib import metadata
 from pathlib import Path
 
@@ -67,33 +69,42 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from mjepa.data.atari_encode import AUDIO_SAMPLE_RATE, video_codec, write_clip
+from mjepa.data.atari_play import (
+    ALE_AUDIO_RATE,
+    ALE_AUDIO_SAMPLES_PER_FRAME,
+    EMULATOR_FPS,
+    EVENT_LABELS,
+    SILENT_FRAME_FRACTION,
+    import_ale_py,
+    import_ale_roms,
+    play_segment,
+)
 from mjepa.data.manifest import ManifestEntry, write_manifest
+
+__all__ = [
+    "AUDIO_SAMPLE_RATE",
+    "DEFAULT_GAMES",
+    "EVENT_LABELS",
+    "POLICIES",
+    "SPLITS",
+    "atari_av_manifest_path",
+    "available_atari_games",
+    "generate_atari_av",
+    "read_atari_av_labels",
+]
 
 DEFAULT_GAMES = ("pong", "breakout", "space_invaders", "seaquest", "ms_pacman", "enduro", "asteroids", "frogger")
 SPLITS = ("train", "val", "test")
 POLICIES = ("random", "sticky")
-EVENT_LABELS = ("event:reward", "event:life_lost", "event:game_over", "event:silent")
 
-EMULATOR_FPS = 60
-ALE_AUDIO_SAMPLES_PER_FRAME = 512
-ALE_AUDIO_RATE = EMULATOR_FPS * ALE_AUDIO_SAMPLES_PER_FRAME  # 30,720 Hz, see the module docstring
-AUDIO_SAMPLE_RATE = 16000
-# The mjepa audio front end works at 16 kHz; AAC at 16 kHz mono needs far less than this, but Atari square waves
-# are harsh and we want the encoder to keep them.
-AUDIO_BIT_RATE = 64000
-
-# Bump when a change to this module changes the generated data, so cached folders are regenerated.
+# Bump when a change to this module (or to atari_play / atari_encode) changes the generated data, so cached
+# folders are regenerated.
 GENERATOR_VERSION = 1
-AAC_FRAME_SAMPLES = 1024  # the AAC encoder takes exactly this many samples per frame
 GENERATOR_NAME = "mjepa.data.atari"
 
-ACTION_REPEAT = 4  # emulator frames between policy decisions
-STICKY_KEEP_PROBABILITY = 0.75
-WARMUP_SECONDS_MAX = 4  # unrecorded play before a segment's first clip, drawn uniformly in whole action steps
 VAL_FRACTION = 0.15
 TEST_FRACTION = 0.15
-SILENT_FRAME_FRACTION = 0.9  # Atari sound is bursty: most clips have some silent frames, few are this quiet
-DC_WINDOW_SAMPLES = ALE_AUDIO_RATE // 30  # 1/30 s moving average: removes the chip's offset, keeps audible sound
 
 _MANIFEST_NAMES = {split: f"{split}.jsonl" for split in SPLITS}
 _INFO_NAME = "info.json"
@@ -102,7 +113,7 @@ _LABELS_NAME = "labels.json"
 
 def available_atari_games() -> list[str]:
     """ROM ids that the installed ale-py ships (any of them can be passed in ``games``)."""
-    roms = _import_ale_roms()
+    roms = import_ale_roms()
     return sorted(roms.get_all_rom_ids())
 
 
@@ -152,7 +163,7 @@ def generate_atari_av(
         raise FileExistsError(f"AtariAV out_dir {out_dir} is not empty and holds no AtariAV dataset; choose another")
 
     # Fail on a missing ale-py or an unknown game before any folder is created.
-    ale_py = _import_ale_py()
+    ale_py = import_ale_py()
     _check_games(settings["games"])
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -278,22 +289,6 @@ def _install(partial: Path, out_dir: Path, settings: dict) -> None:
 # generation
 
 
-def _import_ale_py():
-    try:
-        import ale_py
-    except ImportError as err:
-        raise ImportError("AtariAV needs the ale-py package (pip install 'ale-py>=0.12'); it was not found") from err
-    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # ALE prints a banner and seed lines otherwise
-    return ale_py
-
-
-def _import_ale_roms():
-    _import_ale_py()
-    from ale_py import roms
-
-    return roms
-
-
 def _check_games(games: list[str]) -> None:
     valid = available_atari_games()
     for game in games:
@@ -312,25 +307,22 @@ def _segment_seed_sequence(seed: int, game: str, split: str) -> np.random.SeedSe
     return np.random.SeedSequence([seed, zlib.crc32(game.encode()), SPLITS.index(split)])
 
 
-def _video_codec() -> str:
-    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
-
-
 def _generate_into(folder: Path, settings: dict, ale_py, report: Callable[[str], None]) -> None:
     started = time.perf_counter()
     games = settings["games"]
     split_sizes = _split_sizes(settings["clips_per_game"])
     entries: dict[str, list[ManifestEntry]] = {split: [] for split in SPLITS}
-    codec = _video_codec()
+    codec = video_codec()
     # One reformatter for the whole run: it keeps its scaling context, which a fresh frame.reformat() rebuilds.
     reformatter = VideoReformatter()
     for game_number, game in enumerate(games, start=1):
         game_started = time.perf_counter()
         for split in SPLITS:
-            clips = _play_segment(ale_py, game, split, split_sizes[split], settings)
+            seed_sequence = _segment_seed_sequence(settings["seed"], game, split)
+            clips = play_segment(ale_py, game, seed_sequence, split_sizes[split], settings)
             for index, clip in enumerate(clips):
                 relative = f"clips/{split}/{game}-{index:04d}.mp4"
-                _write_clip(folder / relative, clip, settings["fps"], settings["size"], codec, reformatter)
+                write_clip(folder / relative, clip, settings["fps"], settings["size"], codec, reformatter)
                 entries[split].append(
                     ManifestEntry(
                         path=relative,
@@ -391,144 +383,3 @@ def _write_json(path: Path, record: dict) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(record, handle, indent=2, sort_keys=False)
         handle.write("\n")
-
-
-def _play_segment(ale_py, game: str, split: str, num_clips: int, settings: dict) -> list[dict]:
-    """Play one independent segment and cut it into ``num_clips`` consecutive clips.
-
-    Each clip is a dict with ``frames`` (list of 210x160x3 uint8 screens), ``audio`` (uint8 emulator samples)
-    and ``events`` (event labels in EVENT_LABELS order).
-    """
-    seed_sequence = _segment_seed_sequence(settings["seed"], game, split)
-    emulator_seed, policy_seed = seed_sequence.spawn(2)
-    rng = np.random.default_rng(policy_seed)
-
-    ale = ale_py.ALEInterface()
-    # Every setting that affects emulation is set explicitly, so ale-py default changes cannot alter the data.
-    ale.setInt("random_seed", int(emulator_seed.generate_state(1)[0] % (2**31 - 1)))
-    ale.setFloat("repeat_action_probability", 0.0)
-    ale.setInt("frame_skip", 1)
-    ale.setInt("max_num_frames_per_episode", 0)
-    ale.setBool("color_averaging", False)
-    ale.setBool("sound_obs", True)
-    ale.loadROM(str(_import_ale_roms().get_rom_path(game)))
-    actions = ale.getMinimalActionSet()
-    audio_size = ale.getAudioSize()
-    if audio_size != ALE_AUDIO_SAMPLES_PER_FRAME:
-        raise RuntimeError(f"ale-py returned {audio_size} audio samples per frame; AtariAV expects "
-                           f"{ALE_AUDIO_SAMPLES_PER_FRAME}")
-
-    frames_per_clip = round(settings["clip_seconds"] * EMULATOR_FPS)
-    video_step = EMULATOR_FPS // settings["fps"]
-    # A warm-up that is a whole number of video and action steps starts the first clip on both boundaries.
-    alignment = int(np.lcm(video_step, ACTION_REPEAT))
-    warmup_frames = int(rng.integers(0, WARMUP_SECONDS_MAX * EMULATOR_FPS // alignment + 1)) * alignment
-
-    state = {"action": actions[0], "lives": ale.lives(), "previous_screen": None}
-    screen = np.empty((*ale.getScreenDims(), 3), dtype=np.uint8)
-
-    def step(frame_number: int) -> tuple[int, bool, bool]:
-        if frame_number % ACTION_REPEAT == 0:
-            keep = settings["policy"] == "sticky" and rng.random() < STICKY_KEEP_PROBABILITY
-            if not keep:
-                state["action"] = actions[int(rng.integers(len(actions)))]
-        reward = ale.act(state["action"])
-        lives = ale.lives()
-        life_lost = lives < state["lives"]
-        game_over = ale.game_over()
-        if game_over:
-            ale.reset_game()
-            lives = ale.lives()
-        state["lives"] = lives
-        return reward, life_lost, game_over
-
-    frame_number = 0
-    for _ in range(warmup_frames):
-        step(frame_number)
-        frame_number += 1
-    if warmup_frames:
-        ale.getScreenRGB(screen)
-        state["previous_screen"] = screen.copy()
-
-    clips = []
-    for _ in range(num_clips):
-        audio = np.empty((frames_per_clip, ALE_AUDIO_SAMPLES_PER_FRAME), dtype=np.uint8)
-        frames = []
-        any_reward = any_life_lost = any_game_over = False
-        for clip_frame in range(frames_per_clip):
-            reward, life_lost, game_over = step(frame_number)
-            ale.getAudio(audio[clip_frame])
-            # Keep the screen before each video frame too, for the anti-flicker maximum.
-            phase = clip_frame % video_step
-            if phase == 0 or phase == video_step - 1:
-                ale.getScreenRGB(screen)
-                if phase == 0:
-                    previous = state["previous_screen"]
-                    frames.append(screen.copy() if previous is None else np.maximum(screen, previous))
-                if phase == video_step - 1:
-                    state["previous_screen"] = screen.copy()
-            any_reward |= reward != 0
-            any_life_lost |= life_lost
-            any_game_over |= game_over
-            frame_number += 1
-        silent_frames = int(np.sum(audio.min(axis=1) == audio.max(axis=1)))
-        flags = {
-            "event:reward": any_reward,
-            "event:life_lost": any_life_lost,
-            "event:game_over": any_game_over,
-            "event:silent": silent_frames >= SILENT_FRAME_FRACTION * frames_per_clip,
-        }
-        clips.append({"frames": frames, "audio": audio.reshape(-1), "events": [e for e in EVENT_LABELS if flags[e]]})
-    return clips
-
-
-def _remove_dc(signal: np.ndarray, window: int) -> np.ndarray:
-    """Subtract a centred moving average (a cheap high-pass); edges are padded with the edge value."""
-    padded = np.pad(signal.astype(np.float64), (window // 2, window - 1 - window // 2), mode="edge")
-    running = np.concatenate([[0.0], np.cumsum(padded)])
-    local_mean = (running[window:] - running[:-window]) / window
-    return signal - local_mean
-
-
-def _emulator_audio_to_float(audio: np.ndarray) -> np.ndarray:
-    centred = (audio.astype(np.float64) - 128.0) / 128.0
-    return np.clip(_remove_dc(centred, DC_WINDOW_SAMPLES), -1.0, 1.0).astype(np.float32)
-
-
-def _write_clip(path: Path, clip: dict, fps: int, size: int, codec: str, reformatter: VideoReformatter) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w", format="mp4") as container:
-        video = container.add_stream(codec, rate=fps)
-        video.width = size
-        video.height = size
-        video.pix_fmt = "yuv420p"
-        video.time_base = Fraction(1, fps)
-        video.thread_count = 1  # clips are tiny; threads cost more than they save
-        if codec == "libx264":
-            video.options = {"crf": "20", "preset": "veryfast"}
-        else:
-            video.bit_rate = 400_000
-        audio = container.add_stream("aac", rate=AUDIO_SAMPLE_RATE)
-        audio.layout = "mono"
-        audio.bit_rate = AUDIO_BIT_RATE
-        # ffmpeg's default AAC search is twice as slow for no audible gain on 8-bit chip sound.
-        audio.options = {"aac_coder": "fast"}
-
-        for index, screen in enumerate(clip["frames"]):
-            frame = av.VideoFrame.from_ndarray(screen, format="rgb24")
-            # Area averaging keeps thin Atari sprites (balls, bullets) visible when shrinking 210x160 screens.
-            frame = reformatter.reformat(frame, width=size, height=size, format="yuv420p", interpolation="AREA")
-            frame.pts = index
-            container.mux(video.encode(frame))
-        container.mux(video.encode(None))
-
-        waveform = _emulator_audio_to_float(clip["audio"])
-        source = av.AudioFrame.from_ndarray(waveform[None, :], format="flt", layout="mono")
-        source.sample_rate = ALE_AUDIO_RATE
-        source.pts = 0
-        # libswresample low-passes before decimating; Atari square waves would alias badly otherwise.
-        resampler = av.AudioResampler(format="fltp", layout="mono", rate=AUDIO_SAMPLE_RATE,
-                                      frame_size=AAC_FRAME_SAMPLES)
-        for resampled in resampler.resample(source) + resampler.resample(None):
-            container.mux(audio.encode(resampled))
-        container.mux(audio.encode(None))
