@@ -11,7 +11,7 @@ def test_model_config_round_trips_through_dict():
 def test_unknown_key_names_the_nearest_valid_one():
     with pytest.raises(ValueError, match="unknown key 'widht'; did you mean 'width'"):
         dataclass_from_dict(EncoderConfig, {"widht": 64})
-    with pytest.raises(ValueError, match="section 'encodr'"):
+    with pytest.raises(ValueError, match="unknown key .encodr.; did you mean .encoder."):
         ModelConfig.from_dict({"encodr": {}})
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, TypeVar
+
+from mjepa.typed_config import build
 
 MODES = ("A", "V", "AV")
 
@@ -32,18 +33,9 @@ PREDICTOR_SIZES: dict[str, tuple[int, int, int]] = {
 T = TypeVar("T")
 
 
-def dataclass_from_dict(cls: type[T], values: dict[str, Any], where: str | None = None) -> T:
-    """Build ``cls`` from a dict, rejecting unknown keys with the nearest valid one named.
-
-    Lists become tuples, as JSON and YAML have no tuples.
-    """
-    known = [f.name for f in fields(cls)]
-    for key in values:
-        if key not in known:
-            near = difflib.get_close_matches(key, known, n=1)
-            hint = f"did you mean {near[0]!r}?" if near else f"expected one of {', '.join(known)}"
-            raise ValueError(f"{where or cls.__name__}: unknown key {key!r}; {hint}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+def dataclass_from_dict(cls: type[T], values: dict[str, Any], where: str = "") -> T:
+    """Build ``cls`` from a (nested) dict with every value type-checked; unknown keys name the nearest valid one."""
+    return build(cls, values, where)
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
@@ -200,14 +192,4 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        unknown_sections = sorted(set(data) - {"encoder", "predictor", "objective"})
-        if unknown_sections:
-            raise ValueError(f"ModelConfig: unknown section {unknown_sections[0]!r}; expected encoder, predictor, "
-                             f"objective")
-        objective = dict(data.get("objective", {}))
-        objective["term_weights"] = tuple(tuple(p) for p in objective.get("term_weights", ()))
-        return cls(
-            dataclass_from_dict(EncoderConfig, data.get("encoder", {}), "encoder"),
-            dataclass_from_dict(PredictorConfig, data.get("predictor", {}), "predictor"),
-            dataclass_from_dict(ObjectiveConfig, objective, "objective"),
-        )
+        return build(cls, data)
