@@ -105,12 +105,16 @@ def build(cls: type[T], values: dict[str, Any], path: str = "") -> T:
         if key not in names:
             raise _unknown_key_error(cls, key, path)
         kwargs[key] = _coerce(value, hints[key], _join(path, key))
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and f.name not in kwargs:
+            raise ConfigError(f"{path or cls.__name__}: missing key {f.name!r}")
     try:
         return cls(**kwargs)
     except ConfigError:
         raise
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"{path + ': ' if path else ''}{err}") from None
+        raise ConfigError(str(err)) from None
 
 
 def to_dict(obj: Any) -> Any:
@@ -140,15 +144,25 @@ def _set_path(tree: dict, cls: type, dotted: str, value: Any) -> None:
         node_cls, path = field_type, _join(path, part)
 
 
-def apply_overrides(config: T, overrides: list[str]) -> T:
-    """``config`` with ``key.sub=value`` overrides applied (values are parsed as YAML: 3, 1e-4, true, [1, 2])."""
-    tree = to_dict(config)
+def merge_overrides(cls: type, tree: dict, overrides: list[str]) -> dict:
+    """A copy of the (possibly partial) dict ``tree`` for ``cls`` with ``key.sub=value`` overrides set.
+
+    Values are parsed by :func:`parse_override_value`; keys are checked against the schema of ``cls``.
+    """
+    import copy
+
+    tree = copy.deepcopy(tree)
     for item in overrides:
         key, sep, text = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not of the form key=value")
-        _set_path(tree, type(config), key.strip(), parse_override_value(text.strip()))
-    return build(type(config), tree)
+        _set_path(tree, cls, key.strip(), parse_override_value(text.strip()))
+    return tree
+
+
+def apply_overrides(config: T, overrides: list[str]) -> T:
+    """``config`` with ``key.sub=value`` overrides applied."""
+    return build(type(config), merge_overrides(type(config), to_dict(config), overrides))
 
 
 def parse_override_value(text: str) -> Any:

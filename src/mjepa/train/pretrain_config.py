@@ -1,0 +1,140 @@
+"""The pretraining configuration: every default in one place, presets shipped with the package, overrides.
+
+``load_pretrain_config("tiny-cpu", ["optim.peak_lr=1e-3"])`` reads the preset (or a YAML file path), applies
+``key=value`` overrides and checks every key and value (see ``mjepa.typed_config``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from mjepa.config import MaskConfig, ModelConfig
+from mjepa.typed_config import ConfigError, build, load_yaml, merge_overrides
+
+PRESET_PACKAGE = "mjepa.configs"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: Literal["atari", "synthetic", "manifest"] = "atari"
+    manifests: tuple[str, ...] = ()  # JSON-lines manifests (source=manifest); several make a mixture
+    mixture_weights: tuple[float, ...] = ()  # one per manifest; empty = every item equally likely
+    class_balanced: bool = False  # AudioSet-style class-balanced sampling (single manifest)
+    atari_dir: str = "data/atari"  # AtariAV folder; generated there on first use
+    atari_games: tuple[str, ...] = ("pong", "breakout", "space_invaders", "seaquest", "ms_pacman", "enduro",
+                                    "asteroids", "frogger")
+    atari_clips_per_game: int = 40
+    num_frames: int = 8
+    frames_per_second: float = 4.0
+    image_size: int = 64
+    audio_frames: int = 384  # fbank frames after padding / cutting (10 ms each)
+    mel_bins: int = 128
+    audio_window: Literal["full", "aligned"] = "full"
+    missing_audio: Literal["flag", "skip"] = "flag"
+    fbank_mean: float = -4.2677393  # AudioSet statistics (AudioMAE / AST convention)
+    fbank_std: float = 4.5689974
+    num_workers: int = 2  # loader processes per rank
+
+    def __post_init__(self) -> None:
+        if self.source == "manifest" and not self.manifests:
+            raise ValueError("data.source='manifest' needs data.manifests (one or more manifest paths)")
+        if self.mixture_weights and len(self.mixture_weights) != len(self.manifests):
+            raise ValueError(f"data.mixture_weights has {len(self.mixture_weights)} values for "
+                             f"{len(self.manifests)} manifests")
+        for name in ("num_frames", "image_size", "audio_frames", "mel_bins", "atari_clips_per_game"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    start_lr: float = 1e-4
+    peak_lr: float = 5.25e-4
+    final_lr: float = 1e-6
+    warmup_steps: int = 12000
+    cooldown_steps: int = 0  # linear decay to final_lr over the last cooldown_steps
+    weight_decay: float = 0.04
+    final_weight_decay: float = 0.04
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    grad_clip: float | None = 10.0
+    ema_start: float = 0.99925
+    ema_end: float = 0.99925
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    steps: int = 150000
+    batch_size: int = 512  # global batch (all ranks, all accumulation micro-steps)
+    grad_accumulation: int = 1
+    seed: int = 0
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    distributed: Literal["auto", "ddp", "fsdp", "none"] = "auto"  # auto: DDP when launched with several ranks
+    activation_checkpointing: bool = False
+    compile: bool = False
+    out_dir: str = "runs/pretrain"
+    init_from: str | None = None  # start from these weights (a checkpoint); optimiser and step start fresh
+    checkpoint_every: int = 1000  # steps between periodic checkpoints (the latest one is rewritten each time)
+    keep_checkpoints: int = 3  # periodic checkpoints kept (older ones deleted)
+    log_every: int = 10
+    nan_policy: Literal["skip", "stop"] = "skip"  # skip: drop the step; stop: checkpoint-free exit with a message
+    max_skipped_steps: int = 20  # consecutive non-finite steps before even "skip" stops the run
+    collapse_std_threshold: float = 0.01  # warn when the per-dimension std of pooled targets falls below
+    collapse_rank_fraction: float = 0.05  # warn when effective rank / width falls below
+    tensorboard: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "grad_accumulation", "checkpoint_every", "keep_checkpoints", "log_every",
+                     "max_skipped_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"run.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    masks: MaskConfig = field(default_factory=MaskConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        if self.optim.warmup_steps + self.optim.cooldown_steps > self.run.steps:
+            raise ValueError(
+                f"optim.warmup_steps ({self.optim.warmup_steps}) + optim.cooldown_steps "
+                f"({self.optim.cooldown_steps}) exceed run.steps ({self.run.steps})"
+            )
+        enc = self.model.encoder
+        if self.data.audio_frames % enc.audio_patch_time or self.data.mel_bins % enc.audio_patch_freq:
+            raise ValueError(
+                f"data.audio_frames={self.data.audio_frames} x data.mel_bins={self.data.mel_bins} is not divisible "
+                f"by the audio patch {enc.audio_patch_time}x{enc.audio_patch_freq}"
+            )
+        if self.data.num_frames % enc.video_tubelet_time or self.data.image_size % enc.video_patch_size:
+            raise ValueError(
+                f"data.num_frames={self.data.num_frames} / data.image_size={self.data.image_size} is not divisible "
+                f"by the tubelet {enc.video_tubelet_time}x{enc.video_patch_size}x{enc.video_patch_size}"
+            )
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_source(source: str) -> dict:
+    if source in preset_names():
+        return load_yaml(str(resources.files(PRESET_PACKAGE).joinpath(f"{source}.yaml")))
+    if Path(source).suffix in (".yaml", ".yml") or Path(source).exists():
+        return load_yaml(source)
+    raise ConfigError(f"config {source!r} is neither a preset ({', '.join(preset_names())}) nor a YAML file")
+
+
+def load_pretrain_config(source: str, overrides: list[str]) -> PretrainConfig:
+    """Preset name or YAML path, then ``key=value`` overrides; every key and value checked."""
+    return build(PretrainConfig, merge_overrides(PretrainConfig, _read_source(source), overrides))
