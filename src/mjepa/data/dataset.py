@@ -5,8 +5,9 @@ and why. :func:`collate_samples` drops the skipped items from the batch and hand
 ``LoadedBatch.skipped``, so the training or evaluation loop can add them to a :class:`SkipLog` and report them.
 Nothing is substituted: a batch with a broken item is simply one sample smaller.
 
-Randomness (window start, crop, flip) comes from a generator seeded by ``(seed, epoch, index)``, so a sample is
-the same whichever worker or rank loads it, which is what exact resume needs.
+Randomness (window start, crop, flip) comes from a generator seeded by ``(seed, epoch, index)``, or by
+``(seed, stream position)`` for keys from the training stream (``mjepa.data.stream``), so a sample is the same
+whichever worker or rank loads it, which is what exact resume needs.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class LoadedBatch:
     indices: torch.Tensor | None  # (B,) manifest indices
     audio_valid_frames: torch.Tensor | None  # (B,)
     skipped: list[SkippedItem] = field(default_factory=list)
+    rows: torch.Tensor | None = None  # (B,) position of each kept sample in the requested batch
 
 
 def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
@@ -108,10 +110,17 @@ class AudioVisualDataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, index: int) -> Sample | SkippedItem:
+    def __getitem__(self, key: int | tuple[int, int]) -> Sample | SkippedItem:
+        """``dataset[index]`` (augmentations keyed by ``(seed, epoch, index)``) or ``dataset[(index, position)]``
+        from the training stream (augmentations keyed by ``(seed, stream position)``)."""
+        if isinstance(key, tuple):
+            index, position = key
+            generator = derived_generator(self.seed, position) if self.training else None
+        else:
+            index = key
+            generator = item_generator(self.seed, self.epoch, index) if self.training else None
         entry = self.entries[index]
         labels = multi_hot(entry.labels, self.vocabulary, f"manifest item {index} ({entry.path})")
-        generator = item_generator(self.seed, self.epoch, index) if self.training else None
         try:
             clip = decode_entry(entry, self.clip, window_start=None, generator=generator,
                                 require_video=self.require_video, require_audio=self.missing_audio == "skip")
@@ -132,7 +141,8 @@ class AudioVisualDataset(Dataset):
 
 def collate_samples(items: list[Sample | SkippedItem]) -> LoadedBatch:
     """Stack the good samples; pass the skipped ones on for reporting."""
-    samples = [s for s in items if isinstance(s, Sample)]
+    rows = [i for i, s in enumerate(items) if isinstance(s, Sample)]
+    samples = [items[i] for i in rows]
     skipped = [s for s in items if isinstance(s, SkippedItem)]
     if not samples:
         return LoadedBatch(None, None, None, None, skipped)
@@ -151,6 +161,7 @@ def collate_samples(items: list[Sample | SkippedItem]) -> LoadedBatch:
         torch.tensor([s.index for s in samples]),
         torch.tensor([s.audio_valid_frames for s in samples]),
         skipped,
+        torch.tensor(rows),
     )
 
 

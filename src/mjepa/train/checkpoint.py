@@ -1,0 +1,114 @@
+"""Checkpoint files: atomic writes, a rolling ``latest.pt`` plus rotated periodic copies, safe loading.
+
+A checkpoint holds only tensors and plain Python values (dicts, lists, strings, numbers), so it is loaded with
+``torch.load(weights_only=True)``: loading never unpickles arbitrary objects, and a crafted file cannot run code.
+
+Writes go to a temporary file in the same folder, are flushed to disk, then renamed over the target, so a run
+killed in the middle of a write leaves the previous checkpoint intact and loadable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT_FORMAT = "mjepa-checkpoint-v1"
+_PERIODIC = re.compile(r"^step_(\d{8})\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or is not an mjepa checkpoint."""
+
+
+def atomic_torch_save(payload: dict[str, Any], path: str | Path) -> None:
+    """``torch.save`` to a temporary file, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Make the rename itself durable; not every platform lets a folder be opened for that.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint without unpickling arbitrary objects; a clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure to read is reported as one clear error
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {first_line}") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not an mjepa checkpoint (format {CHECKPOINT_FORMAT!r} expected)")
+    return payload
+
+
+class CheckpointManager:
+    """``<dir>/latest.pt`` rewritten at every save, plus ``<dir>/step_XXXXXXXX.pt`` for periodic saves, of which
+    the newest ``keep`` are kept."""
+
+    def __init__(self, folder: str | Path, keep: int) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        self.folder = Path(folder)
+        self.keep = keep
+
+    @property
+    def latest_path(self) -> Path:
+        return self.folder / "latest.pt"
+
+    def periodic_paths(self) -> list[Path]:
+        if not self.folder.is_dir():
+            return []
+        found = [p for p in self.folder.iterdir() if _PERIODIC.match(p.name)]
+        return sorted(found, key=lambda p: int(_PERIODIC.match(p.name).group(1)))
+
+    def save(self, payload: dict[str, Any], step: int, periodic: bool) -> Path:
+        payload = {"format": CHECKPOINT_FORMAT, **payload}
+        if not periodic:
+            atomic_torch_save(payload, self.latest_path)
+            return self.latest_path
+        # Write the (large) file once; latest.pt becomes a second name for it, swapped in atomically.
+        step_path = self.folder / f"step_{step:08d}.pt"
+        atomic_torch_save(payload, step_path)
+        tmp = self.folder / f".latest.pt.link-{os.getpid()}"
+        try:
+            os.link(step_path, tmp)
+            os.replace(tmp, self.latest_path)
+        except OSError:  # file systems without hard links
+            if tmp.exists():
+                tmp.unlink()
+            atomic_torch_save(payload, self.latest_path)
+        for old in self.periodic_paths()[: -self.keep]:
+            old.unlink()
+        return step_path
+
+    def latest(self) -> Path | None:
+        return self.latest_path if self.latest_path.is_file() else None

@@ -1,0 +1,107 @@
+"""From a DataConfig to this rank's stream of training micro-batches (synthetic, AtariAV or user manifests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader
+
+from mjepa.data.dataset import AudioVisualDataset, LoadedBatch, collate_samples
+from mjepa.data.decode import ClipSpec
+from mjepa.data.fbank import AudioFrontendConfig
+from mjepa.data.manifest import ManifestEntry, read_manifest
+from mjepa.data.samplers import class_balance_weights, mixture_weights, worker_init_function
+from mjepa.data.stream import StepBatchSampler
+from mjepa.data.synthetic import synthetic_batch
+from mjepa.data.video_transforms import VideoTransformConfig
+from mjepa.train.distributed import DistributedContext, barrier
+from mjepa.train.pretrain_config import DataConfig, PretrainConfig
+
+
+@dataclass(frozen=True)
+class Frontend:
+    """Preprocessing settings; stored in every checkpoint so evaluation and embedding decode the same way."""
+
+    clip: ClipSpec
+    audio: AudioFrontendConfig
+    video: VideoTransformConfig
+
+    def to_dict(self) -> dict:
+        return {"clip": self.clip.to_dict(), "audio": self.audio.to_dict(), "video": self.video.to_dict()}
+
+
+def frontend_for(data: DataConfig) -> Frontend:
+    return Frontend(
+        ClipSpec(num_frames=data.num_frames, frames_per_second=data.frames_per_second, audio_window=data.audio_window),
+        AudioFrontendConfig(target_frames=data.audio_frames, num_mel_bins=data.mel_bins, mean=data.fbank_mean,
+                            std=data.fbank_std),
+        VideoTransformConfig(output_size=data.image_size, eval_short_side=data.image_size),
+    )
+
+
+def _atari_manifest(data: DataConfig, ctx: DistributedContext) -> tuple[list[ManifestEntry], list[str]]:
+    from mjepa.data.atari import atari_av_manifest_path, generate_atari_av, read_atari_av_labels
+
+    if ctx.is_main:  # one rank generates, the others wait and read
+        generate_atari_av(data.atari_dir, games=data.atari_games, clips_per_game=data.atari_clips_per_game)
+    barrier()
+    return read_manifest(atari_av_manifest_path(data.atari_dir, "train")), read_atari_av_labels(data.atari_dir)
+
+
+def _manifest_entries(data: DataConfig) -> tuple[list[ManifestEntry], list[str], torch.Tensor | None]:
+    parts = [read_manifest(path) for path in data.manifests]
+    entries = [entry for part in parts for entry in part]
+    vocabulary = sorted({label for entry in entries for label in entry.labels})
+    weights = None
+    if data.mixture_weights:
+        weights = mixture_weights([len(p) for p in parts], list(data.mixture_weights))
+    elif data.class_balanced:
+        index = {label: i for i, label in enumerate(vocabulary)}
+        labels = torch.zeros(len(entries), len(vocabulary))
+        for row, entry in enumerate(entries):
+            for label in entry.labels:
+                labels[row, index[label]] = 1.0
+        weights = class_balance_weights(labels)
+    return entries, vocabulary, weights
+
+
+def _synthetic_stream(config: PretrainConfig, ctx: DistributedContext, sampler_shape: tuple[int, int],
+                      start_step: int) -> Iterator[LoadedBatch]:
+    data, run = config.data, config.run
+    micro_global, per_rank = sampler_shape
+    for step in range(start_step, run.steps):
+        for micro in range(run.grad_accumulation):
+            first = (step * run.grad_accumulation + micro) * micro_global + ctx.rank * per_rank
+            batch, labels = synthetic_batch(run.seed, first, per_rank, data.audio_frames, data.mel_bins,
+                                            data.num_frames, data.image_size)
+            yield LoadedBatch(batch, labels, torch.arange(first, first + per_rank),
+                              torch.full((per_rank,), data.audio_frames), [], torch.arange(per_rank))
+
+
+def build_train_stream(config: PretrainConfig, ctx: DistributedContext, start_step: int) -> Iterator[LoadedBatch]:
+    """This rank's micro-batches from ``start_step`` on, in order: ``run.grad_accumulation`` per step."""
+    data, run = config.data, config.run
+    if run.batch_size % (run.grad_accumulation * ctx.world_size):
+        raise ValueError(f"run.batch_size={run.batch_size} must be divisible by run.grad_accumulation x world size "
+                         f"= {run.grad_accumulation} x {ctx.world_size}")
+    micro_global = run.batch_size // run.grad_accumulation
+    if data.source == "synthetic":
+        return _synthetic_stream(config, ctx, (micro_global, micro_global // ctx.world_size), start_step)
+    if data.source == "atari":
+        entries, vocabulary = _atari_manifest(data, ctx)
+        weights = None
+    else:
+        entries, vocabulary, weights = _manifest_entries(data)
+    frontend = frontend_for(data)
+    dataset = AudioVisualDataset(entries, vocabulary, frontend.clip, frontend.audio, frontend.video, training=True,
+                                 seed=run.seed, require_video=True, missing_audio=data.missing_audio)
+    sampler = StepBatchSampler(len(dataset), run.batch_size, run.grad_accumulation, ctx.world_size, ctx.rank,
+                               run.seed, start_step, run.steps, weights)
+    loader = DataLoader(
+        dataset, batch_sampler=sampler, num_workers=data.num_workers, collate_fn=collate_samples,
+        worker_init_fn=worker_init_function(run.seed, ctx.rank), persistent_workers=data.num_workers > 0,
+        prefetch_factor=4 if data.num_workers > 0 else None,
+    )
+    return iter(loader)

@@ -1,0 +1,337 @@
+"""The pretraining loop: one function per stage, `pretrain(config)` ties them together.
+
+Resume is exact: model, target, optimiser, step and skip log come from the checkpoint; the data stream, masks and
+augmentations are functions of the step (``mjepa.data.stream``), so no other state is needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from mjepa.data.dataset import LoadedBatch, SkipLog, SkippedItem
+from mjepa.masks import MaskPair, Masks, MaskSampler
+from mjepa.models.mjepa import MJEPA
+from mjepa.objective import Batch
+from mjepa.terms import active_modes
+from mjepa.train import run_files
+from mjepa.train.checkpoint import CheckpointManager, load_checkpoint
+from mjepa.train.data_pipeline import build_train_stream, frontend_for
+from mjepa.train.distributed import DistributedContext, all_reduce_mean, any_rank, init_distributed, shutdown
+from mjepa.train.ema import ema_update
+from mjepa.train.monitor import MetricsWriter, ProgressLine, collapse_metrics, collapse_warnings
+from mjepa.train.optim import build_optimizer
+from mjepa.train.parallel import (
+    ParallelModel, full_optimizer_state, full_state_dict, load_full_optimizer_state, load_full_state_dict,
+    parallelize, to_local_float,
+)
+from mjepa.train.precision import resolve_amp_dtype
+from mjepa.train.pretrain_config import PretrainConfig
+from mjepa.train.schedules import LearningRateSchedule, LinearSchedule
+from mjepa.train.step import autocast_context
+
+
+class TrainingStopped(RuntimeError):
+    """The run stopped on purpose (non-finite values under nan_policy=stop); the message says why."""
+
+
+@dataclass
+class PretrainResult:
+    run_dir: Path
+    last_step: int  # steps completed
+    losses: dict[int, float] = field(default_factory=dict)  # step -> total loss (mean over ranks)
+    preempted: str | None = None  # the signal that ended the run early
+
+
+class PreemptionFlag:
+    """SIGTERM / SIGUSR1 (cluster preemption) only set a flag; the loop checkpoints and exits cleanly."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous = {}
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        self.received = signal.Signals(signum).name
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass
+class Trainer:
+    config: PretrainConfig
+    ctx: DistributedContext
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    parallel: ParallelModel
+    optimizer: torch.optim.Optimizer
+    lr: LearningRateSchedule
+    weight_decay: LinearSchedule
+    ema: LinearSchedule
+    masks: MaskSampler
+    skip_log: SkipLog = field(default_factory=SkipLog)
+    consecutive_bad_steps: int = 0
+
+    @property
+    def model(self) -> MJEPA:
+        return self.parallel.model
+
+
+def resolve_device(requested: str, ctx: DistributedContext) -> torch.device:
+    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ValueError("run.device='cuda' but no CUDA device is available")
+        return torch.device("cuda", ctx.local_rank)
+    return torch.device("cpu")
+
+
+def build_trainer(config: PretrainConfig, ctx: DistributedContext) -> Trainer:
+    run, optim = config.run, config.optim
+    device = resolve_device(run.device, ctx)
+    torch.manual_seed(run.seed)  # same initial weights on every rank
+    model = MJEPA(config.model)
+    model.set_activation_checkpointing(run.activation_checkpointing)
+    model.to(device)
+    parallel = parallelize(model, ctx, run.distributed, device)
+    if run.compile:
+        for encoder in model.encoders.values():
+            encoder.blocks.compile()
+    optimizer = build_optimizer(model.named_trainable_parameters(), optim.peak_lr, optim.weight_decay,
+                                optim.betas, optim.eps)
+    return Trainer(
+        config, ctx, device, resolve_amp_dtype(run.precision, device.type), parallel, optimizer,
+        LearningRateSchedule(optim.start_lr, optim.peak_lr, optim.final_lr, optim.warmup_steps,
+                             optim.cooldown_steps, run.steps),
+        LinearSchedule(optim.weight_decay, optim.final_weight_decay, run.steps),
+        LinearSchedule(optim.ema_start, optim.ema_end, run.steps),
+        MaskSampler(config.masks, active_modes(config.model.objective)),
+    )
+
+
+def checkpoint_payload(trainer: Trainer, step: int) -> dict:
+    """Everything a resumed run needs, as tensors and plain values (no pickled objects)."""
+    return {
+        "step": step,
+        "model": full_state_dict(trainer.model),
+        "optimizer": full_optimizer_state(trainer.model, trainer.optimizer),
+        "config": run_files.config_dict(trainer.config),
+        "frontend": frontend_for(trainer.config.data).to_dict(),
+        "rng": {"torch": torch.get_rng_state()},
+        "data_position": {"next_step": step, "global_batch": trainer.config.run.batch_size},
+        "skipped_items": [vars(item) for item in trainer.skip_log.items],
+        "mjepa_version": run_files.package_version(),
+    }
+
+
+def restore(trainer: Trainer, path: Path) -> int:
+    payload = load_checkpoint(path)
+    load_full_state_dict(trainer.model, payload["model"])
+    load_full_optimizer_state(trainer.model, trainer.optimizer, payload["optimizer"])
+    torch.set_rng_state(payload["rng"]["torch"])
+    trainer.skip_log.add([SkippedItem(**item) for item in payload.get("skipped_items", [])])
+    return int(payload["step"])
+
+
+def init_from_weights(trainer: Trainer, path: str) -> None:
+    """Start from another run's weights (e.g. a cool-down from the main run); optimiser and step start fresh."""
+    load_full_state_dict(trainer.model, load_checkpoint(path)["model"])
+
+
+def rank_masks(trainer: Trainer, loaded: LoadedBatch, step: int, micro: int, grids) -> Masks:
+    """Masks drawn for the whole global micro-batch from (seed, step, micro), this rank's kept rows taken.
+
+    Drawing for the global batch makes the run independent of the number of ranks: a 2-rank run sees exactly the
+    masks of the 1-rank run with the same global batch.
+    """
+    micro_global = trainer.config.run.batch_size // trainer.config.run.grad_accumulation
+    per_rank = micro_global // trainer.ctx.world_size
+    masks = trainer.masks.sample(micro_global, grids[0], grids[1], seed=trainer.config.run.seed, rank=0,
+                                 worker=micro, step=step)
+    rows = trainer.ctx.rank * per_rank + loaded.rows
+    return {mode: [MaskPair(p.context[rows], p.target[rows]).to(trainer.device) for p in pairs]
+            for mode, pairs in masks.items()}
+
+
+def set_schedules(trainer: Trainer, step: int) -> dict[str, float]:
+    lr, wd, ema = trainer.lr(step), trainer.weight_decay(step), trainer.ema(step)
+    for group in trainer.optimizer.param_groups:
+        group["lr"] = lr
+        group["weight_decay"] = wd if group.get("name") == "decay" else 0.0
+    return {"lr": lr, "weight_decay": wd, "ema_momentum": ema}
+
+
+@dataclass
+class StepOutcome:
+    values: dict[str, float]  # loss, every term, grad_norm (this rank's loss and terms)
+    pooled_targets: dict[str, torch.Tensor]
+    finite: bool  # loss and gradient finite on every rank
+
+
+def forward_backward(trainer: Trainer, step: int, micro_batches: list[LoadedBatch]) -> StepOutcome | None:
+    """Forward and backward over the step's micro-batches, then clip. None when every micro-batch was empty."""
+    usable = [not any_rank(lb.batch is None, trainer.device) for lb in micro_batches]
+    todo = [i for i, ok in enumerate(usable) if ok]
+    if not todo:
+        return None
+    trainer.optimizer.zero_grad(set_to_none=True)
+    values: dict[str, float] = {}
+    pooled: dict[str, torch.Tensor] = {}
+    for position, micro in enumerate(todo):
+        loaded = micro_batches[micro]
+        batch = loaded.batch.to(trainer.device)
+        grids = trainer.model.token_grids(tuple(batch.audio.shape), tuple(batch.video.shape))
+        masks = rank_masks(trainer, loaded, step, micro, (grids[0][:2], grids[1]))
+        # Gradients are synchronised once, on the last micro-batch of the step.
+        sync = position == len(todo) - 1
+        with (contextlib.nullcontext() if sync else trainer.parallel.no_sync()):
+            with autocast_context(trainer.device.type, trainer.amp_dtype):
+                out = trainer.parallel.forward(batch, masks)
+            (out.loss / len(todo)).backward()
+        for name, value in {"loss": out.loss, **out.terms}.items():
+            values[name] = values.get(name, 0.0) + float(value.detach()) / len(todo)
+        pooled = out.pooled_targets
+    params = [p for p in trainer.model.trainable_parameters() if p.grad is not None]
+    clip = trainer.config.optim.grad_clip
+    grad_norm = to_local_float(torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else math.inf))
+    values["grad_norm"] = grad_norm
+    finite = not any_rank(not all(math.isfinite(v) for v in values.values()), trainer.device)
+    return StepOutcome(values, pooled, finite)
+
+
+def apply_update(trainer: Trainer, outcome: StepOutcome, ema_momentum: float, step: int) -> None:
+    """Optimiser step and EMA for a finite step; for a non-finite one, drop it or stop, as configured."""
+    if outcome.finite:
+        trainer.optimizer.step()
+        ema_update(trainer.model.target_encoders, trainer.model.encoders, ema_momentum)
+        trainer.consecutive_bad_steps = 0
+        return
+    trainer.optimizer.zero_grad(set_to_none=True)
+    trainer.consecutive_bad_steps += 1
+    run = trainer.config.run
+    detail = ", ".join(f"{k}={v:.4g}" for k, v in outcome.values.items() if not math.isfinite(v))
+    if run.nan_policy == "stop":
+        raise TrainingStopped(f"non-finite values at step {step + 1} ({detail}); run.nan_policy=stop, the last "
+                              f"checkpoint is untouched")
+    if trainer.consecutive_bad_steps > run.max_skipped_steps:
+        raise TrainingStopped(f"{trainer.consecutive_bad_steps} consecutive non-finite steps up to step {step + 1} "
+                              f"({detail}) exceed run.max_skipped_steps={run.max_skipped_steps}")
+    print(f"warning: step {step + 1} skipped: non-finite {detail}", flush=True)
+
+
+def log_step(trainer: Trainer, step: int, outcome: StepOutcome, schedules: dict[str, float],
+             timing: dict[str, float], writer: MetricsWriter | None) -> dict[str, float]:
+    """Average the step's values over ranks, add throughput and collapse indicators, write and return them."""
+    names = sorted(outcome.values)
+    averaged = all_reduce_mean(torch.tensor([outcome.values[n] for n in names], dtype=torch.float64,
+                                            device=trainer.device))
+    record = dict(zip(names, averaged.tolist()))
+    record.update(schedules)
+    record.update(collapse_metrics(outcome.pooled_targets))
+    clips = trainer.config.run.batch_size
+    record["clips_per_second"] = clips / timing["step_seconds"]
+    record["tokens_per_second"] = clips * timing["tokens_per_clip"] / timing["step_seconds"]
+    record["data_wait_fraction"] = timing["wait_seconds"] / timing["step_seconds"]
+    record["skipped_items_total"] = len(trainer.skip_log.items)
+    if writer is not None:
+        writer.write(step + 1, record)
+        batch = next(iter(outcome.pooled_targets.values())).shape[0]
+        for warning in collapse_warnings(record, trainer.config.model.encoder.width, batch,
+                                         trainer.config.run.collapse_std_threshold,
+                                         trainer.config.run.collapse_rank_fraction):
+            print(f"warning: step {step + 1}: {warning}", flush=True)
+    return record
+
+
+def tokens_per_clip(trainer: Trainer) -> int:
+    data, enc = trainer.config.data, trainer.config.model.encoder
+    audio = (data.audio_frames // enc.audio_patch_time) * (data.mel_bins // enc.audio_patch_freq)
+    video = (data.num_frames // enc.video_tubelet_time) * (data.image_size // enc.video_patch_size) ** 2
+    return audio + video
+
+
+def save(trainer: Trainer, manager: CheckpointManager, step: int, periodic: bool) -> None:
+    payload = checkpoint_payload(trainer, step)  # every rank takes part in gathering the full state
+    if trainer.ctx.is_main:
+        manager.save(payload, step, periodic)
+
+
+def start_or_resume(trainer: Trainer, manager: CheckpointManager) -> int:
+    latest = manager.latest()
+    if latest is not None:
+        step = restore(trainer, latest)
+        if trainer.ctx.is_main:
+            print(f"resuming from {latest} at step {step}", flush=True)
+        return step
+    if trainer.config.run.init_from:
+        init_from_weights(trainer, trainer.config.run.init_from)
+    return 0
+
+
+def train_steps(trainer: Trainer, manager: CheckpointManager, start_step: int, writer: MetricsWriter | None,
+                preemption: PreemptionFlag, result: PretrainResult) -> None:
+    run = trainer.config.run
+    stream = build_train_stream(trainer.config, trainer.ctx, start_step)
+    progress = ProgressLine(run.steps, start_step) if trainer.ctx.is_main else None
+    per_clip = tokens_per_clip(trainer)
+    for step in range(start_step, run.steps):
+        started = time.perf_counter()
+        micro_batches = [next(stream) for _ in range(run.grad_accumulation)]
+        waited = time.perf_counter() - started
+        for loaded in micro_batches:
+            trainer.skip_log.add(loaded.skipped)
+        schedules = set_schedules(trainer, step)
+        outcome = forward_backward(trainer, step, micro_batches)
+        if outcome is not None:
+            apply_update(trainer, outcome, schedules["ema_momentum"], step)
+            timing = {"step_seconds": time.perf_counter() - started, "wait_seconds": waited,
+                      "tokens_per_clip": per_clip}
+            if (step + 1) % run.log_every == 0 or step + 1 == run.steps or step == start_step:
+                record = log_step(trainer, step, outcome, schedules, timing, writer)
+                result.losses[step + 1] = record["loss"]
+                if progress is not None:
+                    progress.update(step + 1, record["loss"], record["clips_per_second"])
+        result.last_step = step + 1
+        periodic = (step + 1) % run.checkpoint_every == 0 or step + 1 == run.steps
+        stop_signal = any_rank(preemption.received is not None, trainer.device)
+        if periodic or stop_signal:
+            save(trainer, manager, step + 1, periodic)
+        if stop_signal:
+            result.preempted = preemption.received or "signal on another rank"
+            return
+
+
+def pretrain(config: PretrainConfig) -> PretrainResult:
+    """Run (or resume) the pretraining described by ``config``; see docs/training.md."""
+    device_type = "cuda" if config.run.device == "cuda" or (config.run.device == "auto"
+                                                           and torch.cuda.is_available()) else "cpu"
+    ctx = init_distributed(device_type)
+    preemption = PreemptionFlag()
+    writer = None
+    try:
+        trainer = build_trainer(config, ctx)
+        run_dir = Path(config.run.out_dir)
+        if ctx.is_main:
+            run_files.write_run_files(run_dir, config, ctx)
+            writer = MetricsWriter(run_dir, config.run.tensorboard)
+        manager = CheckpointManager(run_dir / "checkpoints", config.run.keep_checkpoints)
+        start_step = start_or_resume(trainer, manager)
+        result = PretrainResult(run_dir, start_step)
+        train_steps(trainer, manager, start_step, writer, preemption, result)
+        if ctx.is_main:
+            trainer.skip_log.write(run_dir / "skipped_items.json")
+            print(f"{trainer.skip_log.summary()}; checkpoints in {manager.folder}", flush=True)
+        return result
+    finally:
+        if writer is not None:
+            writer.close()
+        preemption.restore()
+        shutdown()

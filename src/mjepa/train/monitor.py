@@ -1,0 +1,127 @@
+"""Training monitors: collapse indicators, metrics files (JSON lines, optional TensorBoard), a progress line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+import torch
+
+
+def feature_std(pooled: torch.Tensor) -> float:
+    """Mean over dimensions of the per-dimension standard deviation across the batch of L2-normalised features.
+
+    Collapsed features (every clip mapped to the same vector) give 0; well-spread features of width D give about
+    ``1/sqrt(D)``.
+    """
+    if pooled.shape[0] < 2:
+        return float("nan")
+    normed = torch.nn.functional.normalize(pooled.float(), dim=-1)
+    return float(normed.std(dim=0).mean())
+
+
+def effective_rank(pooled: torch.Tensor) -> float:
+    """``exp(entropy)`` of the normalised singular values of the centred features (Roy & Vetterli, 2007).
+
+    1 when every clip lies on one line; up to ``min(batch, width)`` when the features use every direction.
+    """
+    if pooled.shape[0] < 2:
+        return float("nan")
+    x = pooled.float() - pooled.float().mean(dim=0, keepdim=True)
+    singular = torch.linalg.svdvals(x)
+    total = singular.sum()
+    if total <= 0:
+        return 1.0
+    p = singular / total
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def collapse_metrics(pooled_targets: dict[str, torch.Tensor]) -> dict[str, float]:
+    out = {}
+    for mode, pooled in pooled_targets.items():
+        out[f"target_std_{mode}"] = feature_std(pooled)
+        out[f"effective_rank_{mode}"] = effective_rank(pooled)
+    return out
+
+
+def collapse_warnings(metrics: dict[str, float], width: int, batch: int, std_threshold: float,
+                      rank_fraction: float) -> list[str]:
+    """Human-readable warnings for indicators below their thresholds."""
+    warnings = []
+    rank_floor = rank_fraction * min(width, batch)
+    for key, value in metrics.items():
+        if key.startswith("target_std_") and value == value and value < std_threshold:
+            warnings.append(f"{key}={value:.4f} is below run.collapse_std_threshold={std_threshold}: target features "
+                            f"are collapsing (see docs/troubleshooting.md)")
+        if key.startswith("effective_rank_") and value == value and value < rank_floor:
+            warnings.append(f"{key}={value:.2f} is below {rank_floor:.2f} (run.collapse_rank_fraction x "
+                            f"min(width, batch)): pooled embeddings span few directions")
+    return warnings
+
+
+class MetricsWriter:
+    """One JSON object per logged step in ``metrics.jsonl``; the same scalars to TensorBoard when asked."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool) -> None:
+        self.path = run_dir / "metrics.jsonl"
+        self.handle = open(self.path, "a", encoding="utf-8")
+        self.tensorboard = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ValueError("run.tensorboard=true needs the tensorboard package: pip install tensorboard") from None
+            self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        self.handle.write(json.dumps({"step": step, **values}) + "\n")
+        self.handle.flush()
+        if self.tensorboard is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)):
+                    self.tensorboard.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        self.handle.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+class ProgressLine:
+    """``step 120/400 [####......] loss 2.310  12.3 clips/s  ETA 3m12s``: redrawn in place on a terminal, one
+    line per call otherwise (log files)."""
+
+    def __init__(self, total_steps: int, start_step: int, stream: TextIO = sys.stderr) -> None:
+        self.total, self.start = total_steps, start_step
+        self.stream = stream
+        self.started = time.perf_counter()
+        self.interactive = stream.isatty()
+
+    def update(self, step: int, loss: float, clips_per_second: float) -> None:
+        done = step - self.start
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / done * (self.total - step) if done > 0 else float("nan")
+        width = 20
+        filled = int(width * step / self.total)
+        bar = "#" * filled + "." * (width - filled)
+        eta_text = format_duration(eta) if eta == eta else "?"
+        line = (f"step {step}/{self.total} [{bar}] loss {loss:.4f}  {clips_per_second:.1f} clips/s  "
+                f"ETA {eta_text}")
+        if self.interactive:
+            self.stream.write("\r" + line)
+            if step >= self.total:
+                self.stream.write("\n")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
