@@ -5,15 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mjepa.config import ENCODER_SIZES
-from mjepa.train.precision import PRECISIONS
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,21 +12,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     pre = sub.add_parser(
         "pretrain",
-        help="pretrain an MJEPA model (for now: a smoke run on built-in synthetic audio-visual data)",
-        description="Pretrain MJEPA with the full 9-term objective on built-in synthetic audio-visual clips "
-        "(spectrogram 128 frames x 64 mel bins, video 8 frames at 64 px). Prints every term per step.",
+        help="pretrain an MJEPA model (a preset or YAML config plus key=value overrides)",
+        description="Pretrain MJEPA with the 9-term objective. The configuration is a preset name or a YAML file, "
+        "then key=value overrides with dotted keys, e.g. optim.peak_lr=1e-3 run.steps=200 "
+        "model.objective.cross_modal=av. Re-running with the same run.out_dir resumes from its latest checkpoint. "
+        "Launch with torchrun (or srun) for several processes.",
     )
-    pre.add_argument("--size", choices=tuple(ENCODER_SIZES), default="tiny", help="encoder size (default: tiny)")
-    pre.add_argument("--steps", type=_positive_int, default=30, help="optimisation steps (default: 30)")
-    pre.add_argument("--batch-size", type=_positive_int, default=8, help="clips per step (default: 8)")
-    pre.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate (default: 5e-4)")
-    pre.add_argument("--weight-decay", type=float, default=0.04, help="AdamW weight decay (default: 0.04)")
-    pre.add_argument("--ema", type=float, default=0.996, help="EMA momentum of the target (default: 0.996)")
-    pre.add_argument("--precision", choices=PRECISIONS, default="auto",
-                     help="auto = bf16 on CUDA and on CPUs with native bf16, else fp32 (default: auto)")
-    pre.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    pre.add_argument("--seed", type=int, default=0, help="seed for weights, data and masks (default: 0)")
-    pre.add_argument("--metrics", default=None, help="also write per-step metrics as JSON lines to this file")
+    pre.add_argument("--config", default="tiny-cpu",
+                     help="preset (tiny-cpu, vitl16-as2m, vitg16-as2m-vm2m, vitg16-as2m-vm2m-cooldown64) or YAML "
+                     "file (default: tiny-cpu)")
+    pre.add_argument("--print-config", action="store_true", help="print the merged configuration and exit")
+    pre.add_argument("overrides", nargs="*", metavar="key=value", help="configuration overrides")
 
     data = sub.add_parser("data", help="data tools: validate a manifest, fbank statistics, built-in AtariAV data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -58,23 +45,43 @@ def _run_data_tool(argv: list[str]) -> int:
     return 2
 
 
+def _pretrain(args: argparse.Namespace) -> int:
+    import yaml
+
+    from mjepa.train.pretrain_config import load_pretrain_config
+    from mjepa.typed_config import to_dict
+
+    config = load_pretrain_config(args.config, args.overrides)
+    if args.print_config:
+        print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
+        return 0
+    from mjepa.train.loop import pretrain
+
+    result = pretrain(config)
+    if result.preempted:
+        print(f"mjepa pretrain: stopped by {result.preempted} after step {result.last_step}; checkpoint written, "
+              f"run the same command to resume", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["data"]:
         return _run_data_tool(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "pretrain":
-        from mjepa.train.smoke import run_smoke_pretraining
+        from mjepa.train.checkpoint import CheckpointError
+        from mjepa.train.distributed import DistributedInitError
+        from mjepa.train.loop import TrainingStopped
 
         try:
-            run_smoke_pretraining(
-                size=args.size, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                weight_decay=args.weight_decay, ema_momentum=args.ema, precision=args.precision,
-                device=args.device, seed=args.seed, metrics_path=args.metrics,
-            )
-        except ValueError as err:
+            return _pretrain(args)
+        except (ValueError, CheckpointError, DistributedInitError) as err:
             print(f"mjepa pretrain: error: {err}", file=sys.stderr)
             return 2
+        except TrainingStopped as err:
+            print(f"mjepa pretrain: stopped: {err}", file=sys.stderr)
+            return 3
     return 0
 
 

@@ -1,0 +1,74 @@
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pretrain_helpers import TINY_RUN, cli_env, run_cli, step_losses, synthetic_run
+
+STEPS = 12
+
+
+def _atari_run(out_dir, data_dir):
+    return [*TINY_RUN, "data.source=atari", f"data.atari_dir={data_dir}", "data.atari_games=[pong,breakout]",
+            "data.atari_clips_per_game=3", "data.num_workers=1", f"run.steps={STEPS}", "run.batch_size=4",
+            f"run.out_dir={out_dir}"]
+
+
+def _args(source, out_dir, tmp_path):
+    if source == "synthetic":
+        return synthetic_run(out_dir, STEPS, extra=("run.checkpoint_every=2",))
+    return [*_atari_run(out_dir, tmp_path / "atari"), "run.checkpoint_every=2"]
+
+
+def _start(args):
+    return subprocess.Popen([sys.executable, "-m", "mjepa.cli", "pretrain", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=cli_env())
+
+
+def _wait_for_step(run_dir, step, proc, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if (run_dir / "metrics.jsonl").exists() and max(step_losses(run_dir), default=0) >= step:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended before step {step}: {proc.stderr.read()}")
+        time.sleep(0.05)
+    raise AssertionError(f"step {step} not reached in {timeout} s")
+
+
+@pytest.mark.parametrize("source", ["synthetic", "atari"])
+def test_sigkill_then_resume_gives_the_uninterrupted_losses(source, tmp_path):
+    reference_dir = tmp_path / "reference"
+    done = run_cli(["pretrain", *_args(source, reference_dir, tmp_path)])
+    assert done.returncode == 0, done.stderr
+    reference = step_losses(reference_dir)
+    assert sorted(reference) == list(range(1, STEPS + 1))
+
+    run_dir = tmp_path / "killed"
+    proc = _start(_args(source, run_dir, tmp_path))
+    _wait_for_step(run_dir, 5, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert max(step_losses(run_dir)) < STEPS  # really killed mid-run
+
+    resumed = run_cli(["pretrain", *_args(source, run_dir, tmp_path)])
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stdout
+    assert step_losses(run_dir) == reference  # every step, before and after the kill, equal to the reference
+
+
+def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path):
+    run_dir = tmp_path / "run"
+    args = synthetic_run(run_dir, STEPS, extra=("run.checkpoint_every=100",))
+    proc = _start(args)
+    _wait_for_step(run_dir, 3, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "stopped by SIGTERM" in out
+    assert (run_dir / "checkpoints" / "latest.pt").is_file()
+    stopped_at = max(step_losses(run_dir))
+    resumed = run_cli(["pretrain", *args])
+    assert resumed.returncode == 0 and f"at step {stopped_at}" in resumed.stdout
