@@ -17,7 +17,7 @@ def feature_std(pooled: torch.Tensor) -> float:
     Collapsed features (every clip mapped to the same vector) give 0; well-spread features of width D give about
     ``1/sqrt(D)``.
     """
-    if pooled.shape[0] < 2:
+    if pooled.shape[0] < 2 or not bool(torch.isfinite(pooled).all()):
         return float("nan")
     normed = torch.nn.functional.normalize(pooled.float(), dim=-1)
     return float(normed.std(dim=0).mean())
@@ -28,7 +28,7 @@ def effective_rank(pooled: torch.Tensor) -> float:
 
     1 when every clip lies on one line; up to ``min(batch, width)`` when the features use every direction.
     """
-    if pooled.shape[0] < 2:
+    if pooled.shape[0] < 2 or not bool(torch.isfinite(pooled).all()):
         return float("nan")
     x = pooled.float() - pooled.float().mean(dim=0, keepdim=True)
     singular = torch.linalg.svdvals(x)

@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from mjepa.train import data_pipeline
+from mjepa.train.checkpoint import load_checkpoint
+from mjepa.train.loop import TrainingStopped, pretrain
+from mjepa.train.pretrain_config import load_pretrain_config
+from pretrain_helpers import synthetic_run
+
+BAD_STEP = 3  # 1-based step whose batch carries a NaN
+
+
+@pytest.fixture
+def nan_at_step_three(monkeypatch):
+    original = data_pipeline.synthetic_batch
+
+    def poisoned(seed, first, batch_size, *shape):
+        batch, labels = original(seed, first, batch_size, *shape)
+        if first == (BAD_STEP - 1) * batch_size:
+            batch.audio[0, 0, 0] = float("nan")
+        return batch, labels
+
+    monkeypatch.setattr(data_pipeline, "synthetic_batch", poisoned)
+
+
+def _config(tmp_path, policy):
+    return load_pretrain_config("tiny-cpu", synthetic_run(tmp_path / "run", 6, extra=(
+        f"run.nan_policy={policy}", "run.checkpoint_every=2")))
+
+
+def _params(state):
+    return {k: v for k, v in state.items() if k.startswith("encoders.")}
+
+
+def test_injected_nan_is_skipped_and_training_continues(nan_at_step_three, tmp_path, capsys):
+    result = pretrain(_config(tmp_path, "skip"))
+    assert result.last_step == 6
+    assert f"step {BAD_STEP} skipped: non-finite" in capsys.readouterr().out
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["model"]
+    assert all(torch.isfinite(v).all() for v in state.values())
+
+
+def test_injected_nan_stops_the_run_and_keeps_the_last_good_checkpoint(nan_at_step_three, tmp_path):
+    with pytest.raises(TrainingStopped, match=f"non-finite values at step {BAD_STEP}"):
+        pretrain(_config(tmp_path, "stop"))
+    latest = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert latest["step"] == 2  # the checkpoint before the bad step, never overwritten
+    assert all(torch.isfinite(v).all() for v in _params(latest["model"]).values())
+
+
+def test_stop_policy_exits_with_a_clear_message_from_the_command_line(tmp_path):
+    from pretrain_helpers import run_cli
+
+    # An impossible learning rate blows the loss up: with nan_policy=stop the command says so and exits 3.
+    args = synthetic_run(tmp_path / "run", 6, extra=("run.nan_policy=stop", "optim.peak_lr=1e30",
+                                                     "optim.start_lr=1e30", "optim.grad_clip=null"))
+    result = run_cli(["pretrain", *args])
+    assert result.returncode == 3, result.stderr
+    assert "non-finite values at step" in result.stderr and "Traceback" not in result.stderr
