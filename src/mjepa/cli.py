@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--print-config", action="store_true", help="print the merged configuration and exit")
     pre.add_argument("overrides", nargs="*", metavar="key=value", help="configuration overrides")
 
+    sub.add_parser("plot", help="draw a run's training curves as a PNG", add_help=False)
     data = sub.add_parser("data", help="data tools: validate a manifest, fbank statistics, built-in AtariAV data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     # The tools parse their own arguments; these entries only make them show up in --help.
@@ -68,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["data"]:
         return _run_data_tool(argv[1:])
+    if argv[:1] == ["plot"]:
+        from mjepa.train.plot import main as plot_main
+
+        return plot_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "pretrain":
         from mjepa.train.checkpoint import CheckpointError

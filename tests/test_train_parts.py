@@ -1,0 +1,61 @@
+import json
+
+import pytest
+import torch
+
+from mjepa.data.stream import StepBatchSampler
+from mjepa.train.monitor import collapse_warnings, effective_rank, feature_std
+from mjepa.train.plot import main as plot_main
+from mjepa.train.schedules import LearningRateSchedule, LinearSchedule
+
+
+def test_learning_rate_schedule_warms_up_holds_and_reaches_its_end_value():
+    lr = LearningRateSchedule(start_lr=1e-4, peak_lr=1e-3, final_lr=1e-6, warmup_steps=10, cooldown_steps=20,
+                              total_steps=100)
+    assert lr(0) == pytest.approx(1e-4) and lr(5) == pytest.approx(5.5e-4)
+    assert lr(10) == lr(50) == lr(80) == pytest.approx(1e-3)
+    assert lr(99) == pytest.approx(1e-6)  # the last step is exactly the end value
+    values = [lr(s) for s in range(80, 100)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_linear_schedule_reaches_end_on_last_step():
+    ema = LinearSchedule(0.99, 0.999, 50)
+    assert ema(0) == pytest.approx(0.99) and ema(49) == pytest.approx(0.999)
+
+
+def test_impossible_schedule_is_rejected():
+    with pytest.raises(ValueError, match="exceed total_steps"):
+        LearningRateSchedule(1e-4, 1e-3, 0.0, warmup_steps=60, cooldown_steps=60, total_steps=100)
+
+
+def test_collapse_indicators_separate_collapsed_from_spread_features():
+    gen = torch.Generator().manual_seed(0)
+    spread = torch.randn(64, 32, generator=gen)
+    collapsed = torch.ones(64, 32) + 1e-6 * torch.randn(64, 32, generator=gen)
+    line = torch.randn(64, 1, generator=gen) * torch.randn(1, 32, generator=gen)
+    assert feature_std(spread) > 0.1 and feature_std(collapsed) < 1e-4
+    assert effective_rank(spread) > 20 and effective_rank(line) == pytest.approx(1.0, abs=1e-3)
+    warnings = collapse_warnings({"target_std_A": feature_std(collapsed), "effective_rank_A": 1.0}, width=32,
+                                 batch=64, std_threshold=0.01, rank_fraction=0.1)
+    assert len(warnings) == 2
+
+
+def test_step_stream_is_rank_invariant_and_resumable():
+    one = StepBatchSampler(10, global_batch=4, accumulation=1, world_size=1, rank=0, seed=3, start_step=0,
+                           total_steps=6)
+    ranks = [StepBatchSampler(10, 4, 1, 2, r, 3, 0, 6) for r in range(2)]
+    for step in range(6):
+        assert one.micro_batch(step, 0) == ranks[0].micro_batch(step, 0) + ranks[1].micro_batch(step, 0)
+    resumed = StepBatchSampler(10, 4, 1, 1, 0, 3, start_step=4, total_steps=6)
+    assert list(resumed) == list(one)[4:]
+    first_epoch = [index for batch in list(one)[:2] for index, _ in batch] + [i for i, _ in one.micro_batch(2, 0)][:2]
+    assert sorted(first_epoch) == list(range(10))  # one pass over the data before any repeat
+
+
+def test_plot_draws_png_from_metrics(tmp_path):
+    lines = [json.dumps({"step": s, "loss": 5.0 - s, "intra_A": 1.0, "lr": 1e-3}) for s in range(1, 5)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    assert plot_main([str(tmp_path)]) == 0
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_main([str(tmp_path / "missing")]) == 2
