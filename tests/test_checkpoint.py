@@ -58,7 +58,7 @@ def test_crafted_pickle_checkpoint_is_refused_without_running_its_payload(tmp_pa
     evil.marker = marker
     path = tmp_path / "evil.pt"
     with open(path, "wb") as handle:
-        pickle.dump({"format": "mjepa-checkpoint-v1", "model": evil}, handle)
+        pickle.dump({"format": "mjepa-checkpoint-v1", "model": evil}, handle, protocol=2)
     with pytest.raises(CheckpointError, match="cannot be loaded safely"):
         load_checkpoint(path)
     assert not marker.exists()
