@@ -72,3 +72,16 @@ def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path):
     stopped_at = max(step_losses(run_dir))
     resumed = run_cli(["pretrain", *args])
     assert resumed.returncode == 0 and f"at step {stopped_at}" in resumed.stdout
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path):
+    losses = {}
+    for accumulation in (1, 2):
+        run_dir = tmp_path / f"accumulate{accumulation}"
+        args = synthetic_run(run_dir, 4, extra=(f"run.grad_accumulation={accumulation}",
+                                                "optim.warmup_steps=1", "optim.cooldown_steps=1"))
+        result = run_cli(["pretrain", *args])
+        assert result.returncode == 0, result.stderr
+        losses[accumulation] = step_losses(run_dir)
+    for step, loss in losses[1].items():
+        assert abs(losses[2][step] - loss) <= 1e-4 * abs(loss), (step, losses[2][step], loss)

@@ -59,3 +59,18 @@ def test_plot_draws_png_from_metrics(tmp_path):
     assert plot_main([str(tmp_path)]) == 0
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_main([str(tmp_path / "missing")]) == 2
+
+
+def test_metrics_go_to_jsonl_and_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mjepa.train.monitor import MetricsWriter
+
+    writer = MetricsWriter(tmp_path, tensorboard=True)
+    writer.write(1, {"loss": 2.5, "intra_A": 0.7})
+    writer.write(2, {"loss": 2.0, "intra_A": 0.6})
+    writer.close()
+    assert [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [2.5, 2.0]
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [(1, 2.5), (2, 2.0)]

@@ -147,16 +147,16 @@ def init_from_weights(trainer: Trainer, path: str) -> None:
 
 
 def rank_masks(trainer: Trainer, loaded: LoadedBatch, step: int, micro: int, grids) -> Masks:
-    """Masks drawn for the whole global micro-batch from (seed, step, micro), this rank's kept rows taken.
+    """Masks drawn for the step's whole global batch from (seed, step); this micro-batch's rows on this rank.
 
-    Drawing for the global batch makes the run independent of the number of ranks: a 2-rank run sees exactly the
-    masks of the 1-rank run with the same global batch.
+    Drawing for the global batch makes the run independent of the number of ranks and of gradient accumulation:
+    a 2-rank or 2-micro-batch run sees exactly the masks of the 1-rank run with the same global batch.
     """
-    micro_global = trainer.config.run.batch_size // trainer.config.run.grad_accumulation
+    run = trainer.config.run
+    micro_global = run.batch_size // run.grad_accumulation
     per_rank = micro_global // trainer.ctx.world_size
-    masks = trainer.masks.sample(micro_global, grids[0], grids[1], seed=trainer.config.run.seed, rank=0,
-                                 worker=micro, step=step)
-    rows = trainer.ctx.rank * per_rank + loaded.rows
+    masks = trainer.masks.sample(run.batch_size, grids[0], grids[1], seed=run.seed, rank=0, worker=0, step=step)
+    rows = micro * micro_global + trainer.ctx.rank * per_rank + loaded.rows
     return {mode: [MaskPair(p.context[rows], p.target[rows]).to(trainer.device) for p in pairs]
             for mode, pairs in masks.items()}
 
