@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("overrides", nargs="*", metavar="key=value", help="configuration overrides")
 
     sub.add_parser("plot", help="draw a run's training curves as a PNG", add_help=False)
+    sub.add_parser("probe", help="frozen-encoder probe of a checkpoint on a task (with a random-init baseline)",
+                   add_help=False)
+    sub.add_parser("retrieve", help="A->V and V->A retrieval recall of a checkpoint", add_help=False)
     data = sub.add_parser("data", help="data tools: validate a manifest, fbank statistics, built-in AtariAV data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     # The tools parse their own arguments; these entries only make them show up in --help.
@@ -34,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that parse their own arguments (their module has main(argv) and build_parser()).
+TOOLS = {"plot": "mjepa.train.plot", "probe": "mjepa.eval.probe_command", "retrieve": "mjepa.eval.retrieve_command"}
 DATA_TOOLS = {"validate": "mjepa.data.validate", "stats": "mjepa.data.stats", "atari": "mjepa.data.atari_command"}
 
 
@@ -69,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["data"]:
         return _run_data_tool(argv[1:])
-    if argv[:1] == ["plot"]:
-        from mjepa.train.plot import main as plot_main
+    if argv[:1] and argv[0] in TOOLS:
+        import importlib
 
-        return plot_main(argv[1:])
+        return importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "pretrain":
         from mjepa.train.checkpoint import CheckpointError

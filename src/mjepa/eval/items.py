@@ -1,0 +1,98 @@
+"""Evaluation inputs: each manifest item decoded as several test views and/or concatenated audio windows.
+
+- ``clips`` temporal windows evenly spaced over the segment x ``spatial_views`` crops (left / centre / right) are
+  *views*: the probe scores each and the logits are averaged per item (Kinetics / SSv2 protocol).
+- ``audio_windows`` > 1 cuts audio longer than one training window into consecutive windows whose tokens are
+  *concatenated* into one long input for the probe (FSD50K clips last up to 30 s).
+
+Items that cannot be decoded are returned as ``SkippedItem`` and reported, never replaced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset
+
+from mjepa.data.dataset import SkippedItem, multi_hot
+from mjepa.data.decode import ClipSpec, MediaError, decode_entry
+from mjepa.data.fbank import AudioFrontendConfig, fbank_for_config, normalize_fbank, pad_or_trim
+from mjepa.data.manifest import ManifestEntry
+from mjepa.data.video_transforms import (
+    VideoTransformConfig, eval_video_transform, evenly_spaced_window_starts, spatial_views,
+)
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    clips: int = 1
+    spatial_views: int = 1
+    audio_windows: int = 1
+
+    @property
+    def views(self) -> int:
+        return self.clips * self.spatial_views
+
+
+@dataclass
+class EvalItem:
+    index: int
+    audio: torch.Tensor  # (views * audio_windows, frames, bins)
+    video: torch.Tensor | None  # (views, 3, T, S, S)
+    labels: torch.Tensor
+    has_audio: bool
+
+
+def audio_window_features(waveform: torch.Tensor | None, config: AudioFrontendConfig, windows: int) -> torch.Tensor:
+    """``windows`` consecutive normalised log-mel windows of ``target_frames`` each (zeros without audio)."""
+    frames, bins = config.target_frames, config.num_mel_bins
+    if waveform is None:
+        return torch.zeros(windows, frames, bins)
+    fbank = pad_or_trim(fbank_for_config(waveform, config), frames * windows)
+    return normalize_fbank(fbank, config.mean, config.std).view(windows, frames, bins)
+
+
+class EvalDataset(Dataset):
+    def __init__(self, entries: list[ManifestEntry], vocabulary: list[str], clip: ClipSpec,
+                 audio: AudioFrontendConfig, video: VideoTransformConfig, views: ViewSpec, need_video: bool,
+                 need_audio: bool) -> None:
+        self.entries = entries
+        self.vocabulary = {label: i for i, label in enumerate(vocabulary)}
+        self.clip, self.audio, self.video, self.views = clip, audio, video, views
+        self.need_video, self.need_audio = need_video, need_audio
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _video_views(self, entry: ManifestEntry, first) -> list[torch.Tensor]:
+        starts = [first.window_start]
+        if self.views.clips > 1 and first.duration is not None:
+            starts = evenly_spaced_window_starts(first.duration, self.clip.window_duration, self.views.clips)
+        out = []
+        for start in starts:
+            clip = first if len(starts) == 1 else decode_entry(entry, self.clip, window_start=start,
+                                                             require_video=True)
+            if self.views.spatial_views > 1:
+                out.extend(spatial_views(clip.frames, self.video, self.views.spatial_views).unbind(0))
+            else:
+                out.append(eval_video_transform(clip.frames, self.video))
+        return out
+
+    def __getitem__(self, index: int) -> EvalItem | SkippedItem:
+        entry = self.entries[index]
+        labels = multi_hot(entry.labels, self.vocabulary, f"manifest item {index} ({entry.path})")
+        try:
+            first = decode_entry(entry, self.clip, window_start=None, require_video=self.need_video,
+                                 require_audio=self.need_audio)
+            video = torch.stack(self._video_views(entry, first)) if self.need_video else None
+        except MediaError as err:
+            return SkippedItem(index, str(err.path), err.reason, err.detail)
+        audio = audio_window_features(first.waveform, self.audio, self.views.audio_windows)
+        views = video.shape[0] if video is not None else 1
+        audio = audio.repeat(views, 1, 1)  # the full-clip audio is shared by every video view
+        return EvalItem(index, audio, video, labels, first.has_audio)
+
+
+def collate_eval(items: list[EvalItem | SkippedItem]) -> tuple[list[EvalItem], list[SkippedItem]]:
+    return [i for i in items if isinstance(i, EvalItem)], [i for i in items if isinstance(i, SkippedItem)]

@@ -1,0 +1,51 @@
+"""Rebuild a model and its preprocessing from a training checkpoint (no unpickling of arbitrary objects)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mjepa.data.decode import ClipSpec
+from mjepa.data.fbank import AudioFrontendConfig
+from mjepa.data.video_transforms import VideoTransformConfig
+from mjepa.models.mjepa import MJEPA
+from mjepa.train.checkpoint import CheckpointError, load_checkpoint
+from mjepa.train.data_pipeline import Frontend
+from mjepa.train.pretrain_config import PretrainConfig
+from mjepa.typed_config import ConfigError, build
+
+
+@dataclass
+class LoadedModel:
+    model: MJEPA
+    frontend: Frontend
+    config: PretrainConfig
+    step: int
+    path: str
+
+
+def frontend_from_dict(data: dict) -> Frontend:
+    return Frontend(ClipSpec.from_dict(data["clip"]), AudioFrontendConfig.from_dict(data["audio"]),
+                    VideoTransformConfig.from_dict(data["video"]))
+
+
+def load_model(path: str | Path, random_init: bool = False) -> LoadedModel:
+    """The model of a training checkpoint; with ``random_init`` the same architecture, freshly initialised
+    (seeded), for honest baselines."""
+    payload = load_checkpoint(path)
+    try:
+        config = build(PretrainConfig, payload["config"])
+        frontend = frontend_from_dict(payload["frontend"])
+    except (KeyError, ConfigError) as err:
+        raise CheckpointError(f"checkpoint {path} has no usable config/frontend: {err}") from None
+    torch.manual_seed(config.run.seed + 1)
+    model = MJEPA(config.model)
+    if not random_init:
+        missing, unexpected = model.load_state_dict(payload["model"], strict=False)
+        if missing or unexpected:
+            raise CheckpointError(f"checkpoint {path} does not fit its own config: missing {missing[:3]}, "
+                                  f"unexpected {unexpected[:3]}")
+    model.eval()
+    return LoadedModel(model, frontend, config, int(payload["step"]), str(path))

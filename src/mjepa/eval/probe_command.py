@@ -1,0 +1,105 @@
+"""``mjepa probe --checkpoint CKPT --task TASK --modality {audio,video,av}``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from mjepa.eval.loading import load_model
+from mjepa.eval.probe import ProbeSettings
+from mjepa.eval.report import markdown_table, write_results
+from mjepa.eval.run_probe import evaluate
+from mjepa.eval.tasks import TASKS, TaskSpec, atari_splits, esc50_folds, manifest_splits
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mjepa probe",
+        description="Score a checkpoint's frozen target encoder with an attentive (or linear) probe on a task, "
+        "beside the same probe on a randomly initialised encoder of the same size. Writes results.json, "
+        "results.md and results.png.",
+    )
+    parser.add_argument("--checkpoint", required=True, help="training checkpoint (.pt)")
+    parser.add_argument("--task", required=True, choices=sorted(TASKS), help="task (see docs/evaluation.md)")
+    parser.add_argument("--modality", required=True, choices=("audio", "video", "av"))
+    parser.add_argument("--protocol", choices=("attentive", "linear"), default="attentive")
+    parser.add_argument("--train-manifest", help="training items (manifest-based tasks)")
+    parser.add_argument("--val-manifest", help="validation items, used to choose the head (optional)")
+    parser.add_argument("--test-manifest", help="test items (manifest-based tasks)")
+    parser.add_argument("--esc50-root", help="ESC-50 folder holding meta/esc50.csv and audio/")
+    parser.add_argument("--atari-dir", default="data/atari", help="AtariAV folder (generated when missing)")
+    parser.add_argument("--metric", choices=("map", "top1"), default=None, help="metric of the manifest task")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=32, help="probe training batch")
+    parser.add_argument("--lrs", default="1e-4,3e-4,1e-3", help="learning rates of the head grid")
+    parser.add_argument("--wds", default="0.01,0.1", help="weight decays of the head grid")
+    parser.add_argument("--layer", type=int, default=-1, help="encoder block whose output is probed (default: last)")
+    parser.add_argument("--encode-batch", type=int, default=8, help="items encoded at once")
+    parser.add_argument("--workers", type=int, default=1, help="decoding processes")
+    parser.add_argument("--cache-dir", default="cache/features", help="feature cache ('' disables it)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the random-init encoder row")
+    parser.add_argument("--out", default=None, help="output folder (default: next to the checkpoint)")
+    return parser
+
+
+def task_folds(task: TaskSpec, args: argparse.Namespace):
+    if task.name == "atari":
+        return [atari_splits(args.atari_dir)]
+    if task.name == "esc50":
+        if not args.esc50_root:
+            raise ValueError("--task esc50 needs --esc50-root (the folder with meta/esc50.csv)")
+        return esc50_folds(args.esc50_root)
+    if not (args.train_manifest and args.test_manifest):
+        raise ValueError(f"--task {task.name} needs --train-manifest and --test-manifest (see docs/data.md)")
+    return [manifest_splits(args.train_manifest, args.val_manifest, args.test_manifest)]
+
+
+def _floats(text: str, flag: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x)
+    except ValueError:
+        raise ValueError(f"{flag} must be comma-separated numbers, got {text!r}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    task = TASKS[args.task]
+    if args.task == "manifest" and args.metric:
+        task = TaskSpec(task.name, args.metric, task.views, task.audio_only, task.description)
+    if task.audio_only and args.modality != "audio":
+        raise ValueError(f"task {task.name} has no video; use --modality audio")
+    settings = ProbeSettings(protocol=args.protocol, learning_rates=_floats(args.lrs, "--lrs"),
+                             weight_decays=_floats(args.wds, "--wds"), epochs=args.epochs, batch_size=args.batch_size)
+    folds = task_folds(task, args)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cache_dir = Path(args.cache_dir) if args.cache_dir else None
+    encoders = [("trained", False)] + ([] if args.no_baseline else [("random-init", True)])
+    results = []
+    for label, random_init in encoders:
+        loaded = load_model(args.checkpoint, random_init=random_init)
+        print(f"probing {label} encoder on {task.name} ({args.modality}, {args.protocol})", flush=True)
+        results.append(evaluate(loaded, label, task, folds, args.modality, settings, args.layer, args.encode_batch,
+                                args.workers, cache_dir, device))
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"probe-{task.name}-{args.modality}"
+    header = {"task": task.name, "description": task.description, "checkpoint": args.checkpoint,
+              "protocol": args.protocol, "probe_settings": asdict(settings), "views": asdict(task.views),
+              "folds": len(folds)}
+    write_results(out, task.name, header, results)
+    print(markdown_table(task.name, results), end="")
+    print(f"wrote {out}/results.json, results.md, results.png", flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from mjepa.train.checkpoint import CheckpointError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, CheckpointError) as err:
+        print(f"mjepa probe: error: {err}", file=sys.stderr)
+        return 2

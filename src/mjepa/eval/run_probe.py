@@ -1,0 +1,135 @@
+"""``mjepa probe``: frozen-encoder probing of a checkpoint on a task, beside a random-init encoder of the same size."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from mjepa.data.dataset import SkippedItem
+from mjepa.eval.features import (
+    MODALITY_MODES, FeatureSet, cached_features, encode_batches, encoder_fingerprint,
+)
+from mjepa.eval.items import EvalDataset, EvalItem, ViewSpec, collate_eval
+from mjepa.eval.loading import LoadedModel
+from mjepa.eval.metrics import accuracy_from_multi_hot, mean_average_precision
+from mjepa.eval.probe import ProbeSettings, predict, train_probe_grid
+from mjepa.eval.tasks import TaskSpec, TaskSplits
+from mjepa.objective import Batch
+
+
+@dataclass
+class SplitFeatures:
+    features: FeatureSet
+    skipped: list[SkippedItem]
+    from_cache: bool
+
+
+@dataclass
+class EncoderResult:
+    encoder: str  # "trained" or "random-init"
+    modality: str
+    metric: str
+    score: float  # the selected head's test score (mean over folds for ESC-50)
+    selection_rule: str
+    chosen_heads: list[dict] = field(default_factory=list)  # per fold: lr, wd, val/train score, test score
+    all_heads: list[list[dict]] = field(default_factory=list)
+    skipped_items: int = 0
+
+
+def item_batches(items: list[EvalItem], modality: str, views: ViewSpec):
+    """(Batch, labels) with views flattened into rows (audio windows stay separate rows, joined after encoding)."""
+    audio = torch.cat([i.audio for i in items]) if modality != "video" else None
+    video = torch.cat([i.video for i in items]) if modality != "audio" else None
+    labels = torch.stack([i.labels for i in items])
+    return Batch(audio=audio, video=video, has_audio=None), labels
+
+
+def probe_encoder(loaded: LoadedModel, modality: str):
+    """The frozen target encoder that serves this modality (the shared one, or the per-modality one)."""
+    return loaded.model.target_encoder(MODALITY_MODES[modality])
+
+
+def split_features(loaded: LoadedModel, task: TaskSpec, entries, vocabulary, modality: str, layer: int,
+                   batch_size: int, workers: int, cache_dir: Path | None, fingerprint: str,
+                   device: torch.device) -> SplitFeatures:
+    views = task.views
+    if modality == "av" and views.audio_windows != 1:
+        raise ValueError(f"task {task.name} concatenates audio windows; use --modality audio")
+    fe = loaded.frontend
+    dataset = EvalDataset(entries, vocabulary, fe.clip, fe.audio, fe.video, views, need_video=modality != "audio",
+                          need_audio=modality != "video")
+    skipped: list[SkippedItem] = []
+
+    def compute() -> FeatureSet:
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_eval)
+
+        def batches():
+            for items, bad in loader:
+                skipped.extend(bad)
+                if items:
+                    yield item_batches(items, modality, views)
+
+        features = encode_batches(probe_encoder(loaded, modality), modality, batches(), layer, device)
+        if views.audio_windows > 1:  # concatenate each item's audio windows along the token axis
+            t, d = features.tokens.shape[1:]
+            features.tokens = features.tokens.view(-1, views.audio_windows * t, d)
+            features.views = features.tokens.shape[0] // features.num_items
+        return features
+
+    key = {"encoder": fingerprint, "modality": modality, "layer": layer, "frontend": fe.to_dict(),
+           "views": asdict(views), "items": [(e.path, e.start, e.end, e.labels) for e in entries]}
+    features, from_cache = cached_features(cache_dir, key, compute)
+    return SplitFeatures(features, skipped, from_cache)
+
+
+def score(metric: str, logits: torch.Tensor, targets: torch.Tensor) -> float:
+    if metric == "map":
+        return mean_average_precision(torch.sigmoid(logits), targets).map
+    return accuracy_from_multi_hot(logits, targets)
+
+
+def probe_fold(settings: ProbeSettings, task: TaskSpec, train: SplitFeatures, val: SplitFeatures | None,
+               test: SplitFeatures) -> tuple[dict, list[dict]]:
+    """Train the grid, pick the head on validation (or on the training split without one), score on test."""
+    tr = train.features
+    targets = tr.labels.repeat_interleave(tr.views, dim=0)
+    probes = train_probe_grid(settings, tr.tokens, None, targets, task.multi_label)
+    select_on = val.features if val is not None and val.features.num_items else tr
+    heads = []
+    for probe, (lr, wd) in zip(probes, settings.grid()):
+        chosen_score = score(task.metric, predict(probe, select_on.tokens, None, views=select_on.views),
+                             select_on.labels)
+        test_score = score(task.metric, predict(probe, test.features.tokens, None, views=test.features.views),
+                           test.features.labels)
+        heads.append({"lr": lr, "weight_decay": wd, "selection_score": chosen_score, "test_score": test_score})
+    best = max(heads, key=lambda h: h["selection_score"])
+    return best, heads
+
+
+def selection_rule(has_val: bool) -> str:
+    if has_val:
+        return "head with the best validation-split score among the (lr, wd) grid; test score reported"
+    return "no validation split: head with the best training-split score among the (lr, wd) grid; test score reported"
+
+
+def evaluate(loaded: LoadedModel, label: str, task: TaskSpec, folds: list[TaskSplits], modality: str,
+             settings: ProbeSettings, layer: int, batch_size: int, workers: int, cache_dir: Path | None,
+             device: torch.device) -> EncoderResult:
+    fingerprint = encoder_fingerprint(probe_encoder(loaded, modality))
+    chosen, all_heads, skipped = [], [], 0
+    for splits in folds:
+        common = (loaded, task)
+        get = lambda entries: split_features(*common, entries, splits.vocabulary, modality, layer,  # noqa: E731
+                                             batch_size, workers, cache_dir, fingerprint, device)
+        train, test = get(splits.train), get(splits.test)
+        val = get(splits.val) if splits.val else None
+        skipped += len(train.skipped) + len(test.skipped) + (len(val.skipped) if val else 0)
+        best, heads = probe_fold(settings, task, train, val, test)
+        chosen.append({"fold": splits.fold, **best})
+        all_heads.append(heads)
+    mean_score = sum(c["test_score"] for c in chosen) / len(chosen)
+    return EncoderResult(label, modality, task.metric, mean_score, selection_rule(bool(folds[0].val)), chosen,
+                         all_heads, skipped)

@@ -1,0 +1,66 @@
+import json
+
+import pytest
+
+from mjepa.eval import probe_command
+from mjepa.models.encoder import MultimodalEncoder
+from mjepa.train.loop import pretrain
+from mjepa.train.pretrain_config import load_pretrain_config
+from pretrain_helpers import TINY_RUN
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    config = load_pretrain_config("tiny-cpu", [
+        *TINY_RUN, "data.source=atari", f"data.atari_dir={root / 'atari'}", "data.atari_games=[pong,breakout]",
+        "data.atari_clips_per_game=4", "data.num_workers=0", "run.steps=4", "run.batch_size=4",
+        f"run.out_dir={root / 'run'}",
+    ])
+    pretrain(config)
+    return root, root / "run" / "checkpoints" / "latest.pt"
+
+
+def _probe_args(root, checkpoint, modality):
+    return ["--checkpoint", str(checkpoint), "--task", "atari", "--atari-dir", str(root / "atari"),
+            "--modality", modality, "--epochs", "2", "--lrs", "1e-3", "--wds", "0.0,0.1", "--workers", "0",
+            "--cache-dir", str(root / "cache"), "--out", str(root / f"probe-{modality}")]
+
+
+@pytest.mark.parametrize("modality", ["audio", "video", "av"])
+def test_probe_writes_results_for_trained_and_random_encoders(trained_checkpoint, modality):
+    root, checkpoint = trained_checkpoint
+    assert probe_command.main(_probe_args(root, checkpoint, modality)) == 0
+    out = root / f"probe-{modality}"
+    results = json.loads((out / "results.json").read_text())
+    rows = {r["encoder"]: r for r in results["results"]}
+    assert set(rows) == {"trained", "random-init"}
+    for row in rows.values():
+        assert 0.0 <= row["score"] <= 1.0 and row["metric"] == "map" and len(row["all_heads"][0]) == 2
+        assert "validation" in row["selection_rule"]
+    table = (out / "results.md").read_text()
+    assert "| atari | trained |" in table and "| atari | random-init |" in table
+    assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_second_probe_run_reads_the_feature_cache(trained_checkpoint, monkeypatch):
+    root, checkpoint = trained_checkpoint
+    assert probe_command.main(_probe_args(root, checkpoint, "av")) == 0  # fills the cache (or reuses it)
+    calls = []
+    original = MultimodalEncoder.forward
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MultimodalEncoder, "forward", counting)
+    assert probe_command.main(_probe_args(root, checkpoint, "av")) == 0
+    assert calls == []
+
+
+def test_probe_errors_are_one_line(trained_checkpoint, capsys):
+    root, checkpoint = trained_checkpoint
+    assert probe_command.main(["--checkpoint", str(checkpoint), "--task", "esc50", "--modality", "audio"]) == 2
+    assert "--esc50-root" in capsys.readouterr().err
+    assert probe_command.main(["--checkpoint", str(root / "none.pt"), "--task", "atari", "--modality", "av"]) == 2
+    assert "does not exist" in capsys.readouterr().err
