@@ -38,12 +38,15 @@ def test_readme_cli_examples_parse():
         words = command.split()
         if "--help" in words:
             continue
+        import importlib
+
+        from mjepa.cli import DATA_TOOLS, TOOLS
+
         if words[0] == "data":
-            import importlib
-
-            from mjepa.cli import DATA_TOOLS
-
             importlib.import_module(DATA_TOOLS[words[1]]).build_parser().parse_args(words[2:])
+            continue
+        if words[0] in TOOLS:
+            importlib.import_module(TOOLS[words[0]]).build_parser().parse_args(words[1:])
             continue
         args = build_parser().parse_args(words)
         if args.command == "pretrain":

@@ -64,3 +64,20 @@ def test_probe_errors_are_one_line(trained_checkpoint, capsys):
     assert "--esc50-root" in capsys.readouterr().err
     assert probe_command.main(["--checkpoint", str(root / "none.pt"), "--task", "atari", "--modality", "av"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_retrieve_reports_both_methods(trained_checkpoint, capsys):
+    from mjepa.eval import retrieve_command
+
+    root, checkpoint = trained_checkpoint
+    out = root / "retrieval.json"
+    args = ["--checkpoint", str(checkpoint), "--atari-dir", str(root / "atari"), "--ks", "1,2", "--workers", "0",
+            "--out", str(out)]
+    assert retrieve_command.main(args) == 0
+    record = json.loads(out.read_text())
+    assert record["items"] > 0 and record["skipped_items"] == 0
+    for method in ("predictor_l1", "cosine"):
+        for direction in ("a2v", "v2a"):
+            recall = record["results"][method][f"retrieval/{method}/{direction}/R@1"]
+            assert 0.0 <= recall <= record["results"][method][f"retrieval/{method}/{direction}/R@2"] <= 1.0
+    assert "| predictor_l1 | A->V |" in capsys.readouterr().out

@@ -138,10 +138,15 @@ def cross_modal_retrieval(
     head_v_to_a: Callable[[torch.Tensor], torch.Tensor],
     ks: Sequence[int] = DEFAULT_KS,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    audio_queries: torch.Tensor | None = None,
+    video_queries: torch.Tensor | None = None,
 ) -> dict[str, RetrievalResult]:
     """Audio->video and video->audio Recall@k of N paired clips, two ways.
 
     ``audio_pooled`` and ``video_pooled`` are (N, E): row i of both is clip i (pooled encoder output).
+    ``audio_queries`` / ``video_queries`` (default: the pooled features themselves) are what the heads read: for
+    MJEPA, the context encoder's pooled output, while the gallery is the target encoder's pooled, normalised
+    output — the pairing the heads were trained on.
 
     - ``"predictor_l1"`` (the MJEPA paper's protocol): A->V maps each audio query through ``head_a_to_v`` (the
       cross-modal predictor, (N, E) -> (N, E)) and ranks all N *pooled video* features by L1 distance to that
@@ -157,8 +162,10 @@ def cross_modal_retrieval(
             f"audio_pooled {tuple(audio_pooled.shape)} and video_pooled {tuple(video_pooled.shape)} "
             "must both be (N, E) and equal"
         )
-    predicted_video = _apply_head(head_a_to_v, audio_pooled, video_pooled.shape, "head_a_to_v")
-    predicted_audio = _apply_head(head_v_to_a, video_pooled, audio_pooled.shape, "head_v_to_a")
+    audio_queries = audio_pooled if audio_queries is None else audio_queries
+    video_queries = video_pooled if video_queries is None else video_queries
+    predicted_video = _apply_head(head_a_to_v, audio_queries, video_pooled.shape, "head_a_to_v")
+    predicted_audio = _apply_head(head_v_to_a, video_queries, audio_pooled.shape, "head_v_to_a")
     predictor_l1 = RetrievalResult(
         method="predictor_l1",
         audio_to_video=recall_at_k(predicted_video, video_pooled, ks, metric="l1", chunk_size=chunk_size),
