@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
+from mjepa.commands import run_reporting_errors
 from mjepa.eval.loading import load_model
 from mjepa.eval.probe import ProbeSettings
 from mjepa.eval.report import markdown_table, write_results
@@ -95,11 +95,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mjepa.train.checkpoint import CheckpointError
-
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except (ValueError, CheckpointError) as err:
-        print(f"mjepa probe: error: {err}", file=sys.stderr)
-        return 2
+    return run_reporting_errors("mjepa probe", run, build_parser().parse_args(argv))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from mjepa.data.manifest import read_manifest
 from mjepa.eval.items import EvalDataset, ViewSpec, collate_eval
+from mjepa.commands import run_reporting_errors
 from mjepa.eval.loading import LoadedModel, load_model
 from mjepa.eval.retrieval import cross_modal_retrieval
 from mjepa.models.crossmodal import head_key
@@ -92,11 +92,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mjepa.train.checkpoint import CheckpointError
-
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except (ValueError, CheckpointError) as err:
-        print(f"mjepa retrieve: error: {err}", file=sys.stderr)
-        return 2
+    return run_reporting_errors("mjepa retrieve", run, build_parser().parse_args(argv))
