@@ -1,3 +1,15 @@
-"""MJEPA: one shared ViT encoder, one latent-prediction objective within and across audio and video."""
+"""MJEPA: one shared ViT encoder, one latent-prediction objective within and across audio and video.
+
+    import mjepa
+    model = mjepa.load("runs/tiny-cpu/checkpoints/latest.pt")
+    embedding = model.encode_audio(waveform, sample_rate=16000).mean
+"""
 
 __version__ = "0.1.0.dev0"
+
+
+def load(path_or_repo: str, revision: str | None = None):
+    """A trained model (see :mod:`mjepa.api`): model directory, training checkpoint or Hugging Face Hub id."""
+    from mjepa.api import load as _load
+
+    return _load(path_or_repo, revision)

@@ -1,0 +1,80 @@
+"""The pretrained-model directory format: safetensors weights plus JSON config and preprocessing settings.
+
+    model_dir/
+      model.safetensors   every part, with plain keys: encoders.*, target_encoders.*, predictors.*, cross_heads.*
+      config.json         {"format": "mjepa-pretrained-v1", "model": ModelConfig, "pretrain": full run config|null,
+                           "step": int, "mjepa_version": str}
+      frontend.json       clip, fbank and video-transform settings (the preprocessing the model was trained with)
+
+safetensors holds only tensors and JSON is only data, so loading a model directory can never run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from mjepa.config import ModelConfig
+from mjepa.models.mjepa import MJEPA
+from mjepa.typed_config import to_dict
+
+PRETRAINED_FORMAT = "mjepa-pretrained-v1"
+WEIGHTS_NAME, CONFIG_NAME, FRONTEND_NAME = "model.safetensors", "config.json", "frontend.json"
+
+
+class PretrainedFormatError(ValueError):
+    """A folder that is not an mjepa model directory."""
+
+
+def save_model_dir(directory: str | os.PathLike, model: MJEPA, frontend: dict, pretrain_config: dict | None,
+                   step: int) -> Path:
+    from mjepa import __version__
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": PRETRAINED_FORMAT})
+    config = {"format": PRETRAINED_FORMAT, "model": to_dict(model.config), "pretrain": pretrain_config,
+              "step": step, "mjepa_version": __version__}
+    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2))
+    (directory / FRONTEND_NAME).write_text(json.dumps(frontend, indent=2))
+    return directory
+
+
+def is_model_dir(path: str | os.PathLike) -> bool:
+    return (Path(path) / CONFIG_NAME).is_file() and (Path(path) / WEIGHTS_NAME).is_file()
+
+
+def load_model_dir(directory: str | os.PathLike) -> tuple[MJEPA, dict, dict]:
+    """``(model, frontend dict, config dict)`` from a model directory."""
+    directory = Path(directory)
+    if not is_model_dir(directory):
+        raise PretrainedFormatError(f"{directory} is not an mjepa model directory (needs {CONFIG_NAME} and "
+                                    f"{WEIGHTS_NAME})")
+    config = json.loads((directory / CONFIG_NAME).read_text())
+    if config.get("format") != PRETRAINED_FORMAT:
+        raise PretrainedFormatError(f"{directory / CONFIG_NAME}: format {config.get('format')!r}, expected "
+                                    f"{PRETRAINED_FORMAT!r}")
+    model = MJEPA(ModelConfig.from_dict(config["model"]))
+    state = load_file(str(directory / WEIGHTS_NAME))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise PretrainedFormatError(f"{directory}: weights do not fit config.json (missing {missing[:3]}, "
+                                    f"unexpected {unexpected[:3]})")
+    frontend = json.loads((directory / FRONTEND_NAME).read_text())
+    return model.eval(), frontend, config
+
+
+def download_from_hub(repo_id: str, revision: str | None) -> Path:
+    """A model directory from the Hugging Face Hub (needs ``pip install mjepa[hub]``)."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise PretrainedFormatError(f"{repo_id!r} is not a local path; loading from the Hugging Face Hub needs "
+                                    f"huggingface_hub (pip install 'mjepa[hub]')") from None
+    return Path(snapshot_download(repo_id, revision=revision, allow_patterns=[WEIGHTS_NAME, CONFIG_NAME,
+                                                                              FRONTEND_NAME]))
+
