@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("probe", help="frozen-encoder probe of a checkpoint on a task (with a random-init baseline)",
                    add_help=False)
     sub.add_parser("retrieve", help="A->V and V->A retrieval recall of a checkpoint", add_help=False)
+    sub.add_parser("extract", help="embeddings for every item of a manifest", add_help=False)
     data = sub.add_parser("data", help="data tools: validate a manifest, fbank statistics, built-in AtariAV data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     # The tools parse their own arguments; these entries only make them show up in --help.
@@ -38,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Commands that parse their own arguments (their module has main(argv) and build_parser()).
-TOOLS = {"plot": "mjepa.train.plot", "probe": "mjepa.eval.probe_command", "retrieve": "mjepa.eval.retrieve_command"}
+TOOLS = {"plot": "mjepa.train.plot", "probe": "mjepa.eval.probe_command", "retrieve": "mjepa.eval.retrieve_command",
+         "extract": "mjepa.extract"}
 DATA_TOOLS = {"validate": "mjepa.data.validate", "stats": "mjepa.data.stats", "atari": "mjepa.data.atari_command"}
 
 

@@ -1,0 +1,39 @@
+import pytest
+import torch
+from media_builders import media  # noqa: F401  (pytest fixture)
+
+from mjepa.cli import main
+from mjepa.data.manifest import ManifestEntry, write_manifest
+from mjepa.train.loop import pretrain
+from mjepa.train.pretrain_config import load_pretrain_config
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("extract")
+    pretrain(load_pretrain_config("tiny-cpu", [
+        "data.source=synthetic", "model.encoder.depth=2", "model.encoder.width=64", "model.encoder.num_heads=2",
+        "model.predictor.depth=1", "model.predictor.width=64", "model.predictor.num_heads=2",
+        "data.audio_frames=128", "data.mel_bins=64", "data.image_size=64", "data.num_frames=4", "run.steps=1",
+        "run.batch_size=2", "optim.warmup_steps=0", "optim.cooldown_steps=0", "run.precision=fp32",
+        f"run.out_dir={root / 'run'}",
+    ]))
+    return root / "run" / "checkpoints" / "latest.pt"
+
+
+@pytest.mark.parametrize("modality", ["audio", "video", "av"])
+def test_extract_embeds_every_readable_item_and_lists_the_rest(media, checkpoint, tmp_path, modality, capsys):
+    manifest = tmp_path / "items.jsonl"
+    write_manifest(manifest, [ManifestEntry(str(media["mp4"])), ManifestEntry(str(media["missing"])),
+                              ManifestEntry(str(media["webm"])), ManifestEntry(str(media["garbage"]))])
+    out = tmp_path / "features.pt"
+    args = ["extract", str(manifest), "--checkpoint", str(checkpoint), "--out", str(out), "--modality", modality]
+    assert main(args + (["--tokens"] if modality == "av" else [])) == 0
+    record = torch.load(out, weights_only=True)
+    assert record["paths"] == [str(media["mp4"]), str(media["webm"])]
+    assert record["pooled"].shape == (2, 64) and torch.isfinite(record["pooled"]).all()
+    assert [s["reason"] for s in record["skipped"]] == ["missing", "unreadable"]
+    assert len(record["windows"]) == 2 and record["windows"][0].dim() == 2
+    if modality == "av":
+        assert record["tokens"][0].dim() == 3
+    assert "2 unreadable items skipped" in capsys.readouterr().out
