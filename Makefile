@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/mjepa pretrain run.steps=30 optim.warmup_steps=5 optim.cooldown_steps=10 run.out_dir=runs/demo
+	$(VENV)/bin/mjepa demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("retrieve", help="A->V and V->A retrieval recall of a checkpoint", add_help=False)
     sub.add_parser("extract", help="embeddings for every item of a manifest", add_help=False)
+    sub.add_parser("demo", help="generate AtariAV, pretrain, probe A/V/AV beside a random encoder, retrieve, report",
+                   add_help=False)
     data = sub.add_parser("data", help="data tools: validate a manifest, fbank statistics, built-in AtariAV data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     # The tools parse their own arguments; these entries only make them show up in --help.
@@ -40,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands that parse their own arguments (their module has main(argv) and build_parser()).
 TOOLS = {"plot": "mjepa.train.plot", "probe": "mjepa.eval.probe_command", "retrieve": "mjepa.eval.retrieve_command",
-         "extract": "mjepa.extract"}
+         "extract": "mjepa.extract", "demo": "mjepa.demo"}
 DATA_TOOLS = {"validate": "mjepa.data.validate", "stats": "mjepa.data.stats", "atari": "mjepa.data.atari_command"}
 
 

@@ -1,0 +1,155 @@
+"""``mjepa demo``: the whole method on built-in data in about 15 minutes on a laptop-class CPU.
+
+1. Generate AtariAV (real Atari gameplay with its real sound; cached after the first run).
+2. Pretrain the ``tiny-cpu`` preset for as many steps as the time budget allows (or ``--steps``).
+3. Probe the frozen encoder with audio, video and audio-visual input (attentive probe), beside the same probe on a
+   randomly initialised encoder of the same size.
+4. A->V and V->A retrieval through the cross-modal predictors and by cosine similarity.
+5. Write ``report.md`` (tables, settings, timings) with the training curves and a probe chart in the run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from mjepa.commands import run_reporting_errors
+from mjepa.data.atari import DEFAULT_GAMES, generate_atari_av
+from mjepa.eval.loading import load_model
+from mjepa.eval.probe import ProbeSettings
+from mjepa.eval.report import write_results
+from mjepa.eval.run_probe import EncoderResult, evaluate
+from mjepa.eval.tasks import TASKS, atari_splits
+from mjepa.train.loop import pretrain
+from mjepa.train.plot import plot_run
+from mjepa.train.pretrain_config import load_pretrain_config
+
+MODALITIES = ("audio", "video", "av")
+PRETRAIN_SHARE = 0.45  # of the time budget; generation, feature extraction and probes take the rest
+
+
+def demo_overrides(args: argparse.Namespace, steps: int) -> list[str]:
+    warmup = max(1, steps // 10)
+    cooldown = max(0, steps // 4)
+    return [f"run.out_dir={Path(args.out) / 'pretrain'}", f"data.atari_dir={args.atari_dir}",
+            f"data.atari_games=[{','.join(args.games)}]", f"data.atari_clips_per_game={args.clips_per_game}",
+            f"run.steps={steps}", f"optim.warmup_steps={warmup}", f"optim.cooldown_steps={cooldown}",
+            f"run.checkpoint_every={max(1, steps // 4)}", f"run.seed={args.seed}"]
+
+
+def calibrate_steps(args: argparse.Namespace) -> int:
+    """Steps that fit the pretraining share of ``--minutes``, from the time of two synthetic steps at the demo
+    shapes (data loading runs in parallel workers and is not the bottleneck at these shapes)."""
+    probe_dir = Path(args.out) / "calibration"
+    shutil.rmtree(probe_dir, ignore_errors=True)  # a left-over run would resume and time nothing
+    config = load_pretrain_config("tiny-cpu", demo_overrides(args, 3) + [
+        "data.source=synthetic", f"run.out_dir={probe_dir}", "run.checkpoint_every=1000", "run.log_every=1000"])
+    started = time.perf_counter()
+    pretrain(config)
+    per_step = (time.perf_counter() - started) / 3
+    shutil.rmtree(probe_dir, ignore_errors=True)
+    budget = PRETRAIN_SHARE * args.minutes * 60
+    steps = max(10, int(budget / per_step))
+    print(f"demo: {per_step:.1f} s per step here -> {steps} pretraining steps in {budget / 60:.1f} min", flush=True)
+    return steps
+
+
+def probe_all(checkpoint: Path, args: argparse.Namespace) -> list[EncoderResult]:
+    task = TASKS["atari"]
+    folds = [atari_splits(args.atari_dir)]
+    settings = ProbeSettings(protocol="attentive", learning_rates=(1e-3,), weight_decays=(0.05,),
+                             epochs=args.probe_epochs, batch_size=32)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    results = []
+    for label, random_init in (("trained", False), ("random-init", True)):
+        loaded = load_model(checkpoint, random_init=random_init)
+        for modality in MODALITIES:
+            started = time.perf_counter()
+            print(f"demo: probing the {label} encoder with {modality} input", flush=True)
+            results.append(evaluate(loaded, label, task, folds, modality, settings, -1, 16, 1,
+                                    Path(args.out) / "features", device))
+            print(f"demo:   mAP {100 * results[-1].score:.1f} ({time.perf_counter() - started:.0f} s)", flush=True)
+    return results
+
+
+def retrieval(checkpoint: Path, args: argparse.Namespace) -> dict:
+    from mjepa.eval.retrieve_command import build_parser, run
+
+    out = Path(args.out) / "retrieval.json"
+    run(build_parser().parse_args(["--checkpoint", str(checkpoint), "--atari-dir", args.atari_dir,
+                                   "--out", str(out), "--ks", "1,5,10"]))
+    return json.loads(out.read_text())
+
+
+def report(out: Path, results: list[EncoderResult], retrieval_record: dict, settings: dict, timings: dict) -> Path:
+    rows = {(r.encoder, r.modality): r.score for r in results}
+    lines = ["# mjepa demo", "", "Frozen attentive probe on AtariAV (mAP over game and event tags, test split; head "
+             "chosen on the validation split).", "", "| input | trained encoder | random-init encoder |",
+             "|---|---|---|"]
+    for modality in MODALITIES:
+        lines.append(f"| {modality} | {100 * rows[('trained', modality)]:.2f} | "
+                     f"{100 * rows[('random-init', modality)]:.2f} |")
+    lines += ["", f"Retrieval on {retrieval_record['items']} test clips (chance R@1 = "
+              f"{100 * retrieval_record['chance_recall_at_1']:.1f} %):", "", "| method | direction | R@1 | R@5 | R@10 |",
+              "|---|---|---|---|---|"]
+    for method, values in retrieval_record["results"].items():
+        for direction, name in (("a2v", "A->V"), ("v2a", "V->A")):
+            recalls = [100 * values[f"retrieval/{method}/{direction}/R@{k}"] for k in (1, 5, 10)]
+            lines.append(f"| {method} | {name} | " + " | ".join(f"{r:.1f}" for r in recalls) + " |")
+    lines += ["", "![training curves](curves.png)", "", "![probe results](probe/results.png)", "",
+              "Settings: " + json.dumps(settings), "", "Timings (s): " + json.dumps(timings), ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    print("\n".join(lines[:8 + len(MODALITIES)]), flush=True)
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mjepa demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=15.0, help="time budget (default 15)")
+    parser.add_argument("--steps", type=int, default=None, help="pretraining steps (default: fit --minutes)")
+    parser.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
+    parser.add_argument("--atari-dir", default="data/atari", help="AtariAV cache folder (default data/atari)")
+    parser.add_argument("--games", default=",".join(DEFAULT_GAMES), help="comma-separated Atari games")
+    parser.add_argument("--clips-per-game", type=int, default=40)
+    parser.add_argument("--probe-epochs", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    args.games = [g for g in args.games.split(",") if g]
+    out = Path(args.out)
+    timings, started = {}, time.perf_counter()
+    generate_atari_av(args.atari_dir, games=args.games, clips_per_game=args.clips_per_game)
+    timings["data"] = time.perf_counter() - started
+    steps = args.steps if args.steps is not None else calibrate_steps(args)
+    config = load_pretrain_config("tiny-cpu", demo_overrides(args, steps))
+    mark = time.perf_counter()
+    pretrain(config)
+    timings["pretrain"] = time.perf_counter() - mark
+    checkpoint = out / "pretrain" / "checkpoints" / "latest.pt"
+    mark = time.perf_counter()
+    results = probe_all(checkpoint, args)
+    write_results(out / "probe", "atari", {"protocol": "attentive", "checkpoint": str(checkpoint)}, results)
+    timings["probes"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    retrieval_record = retrieval(checkpoint, args)
+    timings["retrieval"] = time.perf_counter() - mark
+    plot_run(out / "pretrain", out / "curves.png")
+    timings["total"] = time.perf_counter() - started
+    settings = {"steps": steps, "batch_size": config.run.batch_size, "games": args.games,
+                "clips_per_game": args.clips_per_game, "probe_epochs": args.probe_epochs}
+    path = report(out, results, retrieval_record, settings, {k: round(v, 1) for k, v in timings.items()})
+    print(f"demo: report in {path} ({timings['total'] / 60:.1f} min)", flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_reporting_errors("mjepa demo", run, build_parser().parse_args(argv))
