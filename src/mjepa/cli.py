@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="data tools: validate a manifest, fbank statistics, built-in AtariAV data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     # The tools parse their own arguments; these entries only make them show up in --help.
+    data_sub.add_parser("import", help="dataset metadata (AudioSet, ESC-50, FSD50K, ...) to a manifest",
+                        add_help=False)
     data_sub.add_parser("validate", help="scan every file of a manifest and report the bad ones", add_help=False)
     data_sub.add_parser("stats", help="fbank mean / std over a manifest", add_help=False)
     data_sub.add_parser("atari", help="generate the built-in AtariAV dataset", add_help=False)
@@ -43,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Commands that parse their own arguments (their module has main(argv) and build_parser()).
 TOOLS = {"plot": "mjepa.train.plot", "probe": "mjepa.eval.probe_command", "retrieve": "mjepa.eval.retrieve_command",
          "extract": "mjepa.extract", "demo": "mjepa.demo"}
-DATA_TOOLS = {"validate": "mjepa.data.validate", "stats": "mjepa.data.stats", "atari": "mjepa.data.atari_command"}
+DATA_TOOLS = {"import": "mjepa.data.import_command", "validate": "mjepa.data.validate", "stats": "mjepa.data.stats", "atari": "mjepa.data.atari_command"}
 
 
 def _run_data_tool(argv: list[str]) -> int:

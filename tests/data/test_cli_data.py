@@ -48,3 +48,34 @@ def test_data_atari_unknown_game_is_a_one_line_error(tmp_path, capsys):
     assert main(["data", "atari", "--out", str(tmp_path / "a"), "--games", "notagame"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "notagame" in err[0]
+
+
+def test_data_import_esc50_writes_manifest_and_missing_list(tmp_path, capsys):
+    import numpy as np
+    import soundfile
+
+    from mjepa.data.manifest import read_manifest
+
+    root = tmp_path / "ESC-50"
+    (root / "meta").mkdir(parents=True)
+    (root / "audio").mkdir()
+    (root / "meta" / "esc50.csv").write_text(
+        "filename,fold,target,category,esc10,src_file,take\n"
+        "1-100-A-0.wav,1,0,dog,True,100,A\n"
+        "2-200-A-1.wav,2,1,rooster,False,200,A\n")
+    soundfile.write(root / "audio" / "1-100-A-0.wav", np.zeros(8000, dtype=np.float32), 16000)
+    out = tmp_path / "esc50.jsonl"
+    assert main(["data", "import", "esc50", str(root), "--out", str(out)]) == 0
+    entries = read_manifest(out)
+    assert [e.labels for e in entries] == [("dog",)]
+    assert (tmp_path / "esc50.jsonl.missing.txt").read_text().split() == ["2-200-A-1.wav"]
+    assert "1 of 2 items found" in capsys.readouterr().out
+
+
+def test_data_import_bad_metadata_is_a_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "dev.csv"
+    bad.write_text("fname,labels\n1,Dog\n")
+    assert main(["data", "import", "fsd50k", str(bad), "--audio-dir", str(tmp_path), "--split", "train",
+                 "--out", str(tmp_path / "m.jsonl")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dev.csv" in err[0]
