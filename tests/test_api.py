@@ -99,3 +99,28 @@ def test_a_crafted_weights_file_cannot_run_code(checkpoint, tmp_path):
 def test_unknown_source_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="neither an mjepa checkpoint"):
         mjepa.load(str(tmp_path / "nothing-here"))
+
+
+def test_hub_repository_ids_download_a_model_directory(checkpoint, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    directory = mjepa.load(str(checkpoint)).save_pretrained(tmp_path / "snapshot")
+    requests = []
+
+    def snapshot_download(repo_id, revision=None, allow_patterns=None):
+        requests.append((repo_id, revision, tuple(allow_patterns)))
+        return str(directory)
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(snapshot_download=snapshot_download))
+    model = mjepa.load("some-org/mjepa-tiny", revision="v1")
+    assert requests == [("some-org/mjepa-tiny", "v1", ("model.safetensors", "config.json", "frontend.json"))]
+    assert model.encode_audio(_waveform(1.0), 22050).pooled.shape[0] == 1
+
+
+def test_hub_id_without_huggingface_hub_is_a_clear_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # as if it were not installed
+    with pytest.raises(ValueError, match="pip install 'mjepa\\[hub\\]'"):
+        mjepa.load("some-org/mjepa-tiny")
