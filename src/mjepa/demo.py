@@ -40,7 +40,7 @@ def demo_overrides(args: argparse.Namespace, steps: int) -> list[str]:
     return [f"run.out_dir={Path(args.out) / 'pretrain'}", f"data.atari_dir={args.atari_dir}",
             f"data.atari_games=[{','.join(args.games)}]", f"data.atari_clips_per_game={args.clips_per_game}",
             f"run.steps={steps}", f"optim.warmup_steps={warmup}", f"optim.cooldown_steps={cooldown}",
-            f"run.checkpoint_every={max(1, steps // 4)}", f"run.seed={args.seed}"]
+            f"run.checkpoint_every={max(1, steps // 4)}", f"run.seed={args.seed}", *args.overrides]
 
 
 def calibrate_steps(args: argparse.Namespace) -> int:
@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clips-per-game", type=int, default=40)
     parser.add_argument("--probe-epochs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="pretraining config override (repeatable), e.g. --set optim.peak_lr=5e-4")
     return parser
 
 
@@ -145,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
     plot_run(out / "pretrain", out / "curves.png")
     timings["total"] = time.perf_counter() - started
     settings = {"steps": steps, "batch_size": config.run.batch_size, "games": args.games,
-                "clips_per_game": args.clips_per_game, "probe_epochs": args.probe_epochs}
+                "clips_per_game": args.clips_per_game, "probe_epochs": args.probe_epochs,
+                "overrides": args.overrides}
     path = report(out, results, retrieval_record, settings, {k: round(v, 1) for k, v in timings.items()})
     print(f"demo: report in {path} ({timings['total'] / 60:.1f} min)", flush=True)
     return 0
