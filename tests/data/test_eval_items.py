@@ -1,0 +1,37 @@
+import torch
+from media_builders import media  # noqa: F401  (pytest fixture)
+
+from mjepa.data.dataset import SkippedItem
+from mjepa.data.decode import ClipSpec
+from mjepa.data.fbank import AudioFrontendConfig
+from mjepa.data.manifest import ManifestEntry
+from mjepa.data.video_transforms import VideoTransformConfig
+from mjepa.eval.items import EvalDataset, ViewSpec
+
+CLIP = ClipSpec(num_frames=4, frames_per_second=4.0)
+AUDIO = AudioFrontendConfig(target_frames=64, num_mel_bins=32)
+VIDEO = VideoTransformConfig(output_size=32, eval_short_side=32)
+
+
+def _dataset(media, kind, views, need_video=True):
+    return EvalDataset([ManifestEntry(str(media[kind]), labels=("a",))], ["a", "b"], CLIP, AUDIO, VIDEO, views,
+                       need_video=need_video, need_audio=True)
+
+
+def test_multi_clip_multi_view_items(media):
+    item = _dataset(media, "mkv", ViewSpec(clips=2, spatial_views=3))[0]
+    assert item.video.shape == (6, 3, 4, 32, 32)  # 2 temporal clips x 3 crops
+    assert item.audio.shape == (6, 64, 32)  # the clip's audio, shared by every view
+    assert not torch.allclose(item.video[0], item.video[3])  # the two clips are different windows
+    assert item.labels.tolist() == [1.0, 0.0]
+
+
+def test_long_audio_as_concatenable_windows(media):
+    item = _dataset(media, "wav", ViewSpec(audio_windows=3), need_video=False)[0]
+    assert item.video is None and item.audio.shape == (3, 64, 32)
+    assert not torch.allclose(item.audio[0], item.audio[1])
+
+
+def test_unreadable_items_are_skipped_with_their_reason(media):
+    item = _dataset(media, "garbage", ViewSpec())[0]
+    assert isinstance(item, SkippedItem) and item.reason == "unreadable"
