@@ -85,3 +85,21 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path):
         losses[accumulation] = step_losses(run_dir)
     for step, loss in losses[1].items():
         assert abs(losses[2][step] - loss) <= 1e-4 * abs(loss), (step, losses[2][step], loss)
+
+
+@pytest.mark.parametrize("sampling", ["data.mixture_weights=[3.0,1.0]", "data.class_balanced=true"])
+def test_pretraining_on_user_manifests_with_mixture_or_class_balance(sampling, tmp_path):
+    from mjepa.data.atari import atari_av_manifest_path, generate_atari_av
+    from mjepa.train.loop import pretrain
+    from mjepa.train.pretrain_config import load_pretrain_config
+
+    data_dir = tmp_path / "atari"
+    generate_atari_av(data_dir, games=("pong", "breakout"), clips_per_game=4, progress=None)
+    manifests = [atari_av_manifest_path(data_dir, "train"), atari_av_manifest_path(data_dir, "val")]
+    if "class_balanced" in sampling:
+        manifests = manifests[:1]
+    config = load_pretrain_config("tiny-cpu", [
+        *TINY_RUN, "data.source=manifest", f"data.manifests=[{','.join(map(str, manifests))}]", sampling,
+        "data.num_workers=0", "run.steps=4", "run.batch_size=4", f"run.out_dir={tmp_path / 'run'}"])
+    result = pretrain(config)
+    assert result.last_step == 4 and all(loss == loss for loss in result.losses.values())
