@@ -81,3 +81,35 @@ def test_retrieve_reports_both_methods(trained_checkpoint, capsys):
             recall = record["results"][method][f"retrieval/{method}/{direction}/R@1"]
             assert 0.0 <= recall <= record["results"][method][f"retrieval/{method}/{direction}/R@2"] <= 1.0
     assert "| predictor_l1 | A->V |" in capsys.readouterr().out
+
+
+def test_two_process_probe_encodes_shards_and_gathers_the_same_features(trained_checkpoint):
+    import subprocess
+    import sys
+
+    import torch
+
+    from pretrain_helpers import cli_env
+
+    root, checkpoint = trained_checkpoint
+    common = ["--checkpoint", str(checkpoint), "--task", "atari", "--atari-dir", str(root / "atari"),
+              "--modality", "video", "--epochs", "1", "--lrs", "1e-3", "--wds", "0.0", "--workers", "0",
+              "--no-baseline"]
+    assert probe_command.main([*common, "--cache-dir", str(root / "cache-single"), "--out",
+                               str(root / "single")]) == 0
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "mjepa.cli",
+         "probe", *common, "--cache-dir", str(root / "cache-two"), "--out", str(root / "two")],
+        capture_output=True, text=True, timeout=300, env=cli_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("wrote ") == 1  # only rank 0 reports
+    single_files = sorted((root / "cache-single").glob("features-*.pt"))
+    two_files = sorted((root / "cache-two").glob("features-*.pt"))
+    assert [f.name for f in single_files] == [f.name for f in two_files] and len(single_files) == 3  # train/val/test
+    for a, b in zip(single_files, two_files):
+        one, two = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+        assert torch.equal(one["indices"], two["indices"]) and torch.equal(one["labels"], two["labels"])
+        assert torch.allclose(one["tokens"].float(), two["tokens"].float(), atol=1e-2)
+    single = json.loads((root / "single" / "results.json").read_text())["results"][0]["score"]
+    two = json.loads((root / "two" / "results.json").read_text())["results"][0]["score"]
+    assert abs(single - two) < 0.05

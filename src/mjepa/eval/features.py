@@ -29,6 +29,7 @@ class FeatureSet:
     tokens: torch.Tensor  # (N * views, T, D) float16
     labels: torch.Tensor  # (N, C) multi-hot
     views: int
+    indices: torch.Tensor | None = None  # (N,) manifest index of each item
 
     @property
     def num_items(self) -> int:
@@ -53,37 +54,61 @@ def cache_key(parts: dict) -> str:
 
 
 @torch.no_grad()
-def encode_batches(encoder: MultimodalEncoder, modality: str, batches: Iterable[tuple[Batch, torch.Tensor]],
-                   layer: int, device: torch.device) -> FeatureSet:
-    """Encode every batch; ``batches`` yields (Batch, multi-hot labels) with views already expanded in the batch."""
+def encode_batches(encoder: MultimodalEncoder, modality: str,
+                   batches: Iterable[tuple[Batch, torch.Tensor, torch.Tensor]], layer: int,
+                   device: torch.device) -> FeatureSet:
+    """Encode every batch; ``batches`` yields (Batch, multi-hot labels, item indices) with views already expanded
+    in the batch."""
     mode = MODALITY_MODES[modality]
     encoder.eval().to(device)
-    tokens, labels, views = [], [], 1
-    for batch, batch_labels in batches:
+    tokens, labels, indices, views = [], [], [], 1
+    for batch, batch_labels, batch_indices in batches:
         batch = batch.to(device)
         out = encoder(mode, batch.audio if "A" in mode else None, batch.video if "V" in mode else None,
                       collect_layers=(layer,) if layer != -1 else ())
         chosen = out.tokens if layer == -1 else out.layers[0]
         tokens.append(chosen.to(torch.float16).cpu())
         labels.append(batch_labels)
+        indices.append(batch_indices)
         views = chosen.shape[0] // batch_labels.shape[0]
-    return FeatureSet(torch.cat(tokens), torch.cat(labels), views)
+    if not tokens:
+        raise ValueError("no item of this split could be decoded; see the skipped items")
+    return FeatureSet(torch.cat(tokens), torch.cat(labels), views, torch.cat(indices))
 
 
-def cached_features(cache_dir: Path | None, key_parts: dict, compute: Callable[[], FeatureSet]) -> tuple[FeatureSet,
-                                                                                                        bool]:
-    """Features from ``cache_dir`` when a file with this key exists, else computed and stored. Returns
-    ``(features, came_from_cache)``."""
+def gather_features(local: FeatureSet, device: torch.device) -> FeatureSet:
+    """Every rank's features, padding-free and back in manifest order (identity without a process group)."""
+    import torch.distributed as dist
+
+    from mjepa.eval.metrics import gather_without_padding
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return local
+    n = local.labels.shape[0]
+    per_item = local.tokens.view(n, local.views, *local.tokens.shape[1:])
+    gathered = [gather_without_padding(t.to(device), n).cpu()
+                for t in (per_item, local.labels, local.indices)]
+    order = gathered[2].argsort()
+    tokens = gathered[0][order].flatten(0, 1)
+    return FeatureSet(tokens, gathered[1][order], local.views, gathered[2][order])
+
+
+def cached_features(cache_dir: Path | None, key_parts: dict, compute: Callable[[], FeatureSet],
+                    write: bool = True) -> tuple[FeatureSet, bool]:
+    """Features from ``cache_dir`` when a file with this key exists, else computed and (if ``write``: one rank of a
+    distributed run writes) stored. Returns ``(features, came_from_cache)``."""
     if cache_dir is None:
         return compute(), False
     path = Path(cache_dir) / f"features-{cache_key(key_parts)}.pt"
     if path.is_file():
         data = torch.load(path, weights_only=True)
-        return FeatureSet(data["tokens"], data["labels"], int(data["views"])), True
+        return FeatureSet(data["tokens"], data["labels"], int(data["views"]), data.get("indices")), True
     features = compute()
+    if not write:
+        return features, False
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"tokens": features.tokens, "labels": features.labels, "views": features.views,
-                "key": json.dumps(key_parts, sort_keys=True, default=str)}, tmp)
+                "indices": features.indices, "key": json.dumps(key_parts, sort_keys=True, default=str)}, tmp)
     tmp.replace(path)
     return features, False

@@ -15,6 +15,7 @@ from mjepa.eval.probe import ProbeSettings
 from mjepa.eval.report import markdown_table, write_results
 from mjepa.eval.run_probe import evaluate
 from mjepa.eval.tasks import TASKS, TaskSpec, atari_splits, esc50_folds, manifest_splits
+from mjepa.train.distributed import init_distributed, shutdown
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,22 +76,35 @@ def run(args: argparse.Namespace) -> int:
     settings = ProbeSettings(protocol=args.protocol, learning_rates=_floats(args.lrs, "--lrs"),
                              weight_decays=_floats(args.wds, "--wds"), epochs=args.epochs, batch_size=args.batch_size)
     folds = task_folds(task, args)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    # Under torchrun / SLURM every rank encodes a shard of each split; the probes then train on the gathered
+    # features (the same on every rank) and rank 0 writes the results.
+    ctx = init_distributed("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device("cuda", ctx.local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        return _probe_and_report(args, task, settings, folds, device, ctx.is_main)
+    finally:
+        shutdown()
+
+
+def _probe_and_report(args: argparse.Namespace, task: TaskSpec, settings: ProbeSettings, folds, device,
+                      is_main: bool) -> int:
     cache_dir = Path(args.cache_dir) if args.cache_dir else None
     encoders = [("trained", False)] + ([] if args.no_baseline else [("random-init", True)])
     results = []
     for label, random_init in encoders:
         loaded = load_model(args.checkpoint, random_init=random_init)
-        print(f"probing {label} encoder on {task.name} ({args.modality}, {args.protocol})", flush=True)
+        if is_main:
+            print(f"probing {label} encoder on {task.name} ({args.modality}, {args.protocol})", flush=True)
         results.append(evaluate(loaded, label, task, folds, args.modality, settings, args.layer, args.encode_batch,
                                 args.workers, cache_dir, device))
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"probe-{task.name}-{args.modality}"
     header = {"task": task.name, "description": task.description, "checkpoint": args.checkpoint,
               "protocol": args.protocol, "probe_settings": asdict(settings), "views": asdict(task.views),
               "folds": len(folds)}
-    write_results(out, task.name, header, results)
-    print(markdown_table(task.name, results), end="")
-    print(f"wrote {out}/results.json, results.md, results.png", flush=True)
+    if is_main:
+        write_results(out, task.name, header, results)
+        print(markdown_table(task.name, results), end="")
+        print(f"wrote {out}/results.json, results.md, results.png", flush=True)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -9,8 +10,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from mjepa.data.dataset import SkippedItem
+from mjepa.data.samplers import DistributedShardSampler
 from mjepa.eval.features import (
-    MODALITY_MODES, FeatureSet, cached_features, encode_batches, encoder_fingerprint,
+    MODALITY_MODES, FeatureSet, cached_features, encode_batches, encoder_fingerprint, gather_features,
 )
 from mjepa.eval.items import EvalDataset, EvalItem, ViewSpec, collate_eval
 from mjepa.eval.loading import LoadedModel
@@ -18,6 +20,7 @@ from mjepa.eval.metrics import accuracy_from_multi_hot, mean_average_precision
 from mjepa.eval.probe import ProbeSettings, predict, train_probe_grid
 from mjepa.eval.tasks import TaskSpec, TaskSplits
 from mjepa.objective import Batch
+from mjepa.train.distributed import detect_launch
 
 
 @dataclass
@@ -44,7 +47,7 @@ def item_batches(items: list[EvalItem], modality: str, views: ViewSpec):
     audio = torch.cat([i.audio for i in items]) if modality != "video" else None
     video = torch.cat([i.video for i in items]) if modality != "audio" else None
     labels = torch.stack([i.labels for i in items])
-    return Batch(audio=audio, video=video, has_audio=None), labels
+    return Batch(audio=audio, video=video, has_audio=None), labels, torch.tensor([i.index for i in items])
 
 
 def probe_encoder(loaded: LoadedModel, modality: str):
@@ -63,8 +66,14 @@ def split_features(loaded: LoadedModel, task: TaskSpec, entries, vocabulary, mod
                           need_audio=modality != "video")
     skipped: list[SkippedItem] = []
 
+    ctx = detect_launch(dict(os.environ))
+
     def compute() -> FeatureSet:
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_eval)
+        # Under torchrun each rank encodes its own shard (no padding) and the features are gathered in order.
+        sampler = DistributedShardSampler(len(dataset), ctx.world_size, ctx.rank, shuffle=False, pad=False) \
+            if ctx.enabled else None
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_eval,
+                            sampler=sampler)
 
         def batches():
             for items, bad in loader:
@@ -72,7 +81,8 @@ def split_features(loaded: LoadedModel, task: TaskSpec, entries, vocabulary, mod
                 if items:
                     yield item_batches(items, modality, views)
 
-        features = encode_batches(probe_encoder(loaded, modality), modality, batches(), layer, device)
+        features = gather_features(encode_batches(probe_encoder(loaded, modality), modality, batches(), layer,
+                                                  device), device)
         if views.audio_windows > 1:  # concatenate each item's audio windows along the token axis
             t, d = features.tokens.shape[1:]
             features.tokens = features.tokens.view(-1, views.audio_windows * t, d)
@@ -81,8 +91,16 @@ def split_features(loaded: LoadedModel, task: TaskSpec, entries, vocabulary, mod
 
     key = {"encoder": fingerprint, "modality": modality, "layer": layer, "frontend": fe.to_dict(),
            "views": asdict(views), "items": [(e.path, e.start, e.end, e.labels) for e in entries]}
-    features, from_cache = cached_features(cache_dir, key, compute)
-    return SplitFeatures(features, skipped, from_cache)
+    features, from_cache = cached_features(cache_dir, key, compute, write=ctx.is_main)
+    return SplitFeatures(features, gather_skipped(skipped) if ctx.enabled else skipped, from_cache)
+
+
+def gather_skipped(local: list[SkippedItem]) -> list[SkippedItem]:
+    import torch.distributed as dist
+
+    parts: list[list[SkippedItem] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, local)
+    return [item for part in parts for item in part]
 
 
 def score(metric: str, logits: torch.Tensor, targets: torch.Tensor) -> float:
