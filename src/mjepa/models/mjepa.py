@@ -62,12 +62,12 @@ class MJEPA(nn.Module):
     def predictor(self, mode: str) -> Predictor:
         return self.predictors[self.part_key(mode)]
 
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        """Parameters the optimiser updates: everything except the target encoder(s)."""
-        return [p for name, p in self.named_parameters() if not name.startswith("target_encoders.")]
-
     def named_trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """Parameters the optimiser updates: everything except the target encoder(s)."""
         return [(n, p) for n, p in self.named_parameters() if not n.startswith("target_encoders.")]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for _, p in self.named_trainable_parameters()]
 
     def train(self, mode: bool = True) -> "MJEPA":
         super().train(mode)

@@ -146,16 +146,23 @@ def init_from_weights(trainer: Trainer, path: str) -> None:
     load_full_state_dict(trainer.model, load_checkpoint(path)["model"])
 
 
-def rank_masks(trainer: Trainer, loaded: LoadedBatch, step: int, micro: int, grids) -> Masks:
-    """Masks drawn for the step's whole global batch from (seed, step); this micro-batch's rows on this rank.
+def step_masks(trainer: Trainer, step: int, batch: Batch) -> Masks:
+    """Masks for the step's whole global batch, drawn once per step from (seed, step).
 
     Drawing for the global batch makes the run independent of the number of ranks and of gradient accumulation:
     a 2-rank or 2-micro-batch run sees exactly the masks of the 1-rank run with the same global batch.
     """
     run = trainer.config.run
+    audio_grid, video_grid = trainer.model.token_grids(tuple(batch.audio.shape), tuple(batch.video.shape))
+    return trainer.masks.sample(run.batch_size, audio_grid[:2], video_grid, seed=run.seed, rank=0, worker=0,
+                                step=step)
+
+
+def rank_masks(trainer: Trainer, masks: Masks, loaded: LoadedBatch, micro: int) -> Masks:
+    """This micro-batch's rows of the step's masks on this rank, on the training device."""
+    run = trainer.config.run
     micro_global = run.batch_size // run.grad_accumulation
     per_rank = micro_global // trainer.ctx.world_size
-    masks = trainer.masks.sample(run.batch_size, grids[0], grids[1], seed=run.seed, rank=0, worker=0, step=step)
     rows = micro * micro_global + trainer.ctx.rank * per_rank + loaded.rows
     return {mode: [MaskPair(p.context[rows], p.target[rows]).to(trainer.device) for p in pairs]
             for mode, pairs in masks.items()}
@@ -185,11 +192,11 @@ def forward_backward(trainer: Trainer, step: int, micro_batches: list[LoadedBatc
     trainer.optimizer.zero_grad(set_to_none=True)
     values: dict[str, float] = {}
     pooled: dict[str, torch.Tensor] = {}
+    global_masks = step_masks(trainer, step, micro_batches[todo[0]].batch)
     for position, micro in enumerate(todo):
         loaded = micro_batches[micro]
         batch = loaded.batch.to(trainer.device)
-        grids = trainer.model.token_grids(tuple(batch.audio.shape), tuple(batch.video.shape))
-        masks = rank_masks(trainer, loaded, step, micro, (grids[0][:2], grids[1]))
+        masks = rank_masks(trainer, global_masks, loaded, micro)
         # Gradients are synchronised once, on the last micro-batch of the step.
         sync = position == len(todo) - 1
         with (contextlib.nullcontext() if sync else trainer.parallel.no_sync()):
