@@ -1,11 +1,17 @@
 """Time of the full 9-term MJEPA training step, with achieved GFLOP/s against the machine's measured peak.
 
 In one run: the machine's fp32 and bf16 matrix-product throughput (best of a few GEMM shapes), then for each
-encoder size and precision the wall time of the training step (forward, backward, AdamW, EMA) at the given input
-shapes, its analytic FLOPs (mjepa.flops) and the ratio achieved / measured peak of that precision.
+encoder size, precision and implementation the wall time of the training step (forward, backward, AdamW, EMA) at
+the given input shapes, its analytic FLOPs (mjepa.flops) and the ratio achieved / measured peak of that precision.
+
+Implementations: ``ours`` is the model as it trains; ``reference`` is the same step with stock PyTorch kernels
+(``mjepa.models.kernels.reference_kernels``): one forward per mode and mask configuration, stock ``nn.Linear``
+autograd and attention in the autocast dtype. Both start from the same weights, batch and masks, so their first
+losses must agree (to bf16 tolerance under bf16); the JSON records both.
 
     python benchmarks/bench_step.py                      # tiny and small, fp32 and bf16, default shapes
     python benchmarks/bench_step.py --sizes tiny --precisions fp32 --steps 5
+    python benchmarks/bench_step.py --sizes small --precisions bf16 --implementations ours,reference
 
 Prints a table and writes JSON (default benchmarks/results/bench_step.json).
 """
@@ -13,6 +19,7 @@ Prints a table and writes JSON (default benchmarks/results/bench_step.json).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import time
@@ -24,6 +31,7 @@ import torch.nn.functional as F
 from mjepa.config import MaskConfig, ModelConfig
 from mjepa.flops import step_flops
 from mjepa.masks import MaskSampler
+from mjepa.models.kernels import reference_kernels
 from mjepa.models.mjepa import MJEPA
 from mjepa.objective import Batch
 from mjepa.terms import active_modes
@@ -59,7 +67,13 @@ def measure_matmul_gflops(dtype: torch.dtype, min_seconds: float, max_flops: flo
     return {"best_gflops": max(results.values()), "per_shape_gflops": results}
 
 
-def bench_config(size: str, precision: str, args: argparse.Namespace) -> dict:
+def bench_config(size: str, precision: str, implementation: str, args: argparse.Namespace) -> dict:
+    kernels = reference_kernels() if implementation == "reference" else contextlib.nullcontext()
+    with kernels:
+        return _bench_config(size, precision, args) | {"implementation": implementation}
+
+
+def _bench_config(size: str, precision: str, args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     config = ModelConfig.from_size(size)
     model = MJEPA(config)
@@ -74,13 +88,16 @@ def bench_config(size: str, precision: str, args: argparse.Namespace) -> dict:
     masks = MaskSampler(MaskConfig(), active_modes(config.objective)).sample(b, audio_grid[:2], video_grid, seed=0)
     flops = step_flops(config, b, tuple(batch.audio.shape), tuple(batch.video.shape), masks)
     amp = None if precision == "fp32" else torch.bfloat16
+    first = None
     for _ in range(args.warmup):
-        train_step(model, optimizer, batch, masks, ema_momentum=0.999, amp_dtype=amp)
+        result = train_step(model, optimizer, batch, masks, ema_momentum=0.999, amp_dtype=amp)
+        first = result.loss if first is None else first
     times = []
     for _ in range(args.steps):
         start = time.perf_counter()
         result = train_step(model, optimizer, batch, masks, ema_momentum=0.999, amp_dtype=amp)
         times.append(time.perf_counter() - start)
+        first = result.loss if first is None else first
     step_seconds = sorted(times)[len(times) // 2]
     return {
         "size": size,
@@ -100,6 +117,7 @@ def bench_config(size: str, precision: str, args: argparse.Namespace) -> dict:
             "cross_heads_forward": flops.cross_heads_forward / 1e9,
         },
         "achieved_gflops": flops.training_step / step_seconds / 1e9,
+        "first_step_loss": first,
         "loss": result.loss,
     }
 
@@ -108,6 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="tiny,small", help="comma-separated encoder sizes (default: tiny,small)")
     parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated fp32,bf16 (default: both)")
+    parser.add_argument("--implementations", default="ours", help="comma-separated ours,reference (default: ours)")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--audio-frames", type=int, default=1024, help="fbank frames (default 1024 = 10 s)")
     parser.add_argument("--mel-bins", type=int, default=128)
@@ -130,15 +149,28 @@ def main() -> None:
         peaks[p] = measure_matmul_gflops(DTYPES[p], args.gemm_seconds, max_flops)
         print(f"matmul peak {p}: {peaks[p]['best_gflops']:.1f} GFLOP/s  {peaks[p]['per_shape_gflops']}", flush=True)
 
+    implementations = args.implementations.split(",")
+    if any(i not in ("ours", "reference") for i in implementations):
+        parser.error(f"--implementations: expected ours and/or reference, got {args.implementations!r}")
     rows = []
     for size in args.sizes.split(","):
         for p in precisions:
-            row = bench_config(size, p, args)
-            row["efficiency_vs_matmul_peak"] = row["achieved_gflops"] / peaks[p]["best_gflops"]
-            rows.append(row)
-            print(f"{size:6s} {p}: step {row['step_seconds_median']:.3f} s, {row['step_gflop']:.1f} GFLOP, "
-                  f"{row['achieved_gflops']:.1f} GFLOP/s = {100 * row['efficiency_vs_matmul_peak']:.1f} % of "
-                  f"the {p} matmul peak", flush=True)
+            for implementation in implementations:
+                row = bench_config(size, p, implementation, args)
+                row["efficiency_vs_matmul_peak"] = row["achieved_gflops"] / peaks[p]["best_gflops"]
+                rows.append(row)
+                print(f"{size:6s} {p} {implementation:9s}: step {row['step_seconds_median']:.3f} s, "
+                      f"{row['step_gflop']:.1f} GFLOP, {row['achieved_gflops']:.1f} GFLOP/s = "
+                      f"{100 * row['efficiency_vs_matmul_peak']:.1f} % of the {p} matmul peak, first loss "
+                      f"{row['first_step_loss']:.5f}", flush=True)
+            ours = next((r for r in rows[-len(implementations):] if r["implementation"] == "ours"), None)
+            ref = next((r for r in rows[-len(implementations):] if r["implementation"] == "reference"), None)
+            if ours and ref:
+                ours["speedup_vs_reference"] = ref["step_seconds_median"] / ours["step_seconds_median"]
+                ours["first_loss_relative_difference"] = abs(ours["first_step_loss"] - ref["first_step_loss"]) / abs(
+                    ref["first_step_loss"])
+                print(f"{size:6s} {p}: ours is {ours['speedup_vs_reference']:.2f}x the reference, first losses "
+                      f"differ by {100 * ours['first_loss_relative_difference']:.3f} %", flush=True)
 
     record = {
         "benchmark": "bench_step",

@@ -29,3 +29,20 @@ def test_analytic_step_flops_match_torch_flop_counter():
         out.loss.backward()
     measured_step = counter.get_total_flops()
     assert abs(analytic.training_step - measured_step) / measured_step < 0.05, (analytic.training_step, measured_step)
+
+
+def test_analytic_attention_flops_match_the_batched_products_of_attention():
+    model = MJEPA(tiny_model_config())
+    batch, _ = synthetic_batch(0, 0, 2)
+    audio_grid, video_grid = model.token_grids(batch.audio.shape, batch.video.shape)
+    masks = MaskSampler(MaskConfig()).sample(2, audio_grid[:2], video_grid, seed=0)
+    analytic = step_flops(model.config, 2, tuple(batch.audio.shape), tuple(batch.video.shape), masks)
+    counter = FlopCounterMode(display=False)
+    with counter, sdpa_kernel(SDPBackend.MATH):
+        mjepa_objective(model, batch, masks)
+    # Under the math backend attention is the only batched product (bmm); linear layers are mm/addmm.
+    counted = counter.get_flop_counts()["Global"]
+    attention = sum(v for op, v in counted.items() if "bmm" in str(op))
+    expected = analytic.attention_target_forward + analytic.attention_trained_forward
+    assert abs(expected - attention) / attention < 0.01, (expected, attention)
+    assert 0 < analytic.attention_training_step < analytic.training_step

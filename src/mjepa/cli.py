@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("extract", help="embeddings for every item of a manifest", add_help=False)
     sub.add_parser("demo", help="generate AtariAV, pretrain, probe A/V/AV beside a random encoder, retrieve, report",
                    add_help=False)
+    sub.add_parser("ablate", help="the central ablation on AtariAV: four settings x seeds, probed A/V/AV, table + plot",
+                   add_help=False)
     data = sub.add_parser("data", help="data tools: validate a manifest, fbank statistics, built-in AtariAV data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     # The tools parse their own arguments; these entries only make them show up in --help.
@@ -44,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands that parse their own arguments (their module has main(argv) and build_parser()).
 TOOLS = {"plot": "mjepa.train.plot", "probe": "mjepa.eval.probe_command", "retrieve": "mjepa.eval.retrieve_command",
-         "extract": "mjepa.extract", "demo": "mjepa.demo"}
+         "extract": "mjepa.extract", "demo": "mjepa.demo", "ablate": "mjepa.ablation"}
 DATA_TOOLS = {"import": "mjepa.data.import_command", "validate": "mjepa.data.validate", "stats": "mjepa.data.stats", "atari": "mjepa.data.atari_command"}
 
 

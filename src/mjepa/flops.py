@@ -19,8 +19,12 @@ from mjepa.terms import active_cross_pairs, active_modes
 def transformer_forward_flops(batch: int, tokens: int, width: int, depth: int, mlp_hidden: int) -> float:
     """Forward FLOPs of ``depth`` pre-norm blocks on ``batch`` sequences of ``tokens`` tokens."""
     linear = 2 * tokens * width * (3 * width + width + 2 * mlp_hidden)  # qkv, out projection, MLP in and out
-    attention = 2 * 2 * tokens * tokens * width  # q·k scores and the weighted sum of values
-    return float(batch * depth * (linear + attention))
+    return float(batch * depth * linear) + attention_forward_flops(batch, tokens, width, depth)
+
+
+def attention_forward_flops(batch: int, tokens: int, width: int, depth: int) -> float:
+    """The attention part of :func:`transformer_forward_flops`: q·k scores and the weighted sum of values."""
+    return float(batch * depth * 2 * 2 * tokens * tokens * width)
 
 
 def _mlp_hidden(width: int, ratio: float) -> int:
@@ -34,6 +38,13 @@ class StepFlops:
     context_forward: float
     predictor_forward: float
     cross_heads_forward: float
+    attention_target_forward: float = 0.0  # the attention products inside target_forward
+    attention_trained_forward: float = 0.0  # the attention products inside context_forward + predictor_forward
+
+    @property
+    def attention_training_step(self) -> float:
+        """The attention products' share of :attr:`training_step` (quadratic in tokens; the rest is linear)."""
+        return self.attention_target_forward + 3 * self.attention_trained_forward
 
     @property
     def forward(self) -> float:
@@ -58,7 +69,7 @@ def step_flops(config: ModelConfig, batch: int, audio_shape: tuple[int, ...], vi
     )
     audio_patch = enc.audio_patch_time * enc.audio_patch_freq
     video_patch = enc.video_channels * enc.video_tubelet_time * enc.video_patch_size ** 2
-    target = context_embed = context = predictor = 0.0
+    target = context_embed = context = predictor = attention_target = attention_trained = 0.0
     for mode in active_modes(obj):
         embed = 0.0
         if "A" in mode:
@@ -67,14 +78,17 @@ def step_flops(config: ModelConfig, batch: int, audio_shape: tuple[int, ...], vi
             embed += 2.0 * batch * video_tokens * video_patch * enc.width
         full = audio_tokens * ("A" in mode) + video_tokens * ("V" in mode)
         target += embed + transformer_forward_flops(batch, full, enc.width, enc.depth, enc_hidden)
+        attention_target += attention_forward_flops(batch, full, enc.width, enc.depth)
         context_embed += embed  # tokens are embedded once per mode, then gathered for every mask configuration
         for pair in masks[mode]:
             n_ctx, n_tgt = pair.context.shape[1], pair.target.shape[1]
             context += transformer_forward_flops(batch, n_ctx, enc.width, enc.depth, enc_hidden)
             predictor += transformer_forward_flops(batch, n_ctx + n_tgt, pred.width, pred.depth, pred_hidden)
             predictor += 2.0 * batch * (n_ctx * enc.width * pred.width + n_tgt * pred.width * enc.width)
+            attention_trained += attention_forward_flops(batch, n_ctx, enc.width, enc.depth)
+            attention_trained += attention_forward_flops(batch, n_ctx + n_tgt, pred.width, pred.depth)
     hidden = max(1, int(round(enc.width * obj.cross_modal_hidden_ratio)))
     head = 2.0 * batch * (enc.width * hidden + hidden * hidden + hidden * enc.width)
     num_configs = len(next(iter(masks.values())))
     heads = head * num_configs * len(active_cross_pairs(obj))
-    return StepFlops(target, context_embed, context, predictor, heads)
+    return StepFlops(target, context_embed, context, predictor, heads, attention_target, attention_trained)

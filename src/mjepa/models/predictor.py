@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from mjepa.config import PredictorConfig
+from mjepa.models.kernels import Linear
 from mjepa.models.encoder import MODALITIES, init_vit_weights, rescale_residual_projections
 from mjepa.models.positions import Rotary3D, sincos_embedding
 from mjepa.models.vit import BlockStack
@@ -24,14 +25,14 @@ class Predictor(nn.Module):
                  rope_base: float = 10000.0) -> None:
         super().__init__()
         self.config = config
-        self.embed = nn.Linear(encoder_width, config.width)
+        self.embed = Linear(encoder_width, config.width)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, config.width))
         self.modality_embed = nn.Parameter(torch.zeros(len(MODALITIES), config.width))
         head_dim = config.width // config.num_heads
         self.rope = Rotary3D(head_dim, rope_base) if position_embedding == "rope" else None
         self.blocks = BlockStack(config.width, config.depth, config.num_heads, config.mlp_ratio)
         self.norm = nn.LayerNorm(config.width, eps=1e-6)
-        self.proj = nn.Linear(config.width, encoder_width)
+        self.proj = Linear(config.width, encoder_width)
         init_vit_weights(self)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         nn.init.trunc_normal_(self.modality_embed, std=0.02)

@@ -91,6 +91,7 @@ def parallelize(model: MJEPA, ctx: DistributedContext, requested: str, device: t
         ddp = DistributedDataParallel(
             ObjectiveModule(model), device_ids=[ctx.local_rank] if device.type == "cuda" else None,
             broadcast_buffers=False,
+            gradient_as_bucket_view=True,  # gradients live in the all-reduce buckets: no second fp32 copy
         )
         return ParallelModel(model, strategy, ddp, ddp.no_sync)
     apply_fsdp(model, device.type, ctx.world_size)

@@ -1,0 +1,279 @@
+"""``mjepa ablate``: the paper's central ablation (DESIGN.md section 4) on built-in AtariAV.
+
+Four settings are pretrained with identical data, schedule, step budget and seeds:
+
+1. ``separate``      -- separate unimodal encoders (audio and video), intra-modal terms only;
+2. ``shared-intra``  -- one shared encoder, intra-modal terms only;
+3. ``shared-cross``  -- one shared encoder, + A<->V cross-modal prediction;
+4. ``full``          -- + the joint AV mode: all 9 terms (the MJEPA recipe).
+
+Every model is probed (frozen attentive probe) with audio, video and audio-visual input (separate encoders have no
+AV input), beside a random-init encoder of the same architecture. The table holds mean +- std over seeds.
+
+Each (setting, seed) writes ``runs/<setting>/seed<k>/probe.json`` when done; re-running the command skips finished
+runs and resumes unfinished pretraining from its latest checkpoint, so several processes can share one ``--out``
+with disjoint ``--seeds`` and a last call with ``--report-only`` writes the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from mjepa.commands import run_reporting_errors
+from mjepa.data.atari import DEFAULT_GAMES, generate_atari_av
+from mjepa.eval.loading import load_model
+from mjepa.eval.probe import ProbeSettings
+from mjepa.eval.run_probe import evaluate
+from mjepa.eval.tasks import TASKS, atari_splits
+from mjepa.train.loop import pretrain
+from mjepa.train.pretrain_config import load_pretrain_config
+
+MODALITIES = ("audio", "video", "av")
+RANDOM_INIT = "random-init"
+
+
+@dataclass(frozen=True)
+class AblationSetting:
+    name: str
+    label: str  # the row label of DESIGN.md section 4
+    overrides: tuple[str, ...]
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        # Separate unimodal encoders have no audio-visual input (the paper's "-").
+        return ("audio", "video") if "model.objective.shared_encoder=false" in self.overrides else MODALITIES
+
+
+SETTINGS = (
+    AblationSetting("separate", "separate unimodal encoders",
+                    ("model.objective.shared_encoder=false", "model.objective.cross_modal=none",
+                     "model.objective.joint_av=false")),
+    AblationSetting("shared-intra", "shared encoder, intra-modal terms only",
+                    ("model.objective.shared_encoder=true", "model.objective.cross_modal=none",
+                     "model.objective.joint_av=false")),
+    AblationSetting("shared-cross", "+ A<->V cross-modal prediction",
+                    ("model.objective.shared_encoder=true", "model.objective.cross_modal=av",
+                     "model.objective.joint_av=false")),
+    AblationSetting("full", "+ joint AV mode, all 9 terms",
+                    ("model.objective.shared_encoder=true", "model.objective.cross_modal=all",
+                     "model.objective.joint_av=true")),
+)
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def run_overrides(args: argparse.Namespace, setting: AblationSetting, seed: int) -> list[str]:
+    """The pretraining config of one (setting, seed): the schedule and data are the same for every setting."""
+    steps = args.steps
+    return [f"run.out_dir={run_dir(args.out, setting.name, seed) / 'pretrain'}", f"data.atari_dir={args.atari_dir}",
+            f"data.atari_games=[{','.join(args.games)}]", f"data.atari_clips_per_game={args.clips_per_game}",
+            f"run.steps={steps}", f"optim.warmup_steps={max(1, steps // 10)}",
+            f"optim.cooldown_steps={max(0, steps // 4)}", f"run.checkpoint_every={max(1, steps // 4)}",
+            "run.keep_checkpoints=1", f"run.seed={seed}", *args.overrides, *setting.overrides]
+
+
+def run_dir(out: str | Path, name: str, seed: int) -> Path:
+    return Path(out) / "runs" / name / f"seed{seed}"
+
+
+def probe_settings(args: argparse.Namespace, seed: int) -> ProbeSettings:
+    return ProbeSettings(protocol="attentive", learning_rates=(1e-3,), weight_decays=(0.05,),
+                         epochs=args.probe_epochs, batch_size=32, seed=seed)
+
+
+def probe_checkpoint(checkpoint: Path, random_init: bool, modalities: Sequence[str], args: argparse.Namespace,
+                     seed: int) -> dict[str, float]:
+    loaded = load_model(checkpoint, random_init=random_init)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    folds = [atari_splits(args.atari_dir)]
+    scores = {}
+    for modality in modalities:
+        result = evaluate(loaded, RANDOM_INIT if random_init else "trained", TASKS["atari"], folds, modality,
+                          probe_settings(args, seed), -1, 16, args.workers, Path(args.out) / "features", device)
+        scores[modality] = result.score
+    return scores
+
+
+def final_losses(pretrain_dir: Path, last: int = 10) -> dict[str, float]:
+    """Mean of each loss term over the last ``last`` logged steps."""
+    records = [json.loads(line) for line in (pretrain_dir / "metrics.jsonl").read_text().splitlines() if line]
+    records = [r for r in records if "loss" in r][-last:]
+    keys = sorted({k for r in records for k in r if k == "loss" or k.startswith(("intra_", "cross_"))})
+    return {k: statistics.fmean(r[k] for r in records if k in r) for k in keys}
+
+
+def run_setting(args: argparse.Namespace, setting: AblationSetting, seed: int) -> dict:
+    folder = run_dir(args.out, setting.name, seed)
+    result_path = folder / "probe.json"
+    if result_path.exists():
+        print(f"ablate: {setting.name} seed {seed}: done already", flush=True)
+        return json.loads(result_path.read_text())
+    config = load_pretrain_config(args.config, run_overrides(args, setting, seed))
+    started = time.perf_counter()
+    print(f"ablate: pretraining {setting.name} seed {seed} ({args.steps} steps)", flush=True)
+    pretrain(config)
+    pretrain_seconds = time.perf_counter() - started
+    checkpoint = folder / "pretrain" / "checkpoints" / "latest.pt"
+    mark = time.perf_counter()
+    scores = probe_checkpoint(checkpoint, False, setting.modalities, args, seed)
+    record = {"setting": setting.name, "label": setting.label, "seed": seed, "steps": args.steps,
+              "scores": scores, "final_losses": final_losses(folder / "pretrain"),
+              "seconds": {"pretrain": pretrain_seconds, "probe": time.perf_counter() - mark}}
+    result_path.write_text(json.dumps(record, indent=2))
+    print(f"ablate: {setting.name} seed {seed}: " + ", ".join(f"{m} {100 * s:.1f}" for m, s in scores.items()),
+          flush=True)
+    return record
+
+
+def run_random_init(args: argparse.Namespace, seed: int) -> dict:
+    """The random-init row: the ``full`` architecture, freshly initialised with the run's seed."""
+    folder = run_dir(args.out, RANDOM_INIT, seed)
+    result_path = folder / "probe.json"
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    checkpoint = run_dir(args.out, "full", seed) / "pretrain" / "checkpoints" / "latest.pt"
+    scores = probe_checkpoint(checkpoint, True, MODALITIES, args, seed)
+    record = {"setting": RANDOM_INIT, "label": "random-init encoder", "seed": seed, "steps": 0, "scores": scores}
+    folder.mkdir(parents=True, exist_ok=True)
+    result_path.write_text(json.dumps(record, indent=2))
+    return record
+
+
+def collect(out: str | Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(Path(out).glob("runs/*/seed*/probe.json"))]
+
+
+def summarise(records: list[dict]) -> list[dict]:
+    """One row per setting (in table order): mean and sample std over seeds of each modality's probe score."""
+    order = [s.name for s in SETTINGS] + [RANDOM_INIT]
+    rows = []
+    for name in order:
+        mine = [r for r in records if r["setting"] == name]
+        if not mine:
+            continue
+        row = {"setting": name, "label": mine[0]["label"], "seeds": sorted(r["seed"] for r in mine), "scores": {}}
+        for modality in MODALITIES:
+            values = [r["scores"][modality] for r in mine if modality in r["scores"]]
+            if values:
+                std = statistics.stdev(values) if len(values) > 1 else 0.0
+                row["scores"][modality] = {"mean": statistics.fmean(values), "std": std, "values": values}
+        rows.append(row)
+    return rows
+
+
+def table_markdown(rows: list[dict]) -> str:
+    lines = ["| setting | A | V | AV | seeds |", "|---|---|---|---|---|"]
+    for row in rows:
+        cells = []
+        for modality in MODALITIES:
+            score = row["scores"].get(modality)
+            cells.append(f"{100 * score['mean']:.1f} ± {100 * score['std']:.1f}" if score else "–")
+        lines.append(f"| {row['label']} | " + " | ".join(cells) + f" | {len(row['seeds'])} |")
+    return "\n".join(lines)
+
+
+def plot_rows(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / max(1, len(rows))
+    for i, row in enumerate(rows):
+        xs, means, stds = [], [], []
+        for j, modality in enumerate(MODALITIES):
+            if modality in row["scores"]:
+                xs.append(j - 0.4 + (i + 0.5) * width)
+                means.append(100 * row["scores"][modality]["mean"])
+                stds.append(100 * row["scores"][modality]["std"])
+        ax.bar(xs, means, width, yerr=stds, capsize=3, label=row["label"])
+    ax.set_xticks(range(len(MODALITIES)), ["audio", "video", "audio-visual"])
+    ax.set_ylabel("probe mAP (%)")
+    ax.set_title("MJEPA ablation on AtariAV (mean ± std over seeds)")
+    lows = [100 * (s["mean"] - s["std"]) for r in rows for s in r["scores"].values()]
+    ax.set_ylim(max(0.0, min(lows) - 10) if lows else 0.0, 100)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(args: argparse.Namespace) -> dict:
+    out = Path(args.out)
+    records = collect(out)
+    if not records:
+        raise ValueError(f"no finished ablation runs under {out / 'runs'}")
+    rows = summarise(records)
+    summary = {"task": "atari", "steps": args.steps, "config": args.config, "overrides": args.overrides,
+               "probe": {"protocol": "attentive", "epochs": args.probe_epochs}, "rows": rows, "runs": records}
+    (out / "ablation.json").write_text(json.dumps(summary, indent=2))
+    table = table_markdown(rows)
+    (out / "ablation.md").write_text("Frozen attentive probe mAP (%) on AtariAV, mean ± std over seeds.\n\n"
+                                     + table + "\n")
+    plot_rows(rows, out / "ablation.png")
+    print(table, flush=True)
+    print(f"ablate: wrote {out / 'ablation.json'}, {out / 'ablation.md'}, {out / 'ablation.png'}", flush=True)
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mjepa ablate", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/ablation", help="output folder (default runs/ablation)")
+    parser.add_argument("--config", default="tiny-cpu", help="pretraining preset or YAML (default tiny-cpu)")
+    parser.add_argument("--steps", type=int, default=150, help="pretraining steps per run (default 150)")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    parser.add_argument("--settings", default=",".join(SETTINGS_BY_NAME),
+                        help=f"comma-separated subset of {', '.join(SETTINGS_BY_NAME)} (default: all)")
+    parser.add_argument("--atari-dir", default="data/atari", help="AtariAV cache folder (default data/atari)")
+    parser.add_argument("--games", default=",".join(DEFAULT_GAMES), help="comma-separated Atari games")
+    parser.add_argument("--clips-per-game", type=int, default=40)
+    parser.add_argument("--probe-epochs", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1, help="feature-extraction loader workers (default 1)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="pretraining override applied to every setting (repeatable), e.g. "
+                        "--set model.encoder.depth=6")
+    parser.add_argument("--report-only", action="store_true", help="only (re)write the table from finished runs")
+    return parser
+
+
+def parse_names(text: str) -> list[AblationSetting]:
+    names = [n for n in text.split(",") if n]
+    unknown = [n for n in names if n not in SETTINGS_BY_NAME]
+    if unknown:
+        raise ValueError(f"--settings: unknown setting {unknown[0]!r}; expected some of {', '.join(SETTINGS_BY_NAME)}")
+    return [SETTINGS_BY_NAME[n] for n in names]
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s]
+    except ValueError:
+        raise ValueError(f"--seeds: expected comma-separated integers, got {text!r}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    args.games = [g for g in args.games.split(",") if g]
+    settings, seeds = parse_names(args.settings), parse_seeds(args.seeds)
+    for setting in settings:  # fail on a bad override before hours of training, not after
+        load_pretrain_config(args.config, run_overrides(args, setting, seeds[0] if seeds else 0))
+    if not args.report_only:
+        generate_atari_av(args.atari_dir, games=args.games, clips_per_game=args.clips_per_game)
+        for seed in seeds:
+            for setting in settings:
+                run_setting(args, setting, seed)
+            if "full" in {s.name for s in settings}:
+                run_random_init(args, seed)
+    write_report(args)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_reporting_errors("mjepa ablate", run, build_parser().parse_args(argv))

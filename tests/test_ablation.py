@@ -1,0 +1,75 @@
+"""``mjepa ablate``: four settings x seeds with identical data and schedule, probed A/V/AV, table and plot."""
+
+import json
+import statistics
+
+import pytest
+
+from mjepa.ablation import SETTINGS, build_parser, run_overrides, summarise, table_markdown
+from mjepa.cli import main
+from mjepa.train.pretrain_config import load_pretrain_config
+from mjepa.typed_config import to_dict
+from pretrain_helpers import TINY_RUN
+
+
+def test_settings_differ_only_in_the_objective_switches(tmp_path):
+    args = build_parser().parse_args(["--out", str(tmp_path), "--steps", "40"])
+    args.games = ["pong"]
+    configs = {}
+    for setting in SETTINGS:
+        config = to_dict(load_pretrain_config("tiny-cpu", run_overrides(args, setting, seed=3)))
+        config["run"].pop("out_dir")
+        objective = config["model"].pop("objective")
+        configs[setting.name] = (config, objective)
+    reference = configs["full"][0]
+    for name, (config, _) in configs.items():
+        assert config == reference, f"{name} differs from full outside the objective"
+    assert reference["run"]["seed"] == 3 and reference["run"]["steps"] == 40
+    switches = {n: (o["shared_encoder"], o["cross_modal"], o["joint_av"]) for n, (_, o) in configs.items()}
+    assert switches == {"separate": (False, "none", False), "shared-intra": (True, "none", False),
+                        "shared-cross": (True, "av", False), "full": (True, "all", True)}
+
+
+def test_summary_is_mean_and_sample_std_over_seeds():
+    records = [{"setting": "full", "label": "all 9", "seed": s, "scores": {"audio": a, "video": 0.5, "av": 0.7}}
+               for s, a in ((0, 0.2), (1, 0.4), (2, 0.9))]
+    records.append({"setting": "separate", "label": "sep", "seed": 0, "scores": {"audio": 0.3, "video": 0.1}})
+    rows = summarise(records)
+    assert [r["setting"] for r in rows] == ["separate", "full"]  # table order, not input order
+    audio = rows[1]["scores"]["audio"]
+    assert audio["mean"] == pytest.approx(0.5) and audio["std"] == pytest.approx(statistics.stdev([0.2, 0.4, 0.9]))
+    table = table_markdown(rows)
+    assert "| sep | 30.0 ± 0.0 | 10.0 ± 0.0 | – | 1 |" in table
+    assert "| all 9 | 50.0 ± 36.1 | 50.0 ± 0.0 | 70.0 ± 0.0 | 3 |" in table
+
+
+def test_ablate_end_to_end_with_a_tiny_budget(tmp_path, capsys):
+    out = tmp_path / "ablation"
+    common = ["--out", str(out), "--steps", "2", "--atari-dir", str(tmp_path / "atari"), "--games", "pong,breakout",
+              "--clips-per-game", "4", "--probe-epochs", "1", "--workers", "0",
+              *[f"--set={o}" for o in TINY_RUN if not o.startswith("optim.")]]
+    assert main(["ablate", *common, "--seeds", "0,1"]) == 0
+    summary = json.loads((out / "ablation.json").read_text())
+    rows = {r["setting"]: r for r in summary["rows"]}
+    assert list(rows) == ["separate", "shared-intra", "shared-cross", "full", "random-init"]
+    for name, row in rows.items():
+        assert row["seeds"] == [0, 1]
+        expected = {"audio", "video"} if name == "separate" else {"audio", "video", "av"}
+        assert set(row["scores"]) == expected
+        for score in row["scores"].values():
+            assert len(score["values"]) == 2 and all(0 <= v <= 1 for v in score["values"])
+    trained = [r for r in summary["runs"] if r["setting"] != "random-init"]
+    assert all(r["steps"] == 2 and "loss" in r["final_losses"] for r in trained)
+    # The settings train different terms: only the full one has the joint AV terms.
+    assert any(k.endswith("AV") for k in next(r for r in trained if r["setting"] == "full")["final_losses"])
+    assert (out / "ablation.png").is_file() and "± " in (out / "ablation.md").read_text()
+
+    capsys.readouterr()
+    assert main(["ablate", *common, "--seeds", "0,1"]) == 0  # finished runs are not redone
+    assert capsys.readouterr().out.count("done already") == 8
+
+
+def test_unknown_setting_is_one_line_error(tmp_path, capsys):
+    assert main(["ablate", "--out", str(tmp_path), "--settings", "full,shared"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'shared'" in err and "shared-intra" in err
