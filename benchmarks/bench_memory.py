@@ -2,7 +2,10 @@
 
 Each configuration runs in a fresh process: it builds the model, optimiser, batch and masks, reads the resident
 set size (VmRSS), runs one training step and reads the high-water mark (VmHWM). The difference is the step's peak
-working memory: activations, gradients and the optimiser state allocated on the first step. Figures are MiB.
+working memory: activations, gradients and the optimiser state allocated on the first step. The same step also
+runs under the PyTorch profiler, whose allocation events give the peak of live tensor bytes (what a GPU's caching
+allocator would have to hold, without the CPU allocator's slack). Beside both: the prediction of
+``mjepa.cost_model`` for the same shapes and masks. Figures are MiB.
 
     python benchmarks/bench_memory.py                       # tiny and small, default shapes, batch 2
     python benchmarks/bench_memory.py --sizes tiny --batch-size 4
@@ -42,8 +45,26 @@ grids = model.token_grids(tuple(batch.audio.shape), tuple(batch.video.shape))
 masks = MaskSampler(MaskConfig()).sample(b, grids[0][:2], grids[1], seed=0)
 before = status("VmRSS")
 train_step(model, optimizer, batch, masks, ema_momentum=0.999)
+peak = status("VmHWM")
 params = sum(p.numel() for p in model.parameters()) * 4 / 2**20
-print(json.dumps({"rss_before_mib": before, "peak_mib": status("VmHWM"), "parameters_mib": params}))
+
+# Peak of live tensor bytes over a second step (the optimiser state now exists: add it back).
+from torch.profiler import profile, ProfilerActivity
+optimizer.zero_grad(set_to_none=True)
+state = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t))
+with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    train_step(model, optimizer, batch, masks, ema_momentum=0.999)
+live = top = 0
+for t, n in sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"):
+    live += n
+    top = max(top, live)
+
+from mjepa.cost_model import estimate_step_memory
+predicted = estimate_step_memory(model.config, b, tuple(batch.audio.shape), tuple(batch.video.shape), masks, amp=False,
+                                 checkpointing=checkpointing)
+print(json.dumps({"rss_before_mib": before, "peak_mib": peak, "parameters_mib": params,
+                  "live_tensor_peak_mib": (top + state) / 2**20, "predicted_step_peak_mib": predicted.step_peak / 2**20,
+                  "predicted_saved_activations_mib": predicted.saved_activations / 2**20}))
 """
 
 
@@ -72,7 +93,8 @@ def main() -> None:
             row = measure(size, checkpointing, args)
             rows.append(row)
             print(f"{size:6s} checkpointing={'on ' if checkpointing else 'off'}: step peak {row['step_peak_mib']:.0f} "
-                  f"MiB above {row['rss_before_mib']:.0f} MiB (parameters {row['parameters_mib']:.0f} MiB)",
+                  f"MiB above {row['rss_before_mib']:.0f} MiB (parameters {row['parameters_mib']:.0f} MiB); live "
+                  f"tensors {row['live_tensor_peak_mib']:.0f} MiB; cost model {row['predicted_step_peak_mib']:.0f} MiB",
                   flush=True)
     record = {"benchmark": "bench_memory",
               "command": f"python benchmarks/bench_memory.py --sizes {args.sizes} --batch-size {args.batch_size} "

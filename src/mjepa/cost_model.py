@@ -5,6 +5,7 @@ The model counts what the step keeps alive:
 - **state**: fp32 parameters of the trained parts and of the EMA target, their fp32 gradients and AdamW's two
   moments; under FSDP2 all of it is divided by the number of ranks, plus the unsharded fp32 parameters and gradients
   of the blocks being computed (the current and the prefetched one);
+- **bf16 weight copies** under autocast: one per trained weight, cached until the forward ends;
 - **saved activations**: for every trained pass (context encoder per mode and mask configuration, predictor per
   mode and mask configuration), the tensors each pre-norm block saves for its backward, counted per token from the
   block's structure (``block_saved_bytes``), plus a few per-pass tensors (gathered tokens, final norm, loss); with
@@ -58,13 +59,14 @@ class StepMemory:
     gradients: float
     optimizer: float
     gathered_blocks: float
+    weight_copies: float  # bf16 copies of the trained weights that autocast caches for the whole forward
     saved_activations: float
     targets: float
     working: float
 
     @property
     def state(self) -> float:
-        return self.parameters + self.gradients + self.optimizer + self.gathered_blocks
+        return self.parameters + self.gradients + self.optimizer + self.gathered_blocks + self.weight_copies
 
     @property
     def step_peak(self) -> float:
@@ -108,7 +110,7 @@ def block_saved_bytes(width: int, num_heads: int, mlp_hidden: int, amp: bool) ->
     products = (width + 3 * width + 2 * width + width + width + width) * a  # qkv in/out, q', k', attn out, proj in, fc1 in
     mlp = 2 * mlp_hidden * a  # GELU input, fc2 input
     lse = num_heads * 4
-    rotary = 2 * 2 * (head_dim // 2) * 2 * a if amp else 0  # cos and sin cast for q and k
+    rotary = 2 * 2 * (head_dim // 2) * a if amp else 0  # cos and sin (broadcast over heads), cast for q and k
     return float(residual + products + mlp + lse + rotary)
 
 
@@ -163,6 +165,8 @@ def estimate_step_memory(config: ModelConfig, batch: int, audio_shape: tuple[int
     gradients = 4.0 * counts.trained / shards
     optimizer = 8.0 * counts.trained / shards
     gathered = 2 * 2 * 4.0 * counts.largest_block if strategy == "fsdp" and world_size > 1 else 0.0
+    # Autocast keeps one bf16 copy of every trained weight it cast until the forward ends (unsharded under FSDP2).
+    copies = 2.0 * counts.trained if amp else 0.0
 
     passes = trained_passes(config, masks)
     saved = working = 0.0
@@ -186,7 +190,7 @@ def estimate_step_memory(config: ModelConfig, batch: int, audio_shape: tuple[int
     target_transient = batch * max(tokens[m] for m in modes) * (enc.width * 4 + (3 * enc.width + enc.mlp_ratio
                                                                                 * enc.width) * a)
     working = max(working, target_transient)
-    return StepMemory(parameters, gradients, optimizer, gathered, saved, float(targets), working)
+    return StepMemory(parameters, gradients, optimizer, gathered, copies, saved, float(targets), working)
 
 
 def gpu_bytes_needed(memory: StepMemory) -> float:

@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mjepa plot", description="Draw a run's training curves as a PNG.")
     parser.add_argument("run_dir", help="run folder (holds metrics.jsonl)")
     parser.add_argument("--out", default=None, help="PNG path (default: RUN_DIR/curves.png)")
+    parser.add_argument("--summary", action="store_true",
+                        help="also print the drift of the intra-modal losses and the collapse indicators (Markdown)")
+    parser.add_argument("--window", type=int, default=20, help="smoothing window of --summary, in logged steps")
     return parser
 
 
@@ -83,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = Path(args.run_dir)
     try:
         out = plot_run(run_dir, Path(args.out) if args.out else run_dir / "curves.png")
+        if args.summary:
+            from mjepa.train.stability import summary_markdown
+
+            print(summary_markdown(read_metrics(run_dir), args.window))
     except ValueError as err:
         print(f"mjepa plot: error: {err}", file=sys.stderr)
         return 2
