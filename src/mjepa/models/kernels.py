@@ -1,15 +1,18 @@
 """Linear layers and attention that stay on the fast paths of CPUs that emulate bf16.
 
-On CPUs without native bf16 matrix instructions (AVX2 only; see ``mjepa.train.precision``), PyTorch's bf16
-kernels are fast only for one layout: ``F.linear(x, weight)`` with a contiguous ``(out, in)`` weight. Under
-autocast the stock backward of a linear layer computes ``grad_input = grad_output @ weight``, which lands on a
-path 5-10x slower, and the bf16 backward of CPU flash attention is about 15x slower than its fp32 backward
-(``benchmarks/bench_step.py --implementations ours,reference`` measures both; docs/performance.md).
+On CPUs without native bf16 matrix instructions (AVX2 only; see ``mjepa.train.precision``), the speed of
+PyTorch's emulated bf16 matrix products depends on the operands' memory layout by an order of magnitude: under
+autocast the stock backward of a linear layer computes ``grad_input = grad_output @ weight`` with both operands
+row-major, a path 5-10x slower than the best, and the bf16 backward of CPU flash attention is about 15x slower than
+its fp32 backward (``benchmarks/bench_step.py --implementations ours,reference`` measures the whole step;
+docs/performance.md).
 
 So on such CPUs under bf16 autocast:
 
-- :class:`Linear` computes ``grad_input`` as ``F.linear(grad_output, weight.T.contiguous())`` (the fast layout;
-  the transposed copy costs ``in * out`` elements, nothing next to the product) -- same products, same dtype;
+- :class:`Linear` computes its three products (output, input gradient, weight gradient) with the left operand
+  column-major and the right one row-major, the layout the emulated bf16 kernels run fastest (about twice
+  ``F.linear``'s; ``benchmarks/bench_step.py`` measures every layout). The transposed copies this needs cost one pass
+  over an operand, little next to the product. Same products, same dtype;
 - :func:`attention` runs scaled-dot-product attention in fp32 and casts the result back to bf16, as the fp32
   kernels are both faster and more accurate there.
 
@@ -55,6 +58,16 @@ def emulated_bf16_autocast(x: torch.Tensor) -> bool:
             and torch.get_autocast_dtype("cpu") == torch.bfloat16 and _cpu_emulates_bf16())
 
 
+def fast_layout_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` (2-D) with ``a`` column-major and ``b`` row-major: the fastest emulated-bf16 layout we measured
+    (about 2x ``F.linear``'s, 10x+ the row-major ``a @ b``). Transposed copies are made only where needed."""
+    if a.stride(0) != 1:
+        a = a.t().contiguous().t()
+    if b.stride(1) != 1:
+        b = b.contiguous()
+    return a @ b
+
+
 class _FastLayoutLinear(torch.autograd.Function):
     """``F.linear`` whose backward keeps every bf16 product in a fast CPU layout."""
 
@@ -62,7 +75,10 @@ class _FastLayoutLinear(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        return F.linear(x, weight, bias)
+        out = fast_layout_mm(x.reshape(-1, x.shape[-1]), weight.t())
+        if bias is not None:
+            out += bias
+        return out.view(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
@@ -70,9 +86,9 @@ class _FastLayoutLinear(torch.autograd.Function):
         grad_2d = grad_output.reshape(-1, grad_output.shape[-1])
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = F.linear(grad_2d, weight.t().contiguous()).view(*grad_output.shape[:-1], weight.shape[1])
+            grad_x = fast_layout_mm(grad_2d, weight).view(*grad_output.shape[:-1], weight.shape[1])
         if ctx.needs_input_grad[1]:
-            grad_w = grad_2d.t() @ x.reshape(-1, x.shape[-1])
+            grad_w = fast_layout_mm(grad_2d.t(), x.reshape(-1, x.shape[-1]))
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_2d.sum(0, dtype=torch.float32).to(grad_output.dtype)
         return grad_x, grad_w, grad_b
