@@ -37,6 +37,7 @@ SWEEPS = {
     "image_size": (64, 128, 192, 256),
 }
 ATTENTION_OPS = ("scaled_dot_product", "flash_attention")
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}  # cpu: for a shared machine, with one thread
 
 
 def measure(size: str, amp: torch.dtype | None, shape: dict, args: argparse.Namespace) -> dict:
@@ -54,9 +55,9 @@ def measure(size: str, amp: torch.dtype | None, shape: dict, args: argparse.Name
     step()
     times = []
     for _ in range(args.steps):
-        start = time.perf_counter()
+        start = args.clock()
         step()
-        times.append(time.perf_counter() - start)
+        times.append(args.clock() - start)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         step()
     averages = prof.key_averages()
@@ -103,9 +104,12 @@ def main() -> None:
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--steps", type=int, default=2, help="timed steps per shape (median reported)")
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                        help="wall time, or process CPU time on a shared machine (use with OMP_NUM_THREADS=1)")
     parser.add_argument("--out", default="benchmarks/results/bench_scaling.json")
     parser.add_argument("--plot", default="docs/figures/step_scaling.png")
     args = parser.parse_args()
+    clock_name, args.clock = args.clock, CLOCKS[args.clock]
     amp = torch.bfloat16 if args.precision == "bf16" else None
     rows = []
     for knob, values in SWEEPS.items():
@@ -122,7 +126,7 @@ def main() -> None:
     plot(rows, Path(args.plot), title)
     record = {"benchmark": "bench_scaling",
               "command": f"python benchmarks/bench_scaling.py --size {args.size} --precision {args.precision} "
-                         f"--batch-size {args.batch_size} --steps {args.steps}",
+                         f"--batch-size {args.batch_size} --steps {args.steps} --clock {clock_name}",
               "machine": {"platform": platform.platform(), "torch": torch.__version__,
                           "threads": torch.get_num_threads()},
               "base": BASE, "rows": rows}

@@ -139,13 +139,14 @@ def full_tokens(config: ModelConfig, audio_shape: tuple[int, ...], video_shape: 
 
 
 def sample_masks(config: ModelConfig, audio_shape: tuple[int, ...], video_shape: tuple[int, ...],
-                 mask_config: MaskConfig = MaskConfig(), seed: int = 0) -> Masks:
-    """Masks of the recipe for one sample at these shapes (token counts per sample are what the model needs)."""
+                 mask_config: MaskConfig = MaskConfig(), seed: int = 0, batch: int = 8) -> Masks:
+    """Masks of the recipe at these shapes, drawn for ``batch`` samples: masks are equalised to the shortest in a
+    batch, so the per-sample token counts the model needs depend on the per-GPU batch a little."""
     enc = config.encoder
     audio_grid = (audio_shape[1] // enc.audio_patch_time, audio_shape[2] // enc.audio_patch_freq)
     video_grid = (video_shape[2] // enc.video_tubelet_time, video_shape[3] // enc.video_patch_size,
                   video_shape[4] // enc.video_patch_size)
-    return MaskSampler(mask_config, active_modes(config.objective)).sample(1, audio_grid, video_grid, seed=seed)
+    return MaskSampler(mask_config, active_modes(config.objective)).sample(batch, audio_grid, video_grid, seed=seed)
 
 
 def estimate_step_memory(config: ModelConfig, batch: int, audio_shape: tuple[int, ...],
@@ -218,4 +219,9 @@ def max_batch_per_gpu(config: ModelConfig, audio_shape: tuple[int, ...], video_s
 def step_flops_per_gpu(config: ModelConfig, batch: int, audio_shape: tuple[int, ...], video_shape: tuple[int, ...],
                        masks: Masks) -> float:
     """Analytic FLOPs of one training step for ``batch`` samples (per GPU: FLOPs do not depend on the strategy)."""
-    return step_flops(config, 1, (1, *audio_shape[1:]), (1, *video_shape[1:]), masks).training_step * batch
+    one = step_flops(config, masks_batch(masks), (1, *audio_shape[1:]), (1, *video_shape[1:]), masks)
+    return one.training_step / masks_batch(masks) * batch
+
+
+def masks_batch(masks: Masks) -> int:
+    return next(iter(masks.values()))[0].context.shape[0]
