@@ -10,12 +10,18 @@ from mjepa.models.mjepa import MJEPA
 from mjepa.objective import mjepa_objective
 
 
-def test_analytic_step_flops_match_torch_flop_counter():
+def _tiny_step():
+    """A tiny model, a batch of 2, its masks and the analytic FLOPs of its step."""
     model = MJEPA(tiny_model_config())
     batch, _ = synthetic_batch(0, 0, 2)
     audio_grid, video_grid = model.token_grids(batch.audio.shape, batch.video.shape)
     masks = MaskSampler(MaskConfig()).sample(2, audio_grid[:2], video_grid, seed=0)
     analytic = step_flops(model.config, 2, tuple(batch.audio.shape), tuple(batch.video.shape), masks)
+    return model, batch, masks, analytic
+
+
+def test_analytic_step_flops_match_torch_flop_counter():
+    model, batch, masks, analytic = _tiny_step()
 
     # The math attention backend decomposes into matrix products the counter sees (the fused CPU kernel it misses).
     counter = FlopCounterMode(display=False)
@@ -32,11 +38,7 @@ def test_analytic_step_flops_match_torch_flop_counter():
 
 
 def test_analytic_attention_flops_match_the_batched_products_of_attention():
-    model = MJEPA(tiny_model_config())
-    batch, _ = synthetic_batch(0, 0, 2)
-    audio_grid, video_grid = model.token_grids(batch.audio.shape, batch.video.shape)
-    masks = MaskSampler(MaskConfig()).sample(2, audio_grid[:2], video_grid, seed=0)
-    analytic = step_flops(model.config, 2, tuple(batch.audio.shape), tuple(batch.video.shape), masks)
+    model, batch, masks, analytic = _tiny_step()
     counter = FlopCounterMode(display=False)
     with counter, sdpa_kernel(SDPBackend.MATH):
         mjepa_objective(model, batch, masks)

@@ -50,13 +50,17 @@ def _series(records: dict[int, dict], key: str) -> tuple[list[int], list[float]]
     return steps, [float(records[s][key]) for s in steps]
 
 
+def _smoothed_series(records: dict[int, dict], keys: tuple[str, ...], window: int):
+    """(key, steps, smoothed values) for each of ``keys`` the records hold."""
+    for key in keys:
+        steps, values = _series(records, key)
+        if steps:
+            yield key, steps, smoothed(steps, values, window)
+
+
 def loss_drift(records: dict[int, dict], window: int = 20) -> list[Drift]:
     drifts = []
-    for key in INTRA_TERMS:
-        steps, values = _series(records, key)
-        if not steps:
-            continue
-        smooth = smoothed(steps, values, window)
+    for key, steps, smooth in _smoothed_series(records, INTRA_TERMS, window):
         low = min(range(len(smooth)), key=smooth.__getitem__)
         drifts.append(Drift(key, steps[low], smooth[low], smooth[-1], smooth[-1] / smooth[low] - 1.0))
     return drifts
@@ -64,11 +68,7 @@ def loss_drift(records: dict[int, dict], window: int = 20) -> list[Drift]:
 
 def collapse_indicators(records: dict[int, dict], window: int = 20) -> list[Collapse]:
     out = []
-    for key in COLLAPSE_KEYS:
-        steps, values = _series(records, key)
-        if not steps:
-            continue
-        smooth = smoothed(steps, values, window)
+    for key, steps, smooth in _smoothed_series(records, COLLAPSE_KEYS, window):
         best = max(range(len(smooth)), key=smooth.__getitem__)
         out.append(Collapse(key, steps[best], smooth[best], smooth[-1], smooth[-1] / smooth[best]))
     return out
