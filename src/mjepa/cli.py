@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("extract", help="embeddings for every item of a manifest", add_help=False)
     sub.add_parser("demo", help="generate AtariAV, pretrain, probe A/V/AV beside a random encoder, retrieve, report",
                    add_help=False)
+    sub.add_parser("track", help="every checkpoint of a run: held-out loss per term and probe scores over steps",
+                   add_help=False)
     sub.add_parser("ablate", help="the central ablation on AtariAV: four settings x seeds, probed A/V/AV, table + plot",
                    add_help=False)
     data = sub.add_parser("data", help="data tools: validate a manifest, fbank statistics, built-in AtariAV data")
@@ -46,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands that parse their own arguments (their module has main(argv) and build_parser()).
 TOOLS = {"plot": "mjepa.train.plot", "probe": "mjepa.eval.probe_command", "retrieve": "mjepa.eval.retrieve_command",
-         "extract": "mjepa.extract", "demo": "mjepa.demo", "ablate": "mjepa.ablation"}
+         "extract": "mjepa.extract", "demo": "mjepa.demo", "ablate": "mjepa.ablation",
+         "track": "mjepa.eval.track_command"}
 DATA_TOOLS = {"import": "mjepa.data.import_command", "validate": "mjepa.data.validate", "stats": "mjepa.data.stats", "atari": "mjepa.data.atari_command"}
 
 

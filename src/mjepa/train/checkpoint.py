@@ -70,6 +70,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return payload
 
 
+def periodic_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:
+    """(step, path) of the ``step_XXXXXXXX.pt`` checkpoints in ``folder``, oldest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _PERIODIC.match(p.name))]
+    return sorted(found)
+
+
 class CheckpointManager:
     """``<dir>/latest.pt`` rewritten at every save, plus ``<dir>/step_XXXXXXXX.pt`` for periodic saves, of which
     the newest ``keep`` are kept."""
@@ -85,10 +94,7 @@ class CheckpointManager:
         return self.folder / "latest.pt"
 
     def periodic_paths(self) -> list[Path]:
-        if not self.folder.is_dir():
-            return []
-        found = [p for p in self.folder.iterdir() if _PERIODIC.match(p.name)]
-        return sorted(found, key=lambda p: int(_PERIODIC.match(p.name).group(1)))
+        return [path for _, path in periodic_checkpoints(self.folder)]
 
     def save(self, payload: dict[str, Any], step: int, periodic: bool) -> Path:
         payload = {"format": CHECKPOINT_FORMAT, **payload}

@@ -1,0 +1,78 @@
+"""The pretraining loss of a checkpoint on held-out clips, with fixed masks.
+
+The training log's per-step losses are noisy (one batch, fresh masks every step) and are measured on the training
+data, so a small upward trend in them cannot be told from noise. Evaluating every checkpoint on the same held-out
+clips with the same masks removes both sources of noise: what changes between checkpoints is only the model (its
+context encoder, predictors and EMA target encoder).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+from torch.utils.data import DataLoader
+
+from mjepa.data.dataset import SkippedItem
+from mjepa.data.manifest import ManifestEntry
+from mjepa.eval.items import EvalDataset, ViewSpec, collate_eval
+from mjepa.eval.loading import LoadedModel
+from mjepa.masks import Masks, MaskSampler, masks_to
+from mjepa.objective import Batch, mjepa_objective
+from mjepa.terms import active_modes
+from mjepa.train.data_pipeline import Frontend
+from mjepa.train.precision import resolve_amp_dtype
+from mjepa.train.step import autocast_context
+
+
+def heldout_batches(entries: list[ManifestEntry], frontend: Frontend, batch_size: int, workers: int,
+                    max_items: int | None = None) -> tuple[list[Batch], list[SkippedItem]]:
+    """The held-out clips, decoded once with the checkpoint's preprocessing (centre crop, whole-clip audio).
+
+    Items that fail to decode are skipped and returned, never substituted.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    entries = entries[:max_items] if max_items is not None else entries
+    # Labels are not needed here; every entry's own labels form the vocabulary so multi-hot encoding cannot fail.
+    vocabulary = sorted({label for entry in entries for label in entry.labels})
+    dataset = EvalDataset(entries, vocabulary, frontend.clip, frontend.audio, frontend.video, ViewSpec(),
+                          need_video=True, need_audio=False)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_eval)
+    batches, skipped = [], []
+    for items, bad in loader:
+        skipped.extend(bad)
+        if items:
+            batches.append(Batch(audio=torch.cat([i.audio for i in items]), video=torch.cat([i.video for i in items]),
+                                 has_audio=torch.tensor([i.has_audio for i in items])))
+    return batches, skipped
+
+
+def fixed_masks(loaded: LoadedModel, batch: Batch, index: int, seed: int) -> Masks:
+    """The masks of held-out batch ``index``: the same for every checkpoint of a run (drawn from ``seed``)."""
+    config = loaded.config
+    sampler = MaskSampler(config.masks, active_modes(config.model.objective))
+    audio_grid, video_grid = loaded.model.token_grids(tuple(batch.audio.shape), tuple(batch.video.shape))
+    return sampler.sample(batch.batch_size, audio_grid[:2], video_grid, seed=seed, step=index)
+
+
+@torch.no_grad()
+def heldout_losses(loaded: LoadedModel, batches: list[Batch], mask_seed: int, device: torch.device,
+                   precision: str = "auto") -> dict[str, float]:
+    """Every active term and the weighted total, averaged over the held-out clips (each batch weighted by size)."""
+    if not batches:
+        raise ValueError("no held-out clips to evaluate the loss on")
+    model = loaded.model.to(device).eval()
+    amp_dtype = resolve_amp_dtype(precision, device.type)
+    sums: dict[str, float] = defaultdict(float)
+    count = 0
+    for index, batch in enumerate(batches):
+        masks = masks_to(fixed_masks(loaded, batch, index, mask_seed), device)
+        with autocast_context(device.type, amp_dtype):
+            out = mjepa_objective(model, batch.to(device), masks)
+        size = batch.batch_size
+        sums["loss"] += float(out.loss) * size
+        for name, value in out.terms.items():
+            sums[name] += float(value) * size
+        count += size
+    return {name: total / count for name, total in sums.items()}

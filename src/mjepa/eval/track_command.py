@@ -1,0 +1,184 @@
+"""``mjepa track RUN_DIR``: evaluate every saved checkpoint of a run, to see whether loss and downstream agree.
+
+For each periodic checkpoint (``RUN_DIR/checkpoints/step_XXXXXXXX.pt``) it measures
+
+- the held-out pretraining loss of every term, on the same clips with the same masks for every checkpoint
+  (``mjepa.eval.heldout``), and
+- the frozen-probe score of the target encoder with each requested modality,
+
+and writes ``track.json``, ``track.md`` and ``track.png`` (loss terms and probe scores against the step). This is
+the check users of JEPA codebases asked for: a training loss that rises late while downstream scores fall is a
+recipe problem; a rise with steady or rising scores is a target that got harder, not a regression.
+
+Each checkpoint's result is written to ``OUT/steps/step_XXXXXXXX.json`` when done, so re-running skips it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from mjepa.commands import run_reporting_errors
+from mjepa.eval.heldout import heldout_batches, heldout_losses
+from mjepa.eval.loading import load_model
+from mjepa.eval.probe import ProbeSettings
+from mjepa.eval.probe_command import task_folds
+from mjepa.eval.run_probe import evaluate
+from mjepa.eval.tasks import TASKS
+from mjepa.train.checkpoint import periodic_checkpoints
+
+MODALITIES = ("audio", "video", "av")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mjepa track", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", help="a pretraining run folder (with checkpoints/step_XXXXXXXX.pt)")
+    parser.add_argument("--task", default="atari", choices=sorted(t for t in TASKS if not TASKS[t].audio_only),
+                        help="probe task with video (default atari); its first test split holds the held-out clips")
+    parser.add_argument("--atari-dir", default="data/atari", help="AtariAV folder (generated when missing)")
+    parser.add_argument("--train-manifest", help="training items (manifest-based tasks)")
+    parser.add_argument("--val-manifest", help="validation items (manifest-based tasks, optional)")
+    parser.add_argument("--test-manifest", help="test items (manifest-based tasks)")
+    parser.add_argument("--modalities", default="audio,video,av",
+                        help="comma-separated probe inputs among audio, video, av; '' skips probing "
+                        "(default audio,video,av)")
+    parser.add_argument("--steps", default="", help="comma-separated checkpoint steps to evaluate (default: all)")
+    parser.add_argument("--probe-epochs", type=int, default=4)
+    parser.add_argument("--probe-lr", type=float, default=1e-3)
+    parser.add_argument("--probe-wd", type=float, default=0.05)
+    parser.add_argument("--heldout-items", type=int, default=64, help="held-out clips for the loss (default 64)")
+    parser.add_argument("--mask-seed", type=int, default=1234, help="seed of the fixed held-out masks")
+    parser.add_argument("--batch-size", type=int, default=16, help="clips encoded at once (default 16)")
+    parser.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
+    parser.add_argument("--out", default=None, help="output folder (default RUN_DIR/track)")
+    return parser
+
+
+def parse_modalities(text: str) -> list[str]:
+    names = [m for m in text.split(",") if m]
+    unknown = [m for m in names if m not in MODALITIES]
+    if unknown:
+        raise ValueError(f"--modalities: unknown modality {unknown[0]!r}; expected some of {', '.join(MODALITIES)}")
+    return names
+
+
+def select_checkpoints(run_dir: Path, steps_text: str) -> list[tuple[int, Path]]:
+    """(step, path) of the run's periodic checkpoints, optionally only the listed steps (each must exist)."""
+    found = dict(periodic_checkpoints(run_dir / "checkpoints"))
+    if not found:
+        raise ValueError(f"{run_dir / 'checkpoints'} holds no step_XXXXXXXX.pt checkpoints "
+                         f"(set run.checkpoint_every and run.keep_checkpoints when pretraining)")
+    if not steps_text:
+        return sorted(found.items())
+    try:
+        wanted = [int(s) for s in steps_text.split(",") if s]
+    except ValueError:
+        raise ValueError(f"--steps: expected comma-separated integers, got {steps_text!r}") from None
+    missing = [s for s in wanted if s not in found]
+    if missing:
+        raise ValueError(f"--steps: no checkpoint for step {missing[0]} in {run_dir / 'checkpoints'}; "
+                         f"saved steps are {', '.join(map(str, sorted(found)))}")
+    return [(s, found[s]) for s in sorted(set(wanted))]
+
+
+def track_checkpoint(step: int, path: Path, args: argparse.Namespace, folds, batches, device: torch.device) -> dict:
+    started = time.perf_counter()
+    loaded = load_model(path)
+    losses = heldout_losses(loaded, batches, args.mask_seed, device)
+    task = TASKS[args.task]
+    settings = ProbeSettings(protocol="attentive", learning_rates=(args.probe_lr,), weight_decays=(args.probe_wd,),
+                             epochs=args.probe_epochs, batch_size=32, seed=0)
+    scores = {}
+    for modality in args.modalities:
+        result = evaluate(loaded, "trained", task, folds, modality, settings, -1, args.batch_size, args.workers,
+                          None, device)
+        scores[modality] = result.score
+    return {"step": step, "checkpoint": str(path), "heldout_losses": losses, "probe_scores": scores,
+            "probe_metric": task.metric, "seconds": time.perf_counter() - started}
+
+
+def table_markdown(records: list[dict]) -> str:
+    terms = [t for t in ("loss", "intra_A", "intra_V", "intra_AV") if t in records[0]["heldout_losses"]]
+    modalities = [m for m in MODALITIES if m in records[0]["probe_scores"]]
+    metric = records[0]["probe_metric"]
+    head = ["step", *(f"held-out {t}" for t in terms), *(f"{m} probe {metric}" for m in modalities)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in records:
+        cells = [str(r["step"]), *(f"{r['heldout_losses'][t]:.4f}" for t in terms),
+                 *(f"{100 * r['probe_scores'][m]:.1f}" for m in modalities)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_records(records: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in records]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for term in sorted(records[0]["heldout_losses"]):
+        if term.startswith("intra_") or term.startswith("cross_"):
+            left.plot(steps, [r["heldout_losses"][term] for r in records], marker="o", linewidth=1.2,
+                      label=term, linestyle="-" if term.startswith("intra_") else ":")
+    left.set_title("held-out loss (fixed clips and masks)")
+    left.set_xlabel("step")
+    left.legend(fontsize=7)
+    for modality in MODALITIES:
+        if modality in records[0]["probe_scores"]:
+            right.plot(steps, [100 * r["probe_scores"][modality] for r in records], marker="o", label=modality)
+    right.set_title(f"frozen attentive probe ({records[0]['probe_metric']}, %)")
+    right.set_xlabel("step")
+    right.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    args.modalities = parse_modalities(args.modalities)
+    checkpoints = select_checkpoints(run_dir, args.steps)
+    out = Path(args.out) if args.out else run_dir / "track"
+    (out / "steps").mkdir(parents=True, exist_ok=True)
+    folds = task_folds(TASKS[args.task], args)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    frontend = load_model(checkpoints[0][1]).frontend
+    batches, skipped = heldout_batches(folds[0].test, frontend, args.batch_size, args.workers, args.heldout_items)
+    for item in skipped:
+        print(f"track: skipped held-out item {item.index} ({item.path}): {item.reason}", flush=True)
+    records = []
+    for step, path in checkpoints:
+        done = out / "steps" / f"step_{step:08d}.json"
+        if done.exists():
+            records.append(json.loads(done.read_text()))
+            continue
+        record = track_checkpoint(step, path, args, folds, batches, device)
+        done.write_text(json.dumps(record, indent=2))
+        records.append(record)
+        scores = ", ".join(f"{m} {100 * s:.1f}" for m, s in record["probe_scores"].items())
+        print(f"track: step {step}: held-out loss {record['heldout_losses']['loss']:.4f}"
+              + (f"; probe {scores}" if scores else ""), flush=True)
+    summary = {"run_dir": str(run_dir), "task": args.task, "heldout_items": sum(b.batch_size for b in batches),
+               "heldout_skipped": [item.path for item in skipped], "mask_seed": args.mask_seed,
+               "probe": {"protocol": "attentive", "epochs": args.probe_epochs, "lr": args.probe_lr,
+                         "weight_decay": args.probe_wd}, "records": records}
+    (out / "track.json").write_text(json.dumps(summary, indent=2))
+    table = table_markdown(records)
+    (out / "track.md").write_text(f"Checkpoints of {run_dir}: held-out loss on {summary['heldout_items']} "
+                                  f"{args.task} test clips (fixed masks) and frozen-probe scores.\n\n{table}\n")
+    plot_records(records, out / "track.png", f"{run_dir.name}: checkpoints over training")
+    print(table, flush=True)
+    print(f"track: wrote {out / 'track.json'}, {out / 'track.md'}, {out / 'track.png'}", flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_reporting_errors("mjepa track", run, build_parser().parse_args(argv))

@@ -1,0 +1,82 @@
+"""``mjepa track``: every checkpoint of a run scored on the same held-out clips and masks, plus probe scores."""
+
+import json
+
+import pytest
+import torch
+
+from mjepa.cli import main
+from mjepa.eval.heldout import fixed_masks, heldout_batches, heldout_losses
+from mjepa.eval.loading import load_model
+from mjepa.eval.tasks import atari_splits
+from mjepa.terms import active_terms
+from mjepa.train.loop import pretrain
+from mjepa.train.pretrain_config import load_pretrain_config
+from pretrain_helpers import TINY_RUN
+
+
+@pytest.fixture(scope="module")
+def tracked_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("track")
+    config = load_pretrain_config("tiny-cpu", [
+        *TINY_RUN, "data.source=atari", f"data.atari_dir={root / 'atari'}", "data.atari_games=[pong,breakout]",
+        "data.atari_clips_per_game=4", "data.num_workers=0", "run.steps=4", "run.batch_size=4",
+        "run.checkpoint_every=2", "run.keep_checkpoints=2", f"run.out_dir={root / 'run'}",
+    ])
+    pretrain(config)
+    return root
+
+
+def _checkpoint(root, step):
+    return load_model(root / "run" / "checkpoints" / f"step_{step:08d}.pt")
+
+
+def test_heldout_loss_is_deterministic_and_moves_with_the_model(tracked_run):
+    first, last = _checkpoint(tracked_run, 2), _checkpoint(tracked_run, 4)
+    test_items = atari_splits(str(tracked_run / "atari")).test
+    assert len(test_items) == 2
+    batches, skipped = heldout_batches(test_items, first.frontend, batch_size=1, workers=0, max_items=5)
+    assert not skipped and [b.batch_size for b in batches] == [1, 1]
+    # The same clips get the same masks whichever checkpoint is scored.
+    for index, batch in enumerate(batches):
+        a, b = fixed_masks(first, batch, index, seed=7), fixed_masks(last, batch, index, seed=7)
+        for mode in a:
+            for pa, pb in zip(a[mode], b[mode]):
+                assert torch.equal(pa.context, pb.context) and torch.equal(pa.target, pb.target)
+    cpu = torch.device("cpu")
+    once = heldout_losses(first, batches, mask_seed=7, device=cpu, precision="fp32")
+    again = heldout_losses(first, batches, mask_seed=7, device=cpu, precision="fp32")
+    assert once == again
+    assert set(once) == {"loss", *active_terms(first.config.model.objective)}
+    later = heldout_losses(last, batches, mask_seed=7, device=cpu, precision="fp32")
+    assert later["loss"] != once["loss"]
+    other_masks = heldout_losses(first, batches, mask_seed=8, device=cpu, precision="fp32")
+    assert other_masks["loss"] != once["loss"]
+
+
+def test_track_writes_one_record_per_checkpoint_and_resumes(tracked_run, capsys):
+    out = tracked_run / "tracked"
+    args = ["track", str(tracked_run / "run"), "--atari-dir", str(tracked_run / "atari"), "--modalities", "audio,av",
+            "--probe-epochs", "1", "--heldout-items", "4", "--batch-size", "4", "--workers", "0", "--out", str(out)]
+    assert main(args) == 0
+    summary = json.loads((out / "track.json").read_text())
+    assert [r["step"] for r in summary["records"]] == [2, 4]
+    for record in summary["records"]:
+        assert set(record["probe_scores"]) == {"audio", "av"}
+        assert all(0.0 <= s <= 1.0 for s in record["probe_scores"].values())
+        assert record["heldout_losses"]["loss"] > 0
+    assert summary["heldout_items"] == 2 and (out / "track.png").is_file()
+    assert "| 4 |" in (out / "track.md").read_text()
+
+    capsys.readouterr()
+    assert main(args) == 0  # finished checkpoints are read back, not recomputed
+    assert "track: step" not in capsys.readouterr().out
+
+
+def test_unknown_step_and_missing_checkpoints_are_one_line_errors(tracked_run, tmp_path, capsys):
+    assert main(["track", str(tracked_run / "run"), "--steps", "3", "--atari-dir", str(tracked_run / "atari")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "step 3" in err and "2, 4" in err
+    assert main(["track", str(tmp_path), "--atari-dir", str(tracked_run / "atari")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "run.checkpoint_every" in err
