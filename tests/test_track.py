@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mjepa.cli import main
-from mjepa.eval.heldout import fixed_masks, heldout_batches, heldout_losses
+from mjepa.eval.heldout import fixed_masks, heldout_batches, heldout_evaluation
 from mjepa.eval.loading import load_model
 from mjepa.eval.tasks import atari_splits
 from mjepa.terms import active_terms
@@ -44,26 +44,32 @@ def test_heldout_loss_is_deterministic_and_moves_with_the_model(tracked_run):
             for pa, pb in zip(a[mode], b[mode]):
                 assert torch.equal(pa.context, pb.context) and torch.equal(pa.target, pb.target)
     cpu = torch.device("cpu")
-    once = heldout_losses(first, batches, mask_seed=7, device=cpu, precision="fp32")
-    again = heldout_losses(first, batches, mask_seed=7, device=cpu, precision="fp32")
+    once = heldout_evaluation(first, batches, mask_seed=7, device=cpu, precision="fp32")
+    again = heldout_evaluation(first, batches, mask_seed=7, device=cpu, precision="fp32")
     assert once == again
-    assert set(once) == {"loss", *active_terms(first.config.model.objective)}
-    later = heldout_losses(last, batches, mask_seed=7, device=cpu, precision="fp32")
-    assert later["loss"] != once["loss"]
-    other_masks = heldout_losses(first, batches, mask_seed=8, device=cpu, precision="fp32")
-    assert other_masks["loss"] != once["loss"]
+    assert set(once.losses) == {"loss", *active_terms(first.config.model.objective)}
+    # Collapse indicators over all held-out clips together: 2 clips span at most 1 centred direction.
+    assert set(once.collapse) == {f"{k}_{m}" for k in ("target_std", "effective_rank") for m in ("A", "V", "AV")}
+    assert all(0.99 <= once.collapse[f"effective_rank_{m}"] <= 1.01 for m in ("A", "V", "AV"))
+    later = heldout_evaluation(last, batches, mask_seed=7, device=cpu, precision="fp32")
+    assert later.losses["loss"] != once.losses["loss"]
+    other_masks = heldout_evaluation(first, batches, mask_seed=8, device=cpu, precision="fp32")
+    assert other_masks.losses["loss"] != once.losses["loss"]
+    assert other_masks.collapse == once.collapse  # the targets see the whole clip: masks do not change them
 
 
 def test_track_writes_one_record_per_checkpoint_and_resumes(tracked_run, capsys):
     out = tracked_run / "tracked"
     args = ["track", str(tracked_run / "run"), "--atari-dir", str(tracked_run / "atari"), "--modalities", "audio,av",
-            "--probe-epochs", "1", "--heldout-items", "4", "--batch-size", "4", "--workers", "0", "--out", str(out)]
+            "--probe-epochs", "1", "--probe-seeds", "0,1", "--heldout-items", "4", "--batch-size", "4", "--workers", "0", "--out", str(out)]
     assert main(args) == 0
     summary = json.loads((out / "track.json").read_text())
     assert [r["step"] for r in summary["records"]] == [2, 4]
     for record in summary["records"]:
         assert set(record["probe_scores"]) == {"audio", "av"}
-        assert all(0.0 <= s <= 1.0 for s in record["probe_scores"].values())
+        for score in record["probe_scores"].values():
+            assert len(score["values"]) == 2 and all(0.0 <= v <= 1.0 for v in score["values"])
+            assert score["mean"] == pytest.approx(sum(score["values"]) / 2)
         assert record["heldout_losses"]["loss"] > 0
     assert summary["heldout_items"] == 2 and (out / "track.png").is_file()
     assert "| 4 |" in (out / "track.md").read_text()

@@ -9,6 +9,7 @@ context encoder, predictors and EMA target encoder).
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader
@@ -21,6 +22,7 @@ from mjepa.masks import Masks, MaskSampler, masks_to
 from mjepa.objective import Batch, mjepa_objective
 from mjepa.terms import active_modes
 from mjepa.train.data_pipeline import Frontend
+from mjepa.train.monitor import collapse_metrics
 from mjepa.train.precision import resolve_amp_dtype
 from mjepa.train.step import autocast_context
 
@@ -56,15 +58,24 @@ def fixed_masks(loaded: LoadedModel, batch: Batch, index: int, seed: int) -> Mas
     return sampler.sample(batch.batch_size, audio_grid[:2], video_grid, seed=seed, step=index)
 
 
+@dataclass
+class HeldoutResult:
+    losses: dict[str, float]  # every active term and the weighted total, averaged over the held-out clips
+    collapse: dict[str, float]  # target feature std and effective rank per mode, over all held-out clips at once
+
+
 @torch.no_grad()
-def heldout_losses(loaded: LoadedModel, batches: list[Batch], mask_seed: int, device: torch.device,
-                   precision: str = "auto") -> dict[str, float]:
-    """Every active term and the weighted total, averaged over the held-out clips (each batch weighted by size)."""
+def heldout_evaluation(loaded: LoadedModel, batches: list[Batch], mask_seed: int, device: torch.device,
+                       precision: str = "auto") -> HeldoutResult:
+    """The checkpoint's loss terms on the held-out clips (each batch weighted by its size), and the collapse
+    indicators of its target encoder computed over all the clips together (more clips than one training batch, so
+    the effective rank can reach further)."""
     if not batches:
         raise ValueError("no held-out clips to evaluate the loss on")
     model = loaded.model.to(device).eval()
     amp_dtype = resolve_amp_dtype(precision, device.type)
     sums: dict[str, float] = defaultdict(float)
+    pooled: dict[str, list[torch.Tensor]] = defaultdict(list)
     count = 0
     for index, batch in enumerate(batches):
         masks = masks_to(fixed_masks(loaded, batch, index, mask_seed), device)
@@ -74,5 +85,8 @@ def heldout_losses(loaded: LoadedModel, batches: list[Batch], mask_seed: int, de
         sums["loss"] += float(out.loss) * size
         for name, value in out.terms.items():
             sums[name] += float(value) * size
+        for mode, features in out.pooled_targets.items():
+            pooled[mode].append(features.float().cpu())
         count += size
-    return {name: total / count for name, total in sums.items()}
+    losses = {name: total / count for name, total in sums.items()}
+    return HeldoutResult(losses, collapse_metrics({mode: torch.cat(parts) for mode, parts in pooled.items()}))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Sequence
@@ -24,7 +25,7 @@ from typing import Sequence
 import torch
 
 from mjepa.commands import run_reporting_errors
-from mjepa.eval.heldout import heldout_batches, heldout_losses
+from mjepa.eval.heldout import heldout_batches, heldout_evaluation
 from mjepa.eval.loading import load_model
 from mjepa.eval.probe import ProbeSettings
 from mjepa.eval.probe_command import task_folds
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default audio,video,av)")
     parser.add_argument("--steps", default="", help="comma-separated checkpoint steps to evaluate (default: all)")
     parser.add_argument("--probe-epochs", type=int, default=4)
+    parser.add_argument("--probe-seeds", default="0,1,2",
+                        help="comma-separated probe seeds; scores are the mean (and std) over them (default 0,1,2)")
     parser.add_argument("--probe-lr", type=float, default=1e-3)
     parser.add_argument("--probe-wd", type=float, default=0.05)
     parser.add_argument("--heldout-items", type=int, default=64, help="held-out clips for the loss (default 64)")
@@ -65,6 +68,16 @@ def parse_modalities(text: str) -> list[str]:
     if unknown:
         raise ValueError(f"--modalities: unknown modality {unknown[0]!r}; expected some of {', '.join(MODALITIES)}")
     return names
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s]
+    except ValueError:
+        raise ValueError(f"--probe-seeds: expected comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise ValueError("--probe-seeds: give at least one seed")
+    return seeds
 
 
 def select_checkpoints(run_dir: Path, steps_text: str) -> list[tuple[int, Path]]:
@@ -86,31 +99,51 @@ def select_checkpoints(run_dir: Path, steps_text: str) -> list[tuple[int, Path]]
     return [(s, found[s]) for s in sorted(set(wanted))]
 
 
-def track_checkpoint(step: int, path: Path, args: argparse.Namespace, folds, batches, device: torch.device) -> dict:
-    started = time.perf_counter()
-    loaded = load_model(path)
-    losses = heldout_losses(loaded, batches, args.mask_seed, device)
+def probe_scores(loaded, args: argparse.Namespace, folds, cache_dir: Path, device: torch.device) -> dict:
+    """Per modality: the probe's test score for each probe seed, their mean and sample std.
+
+    The attentive probe trained for a few epochs moves by several points between seeds; the mean over seeds is what
+    a trend over checkpoints is read from. Features are encoded once per checkpoint and modality (cached)."""
     task = TASKS[args.task]
-    settings = ProbeSettings(protocol="attentive", learning_rates=(args.probe_lr,), weight_decays=(args.probe_wd,),
-                             epochs=args.probe_epochs, batch_size=32, seed=0)
     scores = {}
     for modality in args.modalities:
-        result = evaluate(loaded, "trained", task, folds, modality, settings, -1, args.batch_size, args.workers,
-                          None, device)
-        scores[modality] = result.score
-    return {"step": step, "checkpoint": str(path), "heldout_losses": losses, "probe_scores": scores,
-            "probe_metric": task.metric, "seconds": time.perf_counter() - started}
+        values = []
+        for seed in args.probe_seeds:
+            settings = ProbeSettings(protocol="attentive", learning_rates=(args.probe_lr,),
+                                     weight_decays=(args.probe_wd,), epochs=args.probe_epochs, batch_size=32,
+                                     seed=seed)
+            values.append(evaluate(loaded, "trained", task, folds, modality, settings, -1, args.batch_size,
+                                   args.workers, cache_dir, device).score)
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        scores[modality] = {"mean": statistics.fmean(values), "std": std, "values": values}
+    return scores
+
+
+def track_checkpoint(step: int, path: Path, args: argparse.Namespace, folds, batches, out: Path,
+                     device: torch.device) -> dict:
+    started = time.perf_counter()
+    loaded = load_model(path)
+    heldout = heldout_evaluation(loaded, batches, args.mask_seed, device)
+    scores = probe_scores(loaded, args, folds, out / "features", device)
+    return {"step": step, "checkpoint": str(path), "heldout_losses": heldout.losses,
+            "heldout_collapse": heldout.collapse, "probe_scores": scores, "probe_metric": TASKS[args.task].metric,
+            "seconds": time.perf_counter() - started}
 
 
 def table_markdown(records: list[dict]) -> str:
     terms = [t for t in ("loss", "intra_A", "intra_V", "intra_AV") if t in records[0]["heldout_losses"]]
+    ranks = [k for k in ("effective_rank_A", "effective_rank_V", "effective_rank_AV")
+             if k in records[0]["heldout_collapse"]]
     modalities = [m for m in MODALITIES if m in records[0]["probe_scores"]]
     metric = records[0]["probe_metric"]
-    head = ["step", *(f"held-out {t}" for t in terms), *(f"{m} probe {metric}" for m in modalities)]
+    head = ["step", *(f"held-out {t}" for t in terms), *(f"rank {k.rsplit('_', 1)[1]}" for k in ranks),
+            *(f"{m} probe {metric}" for m in modalities)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
+        probe = r["probe_scores"]
         cells = [str(r["step"]), *(f"{r['heldout_losses'][t]:.4f}" for t in terms),
-                 *(f"{100 * r['probe_scores'][m]:.1f}" for m in modalities)]
+                 *(f"{r['heldout_collapse'][k]:.1f}" for k in ranks),
+                 *(f"{100 * probe[m]['mean']:.1f} ± {100 * probe[m]['std']:.1f}" for m in modalities)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -132,8 +165,10 @@ def plot_records(records: list[dict], path: Path, title: str) -> None:
     left.legend(fontsize=7)
     for modality in MODALITIES:
         if modality in records[0]["probe_scores"]:
-            right.plot(steps, [100 * r["probe_scores"][modality] for r in records], marker="o", label=modality)
-    right.set_title(f"frozen attentive probe ({records[0]['probe_metric']}, %)")
+            means = [100 * r["probe_scores"][modality]["mean"] for r in records]
+            stds = [100 * r["probe_scores"][modality]["std"] for r in records]
+            right.errorbar(steps, means, yerr=stds, marker="o", capsize=3, label=modality)
+    right.set_title(f"frozen attentive probe ({records[0]['probe_metric']}, %, mean ± std over probe seeds)")
     right.set_xlabel("step")
     right.legend(fontsize=8)
     fig.suptitle(title)
@@ -145,6 +180,7 @@ def plot_records(records: list[dict], path: Path, title: str) -> None:
 def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     args.modalities = parse_modalities(args.modalities)
+    args.probe_seeds = parse_seeds(args.probe_seeds)
     checkpoints = select_checkpoints(run_dir, args.steps)
     out = Path(args.out) if args.out else run_dir / "track"
     (out / "steps").mkdir(parents=True, exist_ok=True)
@@ -160,16 +196,16 @@ def run(args: argparse.Namespace) -> int:
         if done.exists():
             records.append(json.loads(done.read_text()))
             continue
-        record = track_checkpoint(step, path, args, folds, batches, device)
+        record = track_checkpoint(step, path, args, folds, batches, out, device)
         done.write_text(json.dumps(record, indent=2))
         records.append(record)
-        scores = ", ".join(f"{m} {100 * s:.1f}" for m, s in record["probe_scores"].items())
+        scores = ", ".join(f"{m} {100 * s['mean']:.1f}" for m, s in record["probe_scores"].items())
         print(f"track: step {step}: held-out loss {record['heldout_losses']['loss']:.4f}"
               + (f"; probe {scores}" if scores else ""), flush=True)
     summary = {"run_dir": str(run_dir), "task": args.task, "heldout_items": sum(b.batch_size for b in batches),
                "heldout_skipped": [item.path for item in skipped], "mask_seed": args.mask_seed,
                "probe": {"protocol": "attentive", "epochs": args.probe_epochs, "lr": args.probe_lr,
-                         "weight_decay": args.probe_wd}, "records": records}
+                         "weight_decay": args.probe_wd, "seeds": args.probe_seeds}, "records": records}
     (out / "track.json").write_text(json.dumps(summary, indent=2))
     table = table_markdown(records)
     (out / "track.md").write_text(f"Checkpoints of {run_dir}: held-out loss on {summary['heldout_items']} "
