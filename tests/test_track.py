@@ -76,7 +76,18 @@ def test_track_writes_one_record_per_checkpoint_and_resumes(tracked_run, capsys)
 
     capsys.readouterr()
     assert main(args) == 0  # finished checkpoints are read back, not recomputed
-    assert "track: step" not in capsys.readouterr().out
+    assert "track: run step" not in capsys.readouterr().out
+
+
+def test_several_runs_share_one_comparison_figure(tracked_run, tmp_path, capsys):
+    run = str(tracked_run / "run")
+    common = ["--atari-dir", str(tracked_run / "atari"), "--modalities", "video", "--probe-epochs", "1",
+              "--probe-seeds", "0", "--steps", "4", "--workers", "0"]
+    assert main(["track", run, run, "--out", str(tmp_path / "x"), *common]) == 2
+    assert "--out" in capsys.readouterr().err
+    figure = tmp_path / "compare.png"
+    assert main(["track", run, run, "--compare-out", str(figure), *common]) == 0
+    assert figure.is_file() and (tracked_run / "run" / "track" / "track.json").is_file()
 
 
 def test_unknown_step_and_missing_checkpoints_are_one_line_errors(tracked_run, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""``mjepa track RUN_DIR``: evaluate every saved checkpoint of a run, to see whether loss and downstream agree.
+"""``mjepa track RUN_DIR [RUN_DIR ...]``: evaluate every saved checkpoint of a run, to see whether loss and downstream agree.
 
 For each periodic checkpoint (``RUN_DIR/checkpoints/step_XXXXXXXX.pt``) it measures
 
@@ -38,7 +38,8 @@ MODALITIES = ("audio", "video", "av")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mjepa track", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", help="a pretraining run folder (with checkpoints/step_XXXXXXXX.pt)")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="pretraining run folder(s) (with checkpoints/step_XXXXXXXX.pt)")
     parser.add_argument("--task", default="atari", choices=sorted(t for t in TASKS if not TASKS[t].audio_only),
                         help="probe task with video (default atari); its first test split holds the held-out clips")
     parser.add_argument("--atari-dir", default="data/atari", help="AtariAV folder (generated when missing)")
@@ -58,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mask-seed", type=int, default=1234, help="seed of the fixed held-out masks")
     parser.add_argument("--batch-size", type=int, default=16, help="clips encoded at once (default 16)")
     parser.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
-    parser.add_argument("--out", default=None, help="output folder (default RUN_DIR/track)")
+    parser.add_argument("--out", default=None, help="output folder of a single run (default RUN_DIR/track)")
+    parser.add_argument("--compare-out", default=None, metavar="PNG",
+                        help="with several runs: one figure with all of them on shared axes")
     return parser
 
 
@@ -177,15 +180,10 @@ def plot_records(records: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def run(args: argparse.Namespace) -> int:
-    run_dir = Path(args.run_dir)
-    args.modalities = parse_modalities(args.modalities)
-    args.probe_seeds = parse_seeds(args.probe_seeds)
+def track_run(run_dir: Path, out: Path, args: argparse.Namespace, folds, device: torch.device) -> dict:
+    """Score the run's checkpoints (resuming from ``out/steps``) and write its track.json, track.md and track.png."""
     checkpoints = select_checkpoints(run_dir, args.steps)
-    out = Path(args.out) if args.out else run_dir / "track"
     (out / "steps").mkdir(parents=True, exist_ok=True)
-    folds = task_folds(TASKS[args.task], args)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     frontend = load_model(checkpoints[0][1]).frontend
     batches, skipped = heldout_batches(folds[0].test, frontend, args.batch_size, args.workers, args.heldout_items)
     for item in skipped:
@@ -200,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
         done.write_text(json.dumps(record, indent=2))
         records.append(record)
         scores = ", ".join(f"{m} {100 * s['mean']:.1f}" for m, s in record["probe_scores"].items())
-        print(f"track: step {step}: held-out loss {record['heldout_losses']['loss']:.4f}"
+        print(f"track: {run_dir.name} step {step}: held-out loss {record['heldout_losses']['loss']:.4f}"
               + (f"; probe {scores}" if scores else ""), flush=True)
     summary = {"run_dir": str(run_dir), "task": args.task, "heldout_items": sum(b.batch_size for b in batches),
                "heldout_skipped": [item.path for item in skipped], "mask_seed": args.mask_seed,
@@ -213,6 +211,60 @@ def run(args: argparse.Namespace) -> int:
     plot_records(records, out / "track.png", f"{run_dir.name}: checkpoints over training")
     print(table, flush=True)
     print(f"track: wrote {out / 'track.json'}, {out / 'track.md'}, {out / 'track.png'}", flush=True)
+    return summary
+
+
+def plot_comparison(summaries: list[dict], path: Path) -> None:
+    """The runs on shared axes: held-out intra-modal terms (left) and mean probe scores (right); one line style per
+    run, one colour per mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    styles = ("-", "--", ":", "-.")
+    colours = {"A": "tab:blue", "V": "tab:orange", "AV": "tab:green", "audio": "tab:blue", "video": "tab:orange",
+               "av": "tab:green"}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for index, summary in enumerate(summaries):
+        name, style = Path(summary["run_dir"]).name, styles[index % len(styles)]
+        records = summary["records"]
+        steps = [r["step"] for r in records]
+        for mode in ("A", "V", "AV"):
+            if f"intra_{mode}" in records[0]["heldout_losses"]:
+                left.plot(steps, [r["heldout_losses"][f"intra_{mode}"] for r in records], style, marker="o",
+                          color=colours[mode], label=f"{name}: intra_{mode}")
+        for modality in MODALITIES:
+            if modality in records[0]["probe_scores"]:
+                right.plot(steps, [100 * r["probe_scores"][modality]["mean"] for r in records], style, marker="o",
+                           color=colours[modality], label=f"{name}: {modality}")
+    left.set_title("held-out intra-modal loss (fixed clips and masks)")
+    right.set_title(f"frozen attentive probe ({summaries[0]['records'][0]['probe_metric']}, %, mean over seeds)")
+    for ax in (left, right):
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    run_dirs = [Path(p) for p in args.run_dirs]
+    if args.out and len(run_dirs) > 1:
+        raise ValueError("--out names one run's output folder; with several runs each writes RUN_DIR/track")
+    if args.compare_out and len(run_dirs) < 2:
+        raise ValueError("--compare-out needs at least two run folders")
+    args.modalities = parse_modalities(args.modalities)
+    args.probe_seeds = parse_seeds(args.probe_seeds)
+    for run_dir in run_dirs:  # fail on a missing checkpoint before hours of scoring, not after
+        select_checkpoints(run_dir, args.steps)
+    folds = task_folds(TASKS[args.task], args)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    summaries = [track_run(run_dir, Path(args.out) if args.out else run_dir / "track", args, folds, device)
+                 for run_dir in run_dirs]
+    if args.compare_out:
+        plot_comparison(summaries, Path(args.compare_out))
+        print(f"track: wrote {args.compare_out}", flush=True)
     return 0
 
 
