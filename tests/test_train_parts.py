@@ -6,7 +6,7 @@ import torch
 from mjepa.data.stream import StepBatchSampler
 from mjepa.train.monitor import collapse_warnings, effective_rank, feature_std
 from mjepa.train.plot import main as plot_main
-from mjepa.train.schedules import LearningRateSchedule, LinearSchedule
+from mjepa.train.schedules import LearningRateSchedule, LinearSchedule, ema_initial_weight
 
 
 def test_learning_rate_schedule_warms_up_holds_and_reaches_its_end_value():
@@ -22,6 +22,33 @@ def test_learning_rate_schedule_warms_up_holds_and_reaches_its_end_value():
 def test_linear_schedule_reaches_end_on_last_step():
     ema = LinearSchedule(0.99, 0.999, 50)
     assert ema(0) == pytest.approx(0.99) and ema(49) == pytest.approx(0.999)
+
+
+def test_ema_initial_weight_is_the_product_of_the_momenta_applied():
+    assert ema_initial_weight(LinearSchedule(0.99, 0.99, 50), 50) == pytest.approx(0.99 ** 50)
+    assert ema_initial_weight(LinearSchedule(0.9, 0.99, 10), 0) == 1.0
+    ramp = LinearSchedule(0.9, 0.99, 10)
+    product = 1.0
+    for step in range(10):
+        product *= ramp(step)
+    assert ema_initial_weight(ramp, 10) == pytest.approx(product)
+    # The tiny-cpu momentum over the demo's 93 steps leaves the target mostly at its initialisation.
+    assert ema_initial_weight(LinearSchedule(0.998, 0.9995, 93), 93) > 0.85
+
+
+def test_pretraining_warns_when_the_target_would_stay_mostly_random():
+    from mjepa.train.loop import ema_notice
+    from mjepa.train.pretrain_config import load_pretrain_config
+
+    def notice(*overrides):
+        config = load_pretrain_config("tiny-cpu", ["run.steps=100", "optim.cooldown_steps=20", *overrides])
+        return ema_notice(config, LinearSchedule(config.optim.ema_start, config.optim.ema_end, config.run.steps))
+
+    slow = notice("optim.ema_start=0.999", "optim.ema_end=0.999")
+    assert "90.5 %" in slow[0] and len(slow) == 2 and "optim.ema_start" in slow[1]
+    assert len(notice("optim.ema_start=0.95", "optim.ema_end=0.99")) == 1
+    # Starting from trained weights (a cool-down), keeping them is the point: no warning.
+    assert len(notice("optim.ema_start=0.999", "optim.ema_end=0.999", "run.init_from=main.pt")) == 1
 
 
 def test_impossible_schedule_is_rejected():

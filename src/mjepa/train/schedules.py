@@ -6,6 +6,7 @@ same values as an uninterrupted one, and each reaches its end value exactly at t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -63,3 +64,15 @@ class LinearSchedule:
 
     def __call__(self, step: int) -> float:
         return linear(self.start, self.end, step, max(1, self.total_steps - 1))
+
+
+def ema_initial_weight(momentum: LinearSchedule, steps: int) -> float:
+    """The weight that the target encoder still gives its random initialisation after ``steps`` EMA updates.
+
+    Each update keeps a fraction ``m_t`` of the target, so after steps ``0 .. steps-1`` the initial weights carry
+    ``prod(m_t)``. The rest is an average of the trained weights. Probes and ``mjepa extract`` use the target
+    encoder, so a short run with a momentum meant for a long one ends with a target that is mostly its random
+    initialisation.
+    """
+    log_weight = sum(math.log(momentum(step)) for step in range(steps))
+    return math.exp(log_weight)
