@@ -97,3 +97,18 @@ def test_unknown_step_and_missing_checkpoints_are_one_line_errors(tracked_run, t
     assert main(["track", str(tmp_path), "--atari-dir", str(tracked_run / "atari")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "run.checkpoint_every" in err
+
+
+def test_step_zero_is_the_weights_the_run_started_from(tmp_path):
+    # With EMA momentum 1 the target encoder never moves, so every checkpoint holds the run's initial target.
+    config = load_pretrain_config("tiny-cpu", [
+        *TINY_RUN, "data.source=synthetic", "run.steps=4", "run.batch_size=2", "run.seed=5",
+        "optim.ema_start=1.0", "optim.ema_end=1.0", f"run.out_dir={tmp_path / 'run'}",
+    ])
+    pretrain(config)
+    checkpoint = tmp_path / "run" / "checkpoints" / "latest.pt"
+    trained = load_model(checkpoint).model.target_encoders.state_dict()
+    initial = load_model(checkpoint, random_init=True, init_seed=5).model.target_encoders.state_dict()
+    baseline = load_model(checkpoint, random_init=True).model.target_encoders.state_dict()
+    assert all(torch.equal(trained[k], initial[k]) for k in trained)
+    assert not all(torch.equal(trained[k], baseline[k]) for k in trained)  # the baseline is another draw

@@ -31,16 +31,17 @@ def frontend_from_dict(data: dict) -> Frontend:
                     VideoTransformConfig.from_dict(data["video"]))
 
 
-def load_model(path: str | Path, random_init: bool = False) -> LoadedModel:
+def load_model(path: str | Path, random_init: bool = False, init_seed: int | None = None) -> LoadedModel:
     """The model of a training checkpoint; with ``random_init`` the same architecture, freshly initialised
-    (seeded), for honest baselines."""
+    from ``init_seed`` (default: the run's seed + 1, a baseline the run never saw). With the run's own seed
+    (``config.run.seed``) it is the run's step-0 model: pretraining initialises from that seed the same way."""
     payload = load_checkpoint(path)
     try:
         config = build(PretrainConfig, payload["config"])
         frontend = frontend_from_dict(payload["frontend"])
     except (KeyError, ConfigError) as err:
         raise CheckpointError(f"checkpoint {path} has no usable config/frontend: {err}") from None
-    torch.manual_seed(config.run.seed + 1)
+    torch.manual_seed(config.run.seed + 1 if init_seed is None else init_seed)
     model = MJEPA(config.model)
     if not random_init:
         missing, unexpected = model.load_state_dict(payload["model"], strict=False)

@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated probe inputs among audio, video, av; '' skips probing "
                         "(default audio,video,av)")
     parser.add_argument("--steps", default="", help="comma-separated checkpoint steps to evaluate (default: all)")
+    parser.add_argument("--include-init", action="store_true",
+                        help="also score step 0: the run's initial weights, rebuilt from its config and seed")
     parser.add_argument("--probe-epochs", type=int, default=4)
     parser.add_argument("--probe-seeds", default="0,1,2",
                         help="comma-separated probe seeds; scores are the mean (and std) over them (default 0,1,2)")
@@ -124,8 +126,16 @@ def probe_scores(loaded, args: argparse.Namespace, folds, cache_dir: Path, devic
 
 def track_checkpoint(step: int, path: Path, args: argparse.Namespace, folds, batches, out: Path,
                      device: torch.device) -> dict:
+    """Score one checkpoint; step 0 is the run's initialisation, rebuilt from the config and seed of ``path``."""
     started = time.perf_counter()
-    loaded = load_model(path)
+    if step == 0:
+        config = load_model(path).config
+        if config.run.init_from:
+            raise ValueError(f"--include-init: {path} comes from a run that started from run.init_from="
+                             f"{config.run.init_from}; score that checkpoint instead")
+        loaded = load_model(path, random_init=True, init_seed=config.run.seed)
+    else:
+        loaded = load_model(path)
     heldout = heldout_evaluation(loaded, batches, args.mask_seed, device)
     scores = probe_scores(loaded, args, folds, out / "features", device)
     return {"step": step, "checkpoint": str(path), "heldout_losses": heldout.losses,
@@ -183,6 +193,8 @@ def plot_records(records: list[dict], path: Path, title: str) -> None:
 def track_run(run_dir: Path, out: Path, args: argparse.Namespace, folds, device: torch.device) -> dict:
     """Score the run's checkpoints (resuming from ``out/steps``) and write its track.json, track.md and track.png."""
     checkpoints = select_checkpoints(run_dir, args.steps)
+    if args.include_init:  # step 0: the weights the run started from, rebuilt from the first checkpoint's config
+        checkpoints = [(0, checkpoints[0][1]), *checkpoints]
     (out / "steps").mkdir(parents=True, exist_ok=True)
     frontend = load_model(checkpoints[0][1]).frontend
     batches, skipped = heldout_batches(folds[0].test, frontend, args.batch_size, args.workers, args.heldout_items)
