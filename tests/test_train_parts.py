@@ -36,19 +36,14 @@ def test_ema_initial_weight_is_the_product_of_the_momenta_applied():
     assert ema_initial_weight(LinearSchedule(0.998, 0.9995, 93), 93) > 0.85
 
 
-def test_pretraining_warns_when_the_target_would_stay_mostly_random():
+def test_pretraining_says_how_much_of_its_start_the_target_keeps():
     from mjepa.train.loop import ema_notice
     from mjepa.train.pretrain_config import load_pretrain_config
 
-    def notice(*overrides):
-        config = load_pretrain_config("tiny-cpu", ["run.steps=100", "optim.cooldown_steps=20", *overrides])
-        return ema_notice(config, LinearSchedule(config.optim.ema_start, config.optim.ema_end, config.run.steps))
-
-    slow = notice("optim.ema_start=0.999", "optim.ema_end=0.999")
-    assert "90.5 %" in slow[0] and len(slow) == 2 and "optim.ema_start" in slow[1]
-    assert len(notice("optim.ema_start=0.95", "optim.ema_end=0.99")) == 1
-    # Starting from trained weights (a cool-down), keeping them is the point: no warning.
-    assert len(notice("optim.ema_start=0.999", "optim.ema_end=0.999", "run.init_from=main.pt")) == 1
+    config = load_pretrain_config("tiny-cpu", ["run.steps=100", "optim.cooldown_steps=20", "optim.ema_start=0.999",
+                                               "optim.ema_end=0.999"])
+    notice = ema_notice(config, LinearSchedule(config.optim.ema_start, config.optim.ema_end, config.run.steps))
+    assert "after 100 steps" in notice and "90.5 %" in notice  # 0.999 ** 100
 
 
 def test_impossible_schedule_is_rejected():
