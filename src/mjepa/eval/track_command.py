@@ -173,7 +173,8 @@ def plot_records(records: list[dict], path: Path, title: str) -> None:
         if term.startswith("intra_") or term.startswith("cross_"):
             left.plot(steps, [r["heldout_losses"][term] for r in records], marker="o", linewidth=1.2,
                       label=term, linestyle="-" if term.startswith("intra_") else ":")
-    left.set_title("held-out loss (fixed clips and masks)")
+    left.set_title("held-out loss (fixed clips and masks, log scale)")
+    left.set_yscale("log")  # the step-0 loss is several times the late ones; late changes of a few % must show
     left.set_xlabel("step")
     left.legend(fontsize=7)
     for modality in MODALITIES:
@@ -250,7 +251,8 @@ def plot_comparison(summaries: list[dict], path: Path) -> None:
             if modality in records[0]["probe_scores"]:
                 right.plot(steps, [100 * r["probe_scores"][modality]["mean"] for r in records], style, marker="o",
                            color=colours[modality], label=f"{name}: {modality}")
-    left.set_title("held-out intra-modal loss (fixed clips and masks)")
+    left.set_title("held-out intra-modal loss (fixed clips and masks, log scale)")
+    left.set_yscale("log")
     right.set_title(f"frozen attentive probe ({summaries[0]['records'][0]['probe_metric']}, %, mean over seeds)")
     for ax in (left, right):
         ax.set_xlabel("step")
