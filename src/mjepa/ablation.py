@@ -27,7 +27,7 @@ from typing import Sequence
 
 import torch
 
-from mjepa.commands import run_reporting_errors
+from mjepa.commands import comma_choices, comma_integers, run_reporting_errors
 from mjepa.data.atari import DEFAULT_GAMES, generate_atari_av
 from mjepa.eval.loading import load_model
 from mjepa.eval.probe import ProbeSettings
@@ -245,23 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_names(text: str) -> list[AblationSetting]:
-    names = [n for n in text.split(",") if n]
-    unknown = [n for n in names if n not in SETTINGS_BY_NAME]
-    if unknown:
-        raise ValueError(f"--settings: unknown setting {unknown[0]!r}; expected some of {', '.join(SETTINGS_BY_NAME)}")
-    return [SETTINGS_BY_NAME[n] for n in names]
-
-
-def parse_seeds(text: str) -> list[int]:
-    try:
-        return [int(s) for s in text.split(",") if s]
-    except ValueError:
-        raise ValueError(f"--seeds: expected comma-separated integers, got {text!r}") from None
+    return [SETTINGS_BY_NAME[n] for n in comma_choices(text, "--settings", "setting", list(SETTINGS_BY_NAME))]
 
 
 def run(args: argparse.Namespace) -> int:
     args.games = [g for g in args.games.split(",") if g]
-    settings, seeds = parse_names(args.settings), parse_seeds(args.seeds)
+    settings, seeds = parse_names(args.settings), comma_integers(args.seeds, "--seeds")
     for setting in settings:  # fail on a bad override before hours of training, not after
         load_pretrain_config(args.config, run_overrides(args, setting, seeds[0] if seeds else 0))
     if not args.report_only:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from typing import Callable, Sequence
 
 
 def run_reporting_errors(prog: str, run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -17,3 +17,20 @@ def run_reporting_errors(prog: str, run: Callable[[argparse.Namespace], int], ar
     except (ValueError, CheckpointError, DistributedInitError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+
+
+def comma_integers(text: str, flag: str) -> list[int]:
+    """``"1,2,3"`` -> ``[1, 2, 3]``; anything else is a one-line error naming ``flag``."""
+    try:
+        return [int(s) for s in text.split(",") if s]
+    except ValueError:
+        raise ValueError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+
+
+def comma_choices(text: str, flag: str, kind: str, allowed: Sequence[str]) -> list[str]:
+    """The comma-separated names in ``text``, each one of ``allowed``; an unknown ``kind`` is a one-line error."""
+    names = [n for n in text.split(",") if n]
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise ValueError(f"{flag}: unknown {kind} {unknown[0]!r}; expected some of {', '.join(allowed)}")
+    return names

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import torch
 
-from mjepa.commands import run_reporting_errors
+from mjepa.commands import comma_choices, comma_integers, run_reporting_errors
 from mjepa.eval.heldout import heldout_batches, heldout_evaluation
 from mjepa.eval.loading import load_model
 from mjepa.eval.probe import ProbeSettings
@@ -67,19 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_modalities(text: str) -> list[str]:
-    names = [m for m in text.split(",") if m]
-    unknown = [m for m in names if m not in MODALITIES]
-    if unknown:
-        raise ValueError(f"--modalities: unknown modality {unknown[0]!r}; expected some of {', '.join(MODALITIES)}")
-    return names
-
-
 def parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in text.split(",") if s]
-    except ValueError:
-        raise ValueError(f"--probe-seeds: expected comma-separated integers, got {text!r}") from None
+    seeds = comma_integers(text, "--probe-seeds")
     if not seeds:
         raise ValueError("--probe-seeds: give at least one seed")
     return seeds
@@ -93,10 +82,7 @@ def select_checkpoints(run_dir: Path, steps_text: str) -> list[tuple[int, Path]]
                          f"(set run.checkpoint_every and run.keep_checkpoints when pretraining)")
     if not steps_text:
         return sorted(found.items())
-    try:
-        wanted = [int(s) for s in steps_text.split(",") if s]
-    except ValueError:
-        raise ValueError(f"--steps: expected comma-separated integers, got {steps_text!r}") from None
+    wanted = comma_integers(steps_text, "--steps")
     missing = [s for s in wanted if s not in found]
     if missing:
         raise ValueError(f"--steps: no checkpoint for step {missing[0]} in {run_dir / 'checkpoints'}; "
@@ -268,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--out names one run's output folder; with several runs each writes RUN_DIR/track")
     if args.compare_out and len(run_dirs) < 2:
         raise ValueError("--compare-out needs at least two run folders")
-    args.modalities = parse_modalities(args.modalities)
+    args.modalities = comma_choices(args.modalities, "--modalities", "modality", MODALITIES)
     args.probe_seeds = parse_seeds(args.probe_seeds)
     for run_dir in run_dirs:  # fail on a missing checkpoint before hours of scoring, not after
         select_checkpoints(run_dir, args.steps)
