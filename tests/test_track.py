@@ -78,6 +78,27 @@ def test_track_writes_one_record_per_checkpoint_and_resumes(tracked_run, capsys)
     assert main(args) == 0  # finished checkpoints are read back, not recomputed
     assert "track: run step" not in capsys.readouterr().out
 
+    # Other probe settings do not read those records back: each checkpoint is scored again under the new ones.
+    no_probe = ["" if a == "audio,av" else a for a in args]  # --modalities '': held-out loss only
+    assert main(no_probe) == 0
+    assert "made with other settings" in capsys.readouterr().out
+    summary = json.loads((out / "track.json").read_text())
+    assert all(r["probe_scores"] == {} and r["settings"]["modalities"] == [] for r in summary["records"])
+
+
+def test_probes_can_be_limited_to_some_steps(tracked_run, tmp_path, capsys):
+    common = ["track", str(tracked_run / "run"), "--atari-dir", str(tracked_run / "atari"), "--modalities", "video",
+              "--probe-epochs", "1", "--probe-seeds", "0", "--heldout-items", "2", "--workers", "0",
+              "--out", str(tmp_path / "t")]
+    assert main([*common, "--probe-steps", "4"]) == 0
+    records = json.loads((tmp_path / "t" / "track.json").read_text())["records"]
+    assert [sorted(r["probe_scores"]) for r in records] == [[], ["video"]]
+    assert "| 2 |" in (tmp_path / "t" / "track.md").read_text() and "| – |" in (tmp_path / "t" / "track.md").read_text()
+    capsys.readouterr()
+    assert main([*common, "--probe-steps", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--probe-steps: step 3" in err and "2, 4" in err
+
 
 def test_several_runs_share_one_comparison_figure(tracked_run, tmp_path, capsys):
     run = str(tracked_run / "run")

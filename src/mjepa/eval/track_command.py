@@ -10,7 +10,9 @@ and writes ``track.json``, ``track.md`` and ``track.png`` (loss terms and probe 
 the check users of JEPA codebases asked for: a training loss that rises late while downstream scores fall is a
 recipe problem; a rise with steady or rising scores is a target that got harder, not a regression.
 
-Each checkpoint's result is written to ``OUT/steps/step_XXXXXXXX.json`` when done, so re-running skips it.
+Each checkpoint's result is written to ``OUT/steps/step_XXXXXXXX.json`` when done, with the settings that produced
+it; re-running with the same settings skips it, and with other settings (probe seeds, modalities, held-out clips...)
+scores it again, so a table never mixes records made under different settings.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated probe inputs among audio, video, av; '' skips probing "
                         "(default audio,video,av)")
     parser.add_argument("--steps", default="", help="comma-separated checkpoint steps to evaluate (default: all)")
+    parser.add_argument("--probe-steps", default="",
+                        help="comma-separated steps that also get probes (default: every scored step); the held-out "
+                        "loss is cheap, the probes are not")
     parser.add_argument("--include-init", action="store_true",
                         help="also score step 0: the run's initial weights, rebuilt from its config and seed")
     parser.add_argument("--probe-epochs", type=int, default=4)
@@ -90,14 +95,15 @@ def select_checkpoints(run_dir: Path, steps_text: str) -> list[tuple[int, Path]]
     return [(s, found[s]) for s in sorted(set(wanted))]
 
 
-def probe_scores(loaded, args: argparse.Namespace, folds, cache_dir: Path, device: torch.device) -> dict:
+def probe_scores(loaded, modalities: Sequence[str], args: argparse.Namespace, folds, cache_dir: Path,
+                 device: torch.device) -> dict:
     """Per modality: the probe's test score for each probe seed, their mean and sample std.
 
     The attentive probe trained for a few epochs moves by several points between seeds; the mean over seeds is what
     a trend over checkpoints is read from. Features are encoded once per checkpoint and modality (cached)."""
     task = TASKS[args.task]
     scores = {}
-    for modality in args.modalities:
+    for modality in modalities:
         values = []
         for seed in args.probe_seeds:
             settings = ProbeSettings(protocol="attentive", learning_rates=(args.probe_lr,),
@@ -108,6 +114,18 @@ def probe_scores(loaded, args: argparse.Namespace, folds, cache_dir: Path, devic
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         scores[modality] = {"mean": statistics.fmean(values), "std": std, "values": values}
     return scores
+
+
+def probed_modalities(args: argparse.Namespace, step: int) -> list[str]:
+    return list(args.modalities) if args.probe_steps is None or step in args.probe_steps else []
+
+
+def scoring_settings(args: argparse.Namespace, step: int) -> dict:
+    """What a checkpoint's record depends on besides the checkpoint itself: a saved record is reused only when these
+    match, so a run first tracked without probes (or with other probe seeds) is not read back as if it had them."""
+    return {"task": args.task, "modalities": probed_modalities(args, step), "probe_seeds": list(args.probe_seeds),
+            "probe_epochs": args.probe_epochs, "probe_lr": args.probe_lr, "probe_wd": args.probe_wd,
+            "heldout_items": args.heldout_items, "mask_seed": args.mask_seed}
 
 
 def track_checkpoint(step: int, path: Path, args: argparse.Namespace, folds, batches, out: Path,
@@ -123,8 +141,8 @@ def track_checkpoint(step: int, path: Path, args: argparse.Namespace, folds, bat
     else:
         loaded = load_model(path)
     heldout = heldout_evaluation(loaded, batches, args.mask_seed, device)
-    scores = probe_scores(loaded, args, folds, out / "features", device)
-    return {"step": step, "checkpoint": str(path), "heldout_losses": heldout.losses,
+    scores = probe_scores(loaded, probed_modalities(args, step), args, folds, out / "features", device)
+    return {"step": step, "checkpoint": str(path), "settings": scoring_settings(args, step), "heldout_losses": heldout.losses,
             "heldout_collapse": heldout.collapse, "probe_scores": scores, "probe_metric": TASKS[args.task].metric,
             "seconds": time.perf_counter() - started}
 
@@ -133,7 +151,7 @@ def table_markdown(records: list[dict]) -> str:
     terms = [t for t in ("loss", "intra_A", "intra_V", "intra_AV") if t in records[0]["heldout_losses"]]
     ranks = [k for k in ("effective_rank_A", "effective_rank_V", "effective_rank_AV")
              if k in records[0]["heldout_collapse"]]
-    modalities = [m for m in MODALITIES if m in records[0]["probe_scores"]]
+    modalities = [m for m in MODALITIES if any(m in r["probe_scores"] for r in records)]
     metric = records[0]["probe_metric"]
     head = ["step", *(f"held-out {t}" for t in terms), *(f"rank {k.rsplit('_', 1)[1]}" for k in ranks),
             *(f"{m} probe {metric}" for m in modalities)]
@@ -142,7 +160,8 @@ def table_markdown(records: list[dict]) -> str:
         probe = r["probe_scores"]
         cells = [str(r["step"]), *(f"{r['heldout_losses'][t]:.4f}" for t in terms),
                  *(f"{r['heldout_collapse'][k]:.1f}" for k in ranks),
-                 *(f"{100 * probe[m]['mean']:.1f} ± {100 * probe[m]['std']:.1f}" for m in modalities)]
+                 *(f"{100 * probe[m]['mean']:.1f} ± {100 * probe[m]['std']:.1f}" if m in probe else "–"
+                   for m in modalities)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -154,7 +173,7 @@ def plot_records(records: list[dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in records]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4))
     for term in sorted(records[0]["heldout_losses"]):
         if term.startswith("intra_") or term.startswith("cross_"):
             left.plot(steps, [r["heldout_losses"][term] for r in records], marker="o", linewidth=1.2,
@@ -163,14 +182,24 @@ def plot_records(records: list[dict], path: Path, title: str) -> None:
     left.set_yscale("log")  # the step-0 loss is several times the late ones; late changes of a few % must show
     left.set_xlabel("step")
     left.legend(fontsize=7)
+    for key in sorted(k for k in records[0]["heldout_collapse"] if k.startswith("effective_rank_")):
+        middle.plot(steps, [r["heldout_collapse"][key] for r in records], marker="o", label=key)
+    middle.set_title("effective rank of pooled targets (held-out clips)")
+    middle.set_xlabel("step")
+    middle.legend(fontsize=7)
     for modality in MODALITIES:
-        if modality in records[0]["probe_scores"]:
-            means = [100 * r["probe_scores"][modality]["mean"] for r in records]
-            stds = [100 * r["probe_scores"][modality]["std"] for r in records]
-            right.errorbar(steps, means, yerr=stds, marker="o", capsize=3, label=modality)
-    right.set_title(f"frozen attentive probe ({records[0]['probe_metric']}, %, mean ± std over probe seeds)")
-    right.set_xlabel("step")
-    right.legend(fontsize=8)
+        probed = [r for r in records if modality in r["probe_scores"]]
+        if probed:
+            means = [100 * r["probe_scores"][modality]["mean"] for r in probed]
+            stds = [100 * r["probe_scores"][modality]["std"] for r in probed]
+            right.errorbar([r["step"] for r in probed], means, yerr=stds, marker="o", capsize=3, label=modality)
+    if any(r["probe_scores"] for r in records):
+        right.set_title(f"frozen attentive probe ({records[0]['probe_metric']}, %, mean ± std over probe seeds)")
+        right.set_xlabel("step")
+        right.legend(fontsize=8)
+    else:
+        right.set_axis_off()
+        right.text(0.5, 0.5, "no probes (--modalities '')", ha="center", va="center")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -191,8 +220,12 @@ def track_run(run_dir: Path, out: Path, args: argparse.Namespace, folds, device:
     for step, path in checkpoints:
         done = out / "steps" / f"step_{step:08d}.json"
         if done.exists():
-            records.append(json.loads(done.read_text()))
-            continue
+            saved = json.loads(done.read_text())
+            if saved.get("settings") == scoring_settings(args, step):
+                records.append(saved)
+                continue
+            print(f"track: {run_dir.name} step {step}: the saved record in {done} was made with other settings; "
+                  f"scoring it again", flush=True)
         record = track_checkpoint(step, path, args, folds, batches, out, device)
         done.write_text(json.dumps(record, indent=2))
         records.append(record)
@@ -214,8 +247,8 @@ def track_run(run_dir: Path, out: Path, args: argparse.Namespace, folds, device:
 
 
 def plot_comparison(summaries: list[dict], path: Path) -> None:
-    """The runs on shared axes: held-out intra-modal terms (left) and mean probe scores (right); one line style per
-    run, one colour per mode."""
+    """The runs on shared axes: held-out intra-modal terms, held-out effective rank of the pooled targets and mean
+    probe scores (at the steps that have them); one line style per run, one colour per mode."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -224,7 +257,7 @@ def plot_comparison(summaries: list[dict], path: Path) -> None:
     styles = ("-", "--", ":", "-.")
     colours = {"A": "tab:blue", "V": "tab:orange", "AV": "tab:green", "audio": "tab:blue", "video": "tab:orange",
                "av": "tab:green"}
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(18, 5))
     for index, summary in enumerate(summaries):
         name, style = Path(summary["run_dir"]).name, styles[index % len(styles)]
         records = summary["records"]
@@ -233,14 +266,19 @@ def plot_comparison(summaries: list[dict], path: Path) -> None:
             if f"intra_{mode}" in records[0]["heldout_losses"]:
                 left.plot(steps, [r["heldout_losses"][f"intra_{mode}"] for r in records], style, marker="o",
                           color=colours[mode], label=f"{name}: intra_{mode}")
+            if f"effective_rank_{mode}" in records[0]["heldout_collapse"]:
+                middle.plot(steps, [r["heldout_collapse"][f"effective_rank_{mode}"] for r in records], style,
+                            marker="o", color=colours[mode], label=f"{name}: rank {mode}")
         for modality in MODALITIES:
-            if modality in records[0]["probe_scores"]:
-                right.plot(steps, [100 * r["probe_scores"][modality]["mean"] for r in records], style, marker="o",
-                           color=colours[modality], label=f"{name}: {modality}")
+            probed = [r for r in records if modality in r["probe_scores"]]
+            if probed:
+                right.plot([r["step"] for r in probed], [100 * r["probe_scores"][modality]["mean"] for r in probed],
+                           style, marker="o", color=colours[modality], label=f"{name}: {modality}")
     left.set_title("held-out intra-modal loss (fixed clips and masks, log scale)")
     left.set_yscale("log")
+    middle.set_title("effective rank of pooled targets (held-out clips)")
     right.set_title(f"frozen attentive probe ({summaries[0]['records'][0]['probe_metric']}, %, mean over seeds)")
-    for ax in (left, right):
+    for ax in (left, middle, right):
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -256,8 +294,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--compare-out needs at least two run folders")
     args.modalities = comma_choices(args.modalities, "--modalities", "modality", MODALITIES)
     args.probe_seeds = parse_seeds(args.probe_seeds)
+    args.probe_steps = set(comma_integers(args.probe_steps, "--probe-steps")) if args.probe_steps else None
     for run_dir in run_dirs:  # fail on a missing checkpoint before hours of scoring, not after
-        select_checkpoints(run_dir, args.steps)
+        scored = {step for step, _ in select_checkpoints(run_dir, args.steps)} | ({0} if args.include_init else set())
+        unscored = sorted((args.probe_steps or set()) - scored)
+        if unscored:
+            raise ValueError(f"--probe-steps: step {unscored[0]} is not among the scored steps of {run_dir} "
+                             f"({', '.join(map(str, sorted(scored)))})")
     folds = task_folds(TASKS[args.task], args)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     summaries = [track_run(run_dir, Path(args.out) if args.out else run_dir / "track", args, folds, device)
