@@ -1,3 +1,4 @@
+import os
 import signal
 import subprocess
 import sys
@@ -70,6 +71,23 @@ def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path):
     assert "stopped by SIGTERM" in out
     assert (run_dir / "checkpoints" / "latest.pt").is_file()
     stopped_at = max(step_losses(run_dir))
+    resumed = run_cli(["pretrain", *args])
+    assert resumed.returncode == 0 and f"at step {stopped_at}" in resumed.stdout
+
+
+def test_sigterm_to_every_process_of_the_job_still_checkpoints(tmp_path):
+    """SLURM signals every process of a job, loader workers included: the run must still checkpoint and resume."""
+    run_dir = tmp_path / "run"
+    args = [*_atari_run(run_dir, tmp_path / "atari"), "run.checkpoint_every=100"]
+    proc = subprocess.Popen([sys.executable, "-m", "mjepa.cli", "pretrain", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=cli_env(), start_new_session=True)
+    _wait_for_step(run_dir, 3, proc)
+    os.killpg(proc.pid, signal.SIGTERM)  # the trainer and its loader worker, as scancel / preemption do
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "stopped by SIGTERM" in out and "killed by signal" not in err
+    stopped_at = max(step_losses(run_dir))
+    assert stopped_at < STEPS
     resumed = run_cli(["pretrain", *args])
     assert resumed.returncode == 0 and f"at step {stopped_at}" in resumed.stdout
 

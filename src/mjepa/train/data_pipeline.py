@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import signal
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -12,12 +14,24 @@ from mjepa.data.dataset import AudioVisualDataset, LoadedBatch, collate_samples
 from mjepa.data.decode import ClipSpec
 from mjepa.data.fbank import AudioFrontendConfig
 from mjepa.data.manifest import ManifestEntry, read_manifest
-from mjepa.data.samplers import class_balance_weights, mixture_weights, worker_init_function
+from mjepa.data.samplers import class_balance_weights, mixture_weights, seed_worker
 from mjepa.data.stream import StepBatchSampler
 from mjepa.data.synthetic import synthetic_batch
 from mjepa.data.video_transforms import VideoTransformConfig
 from mjepa.train.distributed import DistributedContext, barrier
 from mjepa.train.pretrain_config import DataConfig, PretrainConfig
+
+
+def init_training_worker(worker_id: int, seed: int, rank: int) -> None:
+    """``worker_init_fn`` of the training loader: seed the worker, and let it outlive the preemption signals.
+
+    SLURM (preemption, ``scancel``, the time limit) signals every process of a job, loader workers included. A
+    worker that dies of SIGTERM makes the DataLoader raise in the main process, mid-step, before the main process
+    writes the checkpoint its own SIGTERM handler asked for. So workers ignore SIGTERM and SIGUSR1; they leave when
+    the main process shuts the loader down, or when it dies (PyTorch's workers watch their parent)."""
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
+    seed_worker(worker_id, seed, rank)
 
 
 @dataclass(frozen=True)
@@ -101,7 +115,7 @@ def build_train_stream(config: PretrainConfig, ctx: DistributedContext, start_st
                                run.seed, start_step, run.steps, weights)
     loader = DataLoader(
         dataset, batch_sampler=sampler, num_workers=data.num_workers, collate_fn=collate_samples,
-        worker_init_fn=worker_init_function(run.seed, ctx.rank), persistent_workers=data.num_workers > 0,
+        worker_init_fn=functools.partial(init_training_worker, seed=run.seed, rank=ctx.rank), persistent_workers=data.num_workers > 0,
         prefetch_factor=4 if data.num_workers > 0 else None,
     )
     return iter(loader)
