@@ -141,8 +141,9 @@ def track_checkpoint(step: int, path: Path, args: argparse.Namespace, folds, bat
     else:
         loaded = load_model(path)
     heldout = heldout_evaluation(loaded, batches, args.mask_seed, device)
-    scores = probe_scores(loaded, probed_modalities(args, step), args, folds, out / "features", device)
-    return {"step": step, "checkpoint": str(path), "settings": scoring_settings(args, step), "heldout_losses": heldout.losses,
+    settings = scoring_settings(args, step)
+    scores = probe_scores(loaded, settings["modalities"], args, folds, out / "features", device)
+    return {"step": step, "checkpoint": str(path), "settings": settings, "heldout_losses": heldout.losses,
             "heldout_collapse": heldout.collapse, "probe_scores": scores, "probe_metric": TASKS[args.task].metric,
             "seconds": time.perf_counter() - started}
 

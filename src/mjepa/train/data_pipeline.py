@@ -115,7 +115,8 @@ def build_train_stream(config: PretrainConfig, ctx: DistributedContext, start_st
                                run.seed, start_step, run.steps, weights)
     loader = DataLoader(
         dataset, batch_sampler=sampler, num_workers=data.num_workers, collate_fn=collate_samples,
-        worker_init_fn=functools.partial(init_training_worker, seed=run.seed, rank=ctx.rank), persistent_workers=data.num_workers > 0,
+        worker_init_fn=functools.partial(init_training_worker, seed=run.seed, rank=ctx.rank),
+        persistent_workers=data.num_workers > 0,
         prefetch_factor=4 if data.num_workers > 0 else None,
     )
     return iter(loader)
