@@ -58,6 +58,19 @@ def test_second_probe_run_reads_the_feature_cache(trained_checkpoint, monkeypatc
     assert calls == []
 
 
+def test_context_encoder_probe_writes_beside_the_target_probe(trained_checkpoint):
+    root, checkpoint = trained_checkpoint
+    args = [*(a for a in _probe_args(root, checkpoint, "video") if a not in ("--out", str(root / "probe-video"))),
+            "--no-baseline"]
+    assert probe_command.main(args) == 0
+    cached = len(list((root / "cache").glob("features-*.pt")))
+    assert probe_command.main([*args, "--encoder", "context"]) == 0
+    results = json.loads((checkpoint.parent / "probe-atari-video-context" / "results.json").read_text())
+    assert results["encoder"] == "context" and [r["encoder"] for r in results["results"]] == ["trained"]
+    # The context encoder's features are cached under their own fingerprint: three new files (train/val/test).
+    assert len(list((root / "cache").glob("features-*.pt"))) == cached + 3
+
+
 def test_probe_errors_are_one_line(trained_checkpoint, capsys):
     root, checkpoint = trained_checkpoint
     assert probe_command.main(["--checkpoint", str(checkpoint), "--task", "esc50", "--modality", "audio"]) == 2

@@ -7,7 +7,9 @@ import torch
 
 from mjepa.cli import main
 from mjepa.eval.heldout import fixed_masks, heldout_batches, heldout_evaluation
+from mjepa.eval.features import encoder_fingerprint
 from mjepa.eval.loading import load_model
+from mjepa.eval.run_probe import probe_encoder
 from mjepa.eval.tasks import atari_splits
 from mjepa.terms import active_terms
 from mjepa.train.loop import pretrain
@@ -110,6 +112,34 @@ def test_several_runs_share_one_comparison_figure(tracked_run, tmp_path, capsys)
     figure = tmp_path / "compare.png"
     assert main(["track", run, run, "--compare-out", str(figure), *common]) == 0
     assert figure.is_file() and (tracked_run / "run" / "track" / "track.json").is_file()
+
+
+def test_the_context_encoder_is_probed_into_its_own_folder(tracked_run, capsys):
+    loaded = _checkpoint(tracked_run, 4)
+    assert probe_encoder(loaded, "video") is loaded.model.target_encoders["shared"]
+    assert probe_encoder(loaded, "video", "context") is loaded.model.encoders["shared"]
+    # After 4 steps at EMA momentum < 1 the two differ, so their features are cached apart.
+    fingerprints = {encoder_fingerprint(probe_encoder(loaded, "av", which)) for which in ("target", "context")}
+    assert len(fingerprints) == 2
+    with pytest.raises(ValueError, match="'online'.*'target'.*'context'"):
+        probe_encoder(loaded, "audio", "online")
+
+    run = tracked_run / "run"
+    common = ["track", str(run), "--atari-dir", str(tracked_run / "atari"), "--modalities", "video",
+              "--probe-epochs", "1", "--probe-seeds", "0", "--steps", "4", "--heldout-items", "2", "--workers", "0"]
+    assert main([*common, "--encoder", "context"]) == 0
+    context = json.loads((run / "track-context" / "track.json").read_text())
+    assert context["probe"]["encoder"] == "context" and context["records"][0]["settings"]["encoder"] == "context"
+    assert main(common) == 0
+    target = run / "track" / "steps" / "step_00000004.json"
+    assert json.loads(target.read_text())["settings"]["encoder"] == "target"
+    # A record written before --encoder existed (no "encoder" in its settings) probed the target: it is reused.
+    record = json.loads(target.read_text())
+    del record["settings"]["encoder"]
+    target.write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(common) == 0
+    assert "other settings" not in capsys.readouterr().out
 
 
 def test_unknown_step_and_missing_checkpoints_are_one_line_errors(tracked_run, tmp_path, capsys):

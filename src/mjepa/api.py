@@ -27,9 +27,6 @@ from mjepa.models.encoder import MultimodalEncoder
 from mjepa.models.mjepa import MJEPA
 from mjepa.packaging import download_from_hub, is_model_dir, load_model_dir, save_model_dir
 
-ENCODERS = ("target", "context")
-
-
 @dataclass
 class Embeddings:
     pooled: torch.Tensor  # (windows, D): one embedding per window
@@ -108,9 +105,7 @@ class MJEPAModel:
         return self
 
     def _encoder(self, mode: str, encoder: str) -> MultimodalEncoder:
-        if encoder not in ENCODERS:
-            raise ValueError(f"encoder={encoder!r} is not valid; expected 'target' (default) or 'context'")
-        return self.model.target_encoder(mode) if encoder == "target" else self.model.encoder(mode)
+        return self.model.frozen_encoder(mode, encoder)
 
     # -- audio -----------------------------------------------------------------------------------------------
     def _audio_windows(self, waveform, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor, list[float]]:

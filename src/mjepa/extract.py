@@ -22,6 +22,7 @@ from mjepa.api import MJEPAModel, load
 from mjepa.commands import run_reporting_errors
 from mjepa.data.decode import ClipSpec, MediaError, decode_entry
 from mjepa.data.manifest import ManifestEntry, read_manifest
+from mjepa.models.mjepa import ENCODER_CHOICES
 
 
 def embed_entry(model: MJEPAModel, entry: ManifestEntry, modality: str, layer: int, encoder: str,
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", required=True, help="training checkpoint, model directory or Hub id")
     parser.add_argument("--out", required=True, help="output file (.pt)")
     parser.add_argument("--modality", choices=("audio", "video", "av"), default="av")
-    parser.add_argument("--encoder", choices=("target", "context"), default="target")
+    parser.add_argument("--encoder", choices=ENCODER_CHOICES, default="target")
     parser.add_argument("--layer", type=int, default=-1)
     parser.add_argument("--tokens", action="store_true", help="also store token-level features")
     return parser

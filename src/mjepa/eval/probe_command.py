@@ -15,6 +15,7 @@ from mjepa.eval.probe import ProbeSettings
 from mjepa.eval.report import markdown_table, write_results
 from mjepa.eval.run_probe import evaluate
 from mjepa.eval.tasks import TASKS, TaskSpec, atari_splits, esc50_folds, manifest_splits
+from mjepa.models.mjepa import ENCODER_CHOICES
 from mjepa.train.distributed import init_distributed, shutdown
 
 
@@ -40,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lrs", default="1e-4,3e-4,1e-3", help="learning rates of the head grid")
     parser.add_argument("--wds", default="0.01,0.1", help="weight decays of the head grid")
     parser.add_argument("--layer", type=int, default=-1, help="encoder block whose output is probed (default: last)")
+    parser.add_argument("--encoder", choices=ENCODER_CHOICES, default="target",
+                        help="probe the EMA target encoder (default, as in the paper) or the context encoder")
     parser.add_argument("--encode-batch", type=int, default=8, help="items encoded at once")
     parser.add_argument("--workers", type=int, default=1, help="decoding processes")
     parser.add_argument("--cache-dir", default="cache/features", help="feature cache ('' disables it)")
@@ -94,12 +97,15 @@ def _probe_and_report(args: argparse.Namespace, task: TaskSpec, settings: ProbeS
     for label, random_init in encoders:
         loaded = load_model(args.checkpoint, random_init=random_init)
         if is_main:
-            print(f"probing {label} encoder on {task.name} ({args.modality}, {args.protocol})", flush=True)
+            print(f"probing {label} {args.encoder} encoder on {task.name} ({args.modality}, {args.protocol})",
+                  flush=True)
         results.append(evaluate(loaded, label, task, folds, args.modality, settings, args.layer, args.encode_batch,
-                                args.workers, cache_dir, device))
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"probe-{task.name}-{args.modality}"
+                                args.workers, cache_dir, device, args.encoder))
+    suffix = "" if args.encoder == "target" else f"-{args.encoder}"  # a context probe never overwrites the target's
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"probe-{task.name}-{args.modality}{suffix}"
     header = {"task": task.name, "description": task.description, "checkpoint": args.checkpoint,
-              "protocol": args.protocol, "probe_settings": asdict(settings), "views": asdict(task.views),
+              "encoder": args.encoder, "protocol": args.protocol, "probe_settings": asdict(settings),
+              "views": asdict(task.views),
               "folds": len(folds)}
     if is_main:
         write_results(out, task.name, header, results)

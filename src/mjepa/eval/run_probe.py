@@ -50,14 +50,16 @@ def item_batches(items: list[EvalItem], modality: str, views: ViewSpec):
     return Batch(audio=audio, video=video, has_audio=None), labels, torch.tensor([i.index for i in items])
 
 
-def probe_encoder(loaded: LoadedModel, modality: str):
-    """The frozen target encoder that serves this modality (the shared one, or the per-modality one)."""
-    return loaded.model.target_encoder(MODALITY_MODES[modality])
+def probe_encoder(loaded: LoadedModel, modality: str, encoder: str = "target"):
+    """The frozen encoder that serves this modality (the shared one, or the per-modality one): the EMA target by
+    default, as in the paper; ``context`` probes the trained online encoder, to tell whether a change in the
+    scores belongs to the EMA average or to what gradient descent learned."""
+    return loaded.model.frozen_encoder(MODALITY_MODES[modality], encoder)
 
 
 def split_features(loaded: LoadedModel, task: TaskSpec, entries, vocabulary, modality: str, layer: int,
                    batch_size: int, workers: int, cache_dir: Path | None, fingerprint: str,
-                   device: torch.device) -> SplitFeatures:
+                   device: torch.device, encoder: str = "target") -> SplitFeatures:
     views = task.views
     if modality == "av" and views.audio_windows != 1:
         raise ValueError(f"task {task.name} concatenates audio windows; use --modality audio")
@@ -81,8 +83,8 @@ def split_features(loaded: LoadedModel, task: TaskSpec, entries, vocabulary, mod
                 if items:
                     yield item_batches(items, modality, views)
 
-        features = gather_features(encode_batches(probe_encoder(loaded, modality), modality, batches(), layer,
-                                                  device), device)
+        frozen = probe_encoder(loaded, modality, encoder)
+        features = gather_features(encode_batches(frozen, modality, batches(), layer, device), device)
         if views.audio_windows > 1:  # concatenate each item's audio windows along the token axis
             t, d = features.tokens.shape[1:]
             features.tokens = features.tokens.view(-1, views.audio_windows * t, d)
@@ -135,13 +137,13 @@ def selection_rule(has_val: bool) -> str:
 
 def evaluate(loaded: LoadedModel, label: str, task: TaskSpec, folds: list[TaskSplits], modality: str,
              settings: ProbeSettings, layer: int, batch_size: int, workers: int, cache_dir: Path | None,
-             device: torch.device) -> EncoderResult:
-    fingerprint = encoder_fingerprint(probe_encoder(loaded, modality))
+             device: torch.device, encoder: str = "target") -> EncoderResult:
+    fingerprint = encoder_fingerprint(probe_encoder(loaded, modality, encoder))
     chosen, all_heads, skipped = [], [], 0
     for splits in folds:
         common = (loaded, task)
         get = lambda entries: split_features(*common, entries, splits.vocabulary, modality, layer,  # noqa: E731
-                                             batch_size, workers, cache_dir, fingerprint, device)
+                                             batch_size, workers, cache_dir, fingerprint, device, encoder)
         train, test = get(splits.train), get(splits.test)
         val = get(splits.val) if splits.val else None
         skipped += len(train.skipped) + len(test.skipped) + (len(val.skipped) if val else 0)

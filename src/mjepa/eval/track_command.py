@@ -4,7 +4,8 @@ For each periodic checkpoint (``RUN_DIR/checkpoints/step_XXXXXXXX.pt``) it measu
 
 - the held-out pretraining loss of every term, on the same clips with the same masks for every checkpoint
   (``mjepa.eval.heldout``), and
-- the frozen-probe score of the target encoder with each requested modality,
+- the frozen-probe score of the target encoder (or, with ``--encoder context``, the context encoder) with each
+  requested modality,
 
 and writes ``track.json``, ``track.md`` and ``track.png`` (loss terms and probe scores against the step). This is
 the check users of JEPA codebases asked for: a training loss that rises late while downstream scores fall is a
@@ -33,6 +34,7 @@ from mjepa.eval.probe import ProbeSettings
 from mjepa.eval.probe_command import task_folds
 from mjepa.eval.run_probe import evaluate
 from mjepa.eval.tasks import TASKS
+from mjepa.models.mjepa import ENCODER_CHOICES
 from mjepa.train.checkpoint import periodic_checkpoints
 
 MODALITIES = ("audio", "video", "av")
@@ -57,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "loss is cheap, the probes are not")
     parser.add_argument("--include-init", action="store_true",
                         help="also score step 0: the run's initial weights, rebuilt from its config and seed")
+    parser.add_argument("--encoder", choices=ENCODER_CHOICES, default="target",
+                        help="encoder the probes read (default target; context writes to RUN_DIR/track-context)")
     parser.add_argument("--probe-epochs", type=int, default=4)
     parser.add_argument("--probe-seeds", default="0,1,2",
                         help="comma-separated probe seeds; scores are the mean (and std) over them (default 0,1,2)")
@@ -110,7 +114,7 @@ def probe_scores(loaded, modalities: Sequence[str], args: argparse.Namespace, fo
                                      weight_decays=(args.probe_wd,), epochs=args.probe_epochs, batch_size=32,
                                      seed=seed)
             values.append(evaluate(loaded, "trained", task, folds, modality, settings, -1, args.batch_size,
-                                   args.workers, cache_dir, device).score)
+                                   args.workers, cache_dir, device, args.encoder).score)
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         scores[modality] = {"mean": statistics.fmean(values), "std": std, "values": values}
     return scores
@@ -123,9 +127,15 @@ def probed_modalities(args: argparse.Namespace, step: int) -> list[str]:
 def scoring_settings(args: argparse.Namespace, step: int) -> dict:
     """What a checkpoint's record depends on besides the checkpoint itself: a saved record is reused only when these
     match, so a run first tracked without probes (or with other probe seeds) is not read back as if it had them."""
-    return {"task": args.task, "modalities": probed_modalities(args, step), "probe_seeds": list(args.probe_seeds),
-            "probe_epochs": args.probe_epochs, "probe_lr": args.probe_lr, "probe_wd": args.probe_wd,
+    return {"task": args.task, "encoder": args.encoder, "modalities": probed_modalities(args, step),
+            "probe_seeds": list(args.probe_seeds), "probe_epochs": args.probe_epochs, "probe_lr": args.probe_lr, "probe_wd": args.probe_wd,
             "heldout_items": args.heldout_items, "mask_seed": args.mask_seed}
+
+
+def saved_settings(record: dict) -> dict | None:
+    """The settings of a saved record; records written before ``--encoder`` existed probed the target."""
+    settings = record.get("settings")
+    return None if settings is None else {"encoder": "target", **settings}
 
 
 def track_checkpoint(step: int, path: Path, args: argparse.Namespace, folds, batches, out: Path,
@@ -222,7 +232,7 @@ def track_run(run_dir: Path, out: Path, args: argparse.Namespace, folds, device:
         done = out / "steps" / f"step_{step:08d}.json"
         if done.exists():
             saved = json.loads(done.read_text())
-            if saved.get("settings") == scoring_settings(args, step):
+            if saved_settings(saved) == scoring_settings(args, step):
                 records.append(saved)
                 continue
             print(f"track: {run_dir.name} step {step}: the saved record in {done} was made with other settings; "
@@ -235,12 +245,13 @@ def track_run(run_dir: Path, out: Path, args: argparse.Namespace, folds, device:
               + (f"; probe {scores}" if scores else ""), flush=True)
     summary = {"run_dir": str(run_dir), "task": args.task, "heldout_items": sum(b.batch_size for b in batches),
                "heldout_skipped": [item.path for item in skipped], "mask_seed": args.mask_seed,
-               "probe": {"protocol": "attentive", "epochs": args.probe_epochs, "lr": args.probe_lr,
+               "probe": {"encoder": args.encoder, "protocol": "attentive", "epochs": args.probe_epochs, "lr": args.probe_lr,
                          "weight_decay": args.probe_wd, "seeds": args.probe_seeds}, "records": records}
     (out / "track.json").write_text(json.dumps(summary, indent=2))
     table = table_markdown(records)
     (out / "track.md").write_text(f"Checkpoints of {run_dir}: held-out loss on {summary['heldout_items']} "
-                                  f"{args.task} test clips (fixed masks) and frozen-probe scores.\n\n{table}\n")
+                                  f"{args.task} test clips (fixed masks) and frozen-probe scores of the "
+                                  f"{args.encoder} encoder.\n\n{table}\n")
     plot_records(records, out / "track.png", f"{run_dir.name}: checkpoints over training")
     print(table, flush=True)
     print(f"track: wrote {out / 'track.json'}, {out / 'track.md'}, {out / 'track.png'}", flush=True)
@@ -304,7 +315,8 @@ def run(args: argparse.Namespace) -> int:
                              f"({', '.join(map(str, sorted(scored)))})")
     folds = task_folds(TASKS[args.task], args)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    summaries = [track_run(run_dir, Path(args.out) if args.out else run_dir / "track", args, folds, device)
+    folder = "track" if args.encoder == "target" else f"track-{args.encoder}"
+    summaries = [track_run(run_dir, Path(args.out) if args.out else run_dir / folder, args, folds, device)
                  for run_dir in run_dirs]
     if args.compare_out:
         plot_comparison(summaries, Path(args.compare_out))

@@ -13,6 +13,9 @@ from mjepa.models.encoder import MultimodalEncoder
 from mjepa.models.predictor import Predictor
 from mjepa.terms import active_cross_pairs
 
+# Which encoder a frozen-feature user reads: the EMA target (the paper's choice) or the online context encoder.
+ENCODER_CHOICES = ("target", "context")
+
 
 class MJEPA(nn.Module):
     """All trainable parts plus the EMA target.
@@ -58,6 +61,12 @@ class MJEPA(nn.Module):
 
     def target_encoder(self, mode: str) -> MultimodalEncoder:
         return self.target_encoders[self.part_key(mode)]
+
+    def frozen_encoder(self, mode: str, which: str = "target") -> MultimodalEncoder:
+        """The encoder that serves ``mode`` for feature extraction: ``which`` is one of ``ENCODER_CHOICES``."""
+        if which not in ENCODER_CHOICES:
+            raise ValueError(f"encoder={which!r} is not valid; expected 'target' (the default) or 'context'")
+        return self.target_encoder(mode) if which == "target" else self.encoder(mode)
 
     def predictor(self, mode: str) -> Predictor:
         return self.predictors[self.part_key(mode)]
