@@ -112,6 +112,19 @@ def test_several_runs_share_one_comparison_figure(tracked_run, tmp_path, capsys)
     figure = tmp_path / "compare.png"
     assert main(["track", run, run, "--compare-out", str(figure), *common]) == 0
     assert figure.is_file() and (tracked_run / "run" / "track" / "track.json").is_file()
+    # A saved track.json (its checkpoints may be deleted by then) is drawn as it is, beside a run folder.
+    saved = tmp_path / "before.json"
+    saved.write_text((tracked_run / "run" / "track" / "track.json").read_text())
+    figure.unlink()
+    capsys.readouterr()
+    assert main(["track", str(saved), run, "--compare-out", str(figure), *common]) == 0
+    assert figure.is_file() and "track: run step" not in capsys.readouterr().out
+    assert main(["track", str(saved), *common]) == 2
+    assert "--compare-out" in capsys.readouterr().err
+    (tmp_path / "broken.json").write_text("{}")
+    assert main(["track", str(tmp_path / "broken.json"), run, "--compare-out", str(figure), *common]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "broken.json" in err
 
 
 def test_the_context_encoder_is_probed_into_its_own_folder(tracked_run, capsys):

@@ -43,7 +43,8 @@ MODALITIES = ("audio", "video", "av")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mjepa track", description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                        help="pretraining run folder(s) (with checkpoints/step_XXXXXXXX.pt)")
+                        help="pretraining run folder(s) (with checkpoints/step_XXXXXXXX.pt), or a track.json written "
+                             "earlier, drawn in the --compare-out figure as it is (its checkpoints may be gone)")
     parser.add_argument("--task", default="atari", choices=sorted(t for t in TASKS if not TASKS[t].audio_only),
                         help="probe task with video (default atari); its first test split holds the held-out clips")
     parser.add_argument("--atari-dir", default="data/atari", help="AtariAV folder (generated when missing)")
@@ -298,26 +299,41 @@ def plot_comparison(summaries: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def read_track_json(path: Path) -> dict:
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a readable track.json ({err})") from None
+    if not isinstance(summary, dict) or not summary.get("records") or "run_dir" not in summary:
+        raise ValueError(f"{path}: not a track.json written by mjepa track (no run_dir / records)")
+    return summary
+
+
 def run(args: argparse.Namespace) -> int:
-    run_dirs = [Path(p) for p in args.run_dirs]
+    paths = [Path(p) for p in args.run_dirs]
+    saved = {p: read_track_json(p) for p in paths if p.suffix == ".json"}
+    run_dirs = [p for p in paths if p not in saved]
+    if saved and not args.compare_out:
+        raise ValueError(f"{next(iter(saved))}: a saved track.json is only drawn; add --compare-out PNG")
     if args.out and len(run_dirs) > 1:
         raise ValueError("--out names one run's output folder; with several runs each writes RUN_DIR/track")
-    if args.compare_out and len(run_dirs) < 2:
-        raise ValueError("--compare-out needs at least two run folders")
+    if args.compare_out and len(paths) < 2:
+        raise ValueError("--compare-out needs at least two runs (folders or track.json files)")
     args.modalities = comma_choices(args.modalities, "--modalities", "modality", MODALITIES)
     args.probe_seeds = parse_seeds(args.probe_seeds)
     args.probe_steps = set(comma_integers(args.probe_steps, "--probe-steps")) if args.probe_steps else None
     for run_dir in run_dirs:  # fail on a missing checkpoint before hours of scoring, not after
-        scored = {step for step, _ in select_checkpoints(run_dir, args.steps)} | ({0} if args.include_init else set())
-        unscored = sorted((args.probe_steps or set()) - scored)
+        steps = {step for step, _ in select_checkpoints(run_dir, args.steps)} | ({0} if args.include_init else set())
+        unscored = sorted((args.probe_steps or set()) - steps)
         if unscored:
             raise ValueError(f"--probe-steps: step {unscored[0]} is not among the scored steps of {run_dir} "
-                             f"({', '.join(map(str, sorted(scored)))})")
-    folds = task_folds(TASKS[args.task], args)
+                             f"({', '.join(map(str, sorted(steps)))})")
+    folds = task_folds(TASKS[args.task], args) if run_dirs else []
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     folder = "track" if args.encoder == "target" else f"track-{args.encoder}"
-    summaries = [track_run(run_dir, Path(args.out) if args.out else run_dir / folder, args, folds, device)
-                 for run_dir in run_dirs]
+    scored = {run_dir: track_run(run_dir, Path(args.out) if args.out else run_dir / folder, args, folds, device)
+              for run_dir in run_dirs}
+    summaries = [saved[p] if p in saved else scored[p] for p in paths]  # in the order given
     if args.compare_out:
         plot_comparison(summaries, Path(args.compare_out))
         print(f"track: wrote {args.compare_out}", flush=True)
