@@ -105,8 +105,7 @@ def _probe_and_report(args: argparse.Namespace, task: TaskSpec, settings: ProbeS
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"probe-{task.name}-{args.modality}{suffix}"
     header = {"task": task.name, "description": task.description, "checkpoint": args.checkpoint,
               "encoder": args.encoder, "protocol": args.protocol, "probe_settings": asdict(settings),
-              "views": asdict(task.views),
-              "folds": len(folds)}
+              "views": asdict(task.views), "folds": len(folds)}
     if is_main:
         write_results(out, task.name, header, results)
         print(markdown_table(task.name, results), end="")

@@ -129,8 +129,8 @@ def scoring_settings(args: argparse.Namespace, step: int) -> dict:
     """What a checkpoint's record depends on besides the checkpoint itself: a saved record is reused only when these
     match, so a run first tracked without probes (or with other probe seeds) is not read back as if it had them."""
     return {"task": args.task, "encoder": args.encoder, "modalities": probed_modalities(args, step),
-            "probe_seeds": list(args.probe_seeds), "probe_epochs": args.probe_epochs, "probe_lr": args.probe_lr, "probe_wd": args.probe_wd,
-            "heldout_items": args.heldout_items, "mask_seed": args.mask_seed}
+            "probe_seeds": list(args.probe_seeds), "probe_epochs": args.probe_epochs, "probe_lr": args.probe_lr,
+            "probe_wd": args.probe_wd, "heldout_items": args.heldout_items, "mask_seed": args.mask_seed}
 
 
 def saved_settings(record: dict) -> dict | None:
@@ -246,8 +246,8 @@ def track_run(run_dir: Path, out: Path, args: argparse.Namespace, folds, device:
               + (f"; probe {scores}" if scores else ""), flush=True)
     summary = {"run_dir": str(run_dir), "task": args.task, "heldout_items": sum(b.batch_size for b in batches),
                "heldout_skipped": [item.path for item in skipped], "mask_seed": args.mask_seed,
-               "probe": {"encoder": args.encoder, "protocol": "attentive", "epochs": args.probe_epochs, "lr": args.probe_lr,
-                         "weight_decay": args.probe_wd, "seeds": args.probe_seeds}, "records": records}
+               "probe": {"encoder": args.encoder, "protocol": "attentive", "epochs": args.probe_epochs,
+                         "lr": args.probe_lr, "weight_decay": args.probe_wd, "seeds": args.probe_seeds}, "records": records}
     (out / "track.json").write_text(json.dumps(summary, indent=2))
     table = table_markdown(records)
     (out / "track.md").write_text(f"Checkpoints of {run_dir}: held-out loss on {summary['heldout_items']} "
