@@ -73,3 +73,43 @@ def test_unknown_setting_is_one_line_error(tmp_path, capsys):
     assert main(["ablate", "--out", str(tmp_path), "--settings", "full,shared"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'shared'" in err and "shared-intra" in err
+
+
+def test_context_encoder_rows_sit_beside_the_target_rows(tmp_path, capsys):
+    out = tmp_path / "ablation"
+    common = ["--out", str(out), "--steps", "2", "--atari-dir", str(tmp_path / "atari"), "--games", "pong,breakout",
+              "--clips-per-game", "4", "--probe-epochs", "1", "--workers", "0", "--seeds", "0",
+              "--settings", "shared-intra", *[f"--set={o}" for o in TINY_RUN if not o.startswith("optim.")]]
+    assert main(["ablate", *common]) == 0  # the target first, as a run from before --encoders would have
+    folder = out / "runs" / "shared-intra" / "seed0"
+    assert (folder / "probe.json").is_file() and not (folder / "probe-context.json").exists()
+    capsys.readouterr()
+    assert main(["ablate", *common, "--encoders", "target,context"]) == 0
+    printed = capsys.readouterr().out
+    assert "pretraining shared-intra" in printed and "(context encoder)" in printed  # only the missing probe ran
+    assert "(target encoder)" not in printed
+    summary = json.loads((out / "ablation.json").read_text())
+    rows = [(r["setting"], r["encoder"], r["label"]) for r in summary["rows"]]
+    assert rows == [("shared-intra", "target", "shared encoder, intra-modal terms only"),
+                    ("shared-intra", "context", "shared encoder, intra-modal terms only (context encoder)")]
+    assert summary["steps"] == 2 and summary["probe"]["encoders"] == ["context", "target"]
+    target, context = summary["rows"]
+    assert set(context["scores"]) == {"audio", "video", "av"}
+    # Two distinct encoders were probed: the context encoder's weights moved away from the EMA target's.
+    assert any(target["scores"][m]["values"] != context["scores"][m]["values"] for m in ("audio", "video", "av"))
+    capsys.readouterr()
+    assert main(["ablate", *common, "--encoders", "context"]) == 0
+    assert "done already" in capsys.readouterr().out
+
+
+def test_records_without_an_encoder_are_target_records():
+    records = [{"setting": "full", "label": "all 9", "seed": 0, "scores": {"audio": 0.2}},
+               {"setting": "full", "label": "all 9", "seed": 0, "encoder": "context", "scores": {"audio": 0.6}}]
+    rows = summarise(records)
+    assert [(r["encoder"], r["scores"]["audio"]["mean"]) for r in rows] == [("target", 0.2), ("context", 0.6)]
+
+
+def test_empty_encoders_is_one_line_error(tmp_path, capsys):
+    assert main(["ablate", "--out", str(tmp_path), "--encoders", ",", "--report-only"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--encoders" in err and "target" in err

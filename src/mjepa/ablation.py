@@ -8,11 +8,14 @@ Four settings are pretrained with identical data, schedule, step budget and seed
 4. ``full``          -- + the joint AV mode: all 9 terms (the MJEPA recipe).
 
 Every model is probed (frozen attentive probe) with audio, video and audio-visual input (separate encoders have no
-AV input), beside a random-init encoder of the same architecture. The table holds mean +- std over seeds.
+AV input), beside a random-init encoder of the same architecture. The table holds mean +- std over seeds. The probed
+encoder is the EMA target by default; ``--encoders target,context`` also probes the online context encoder, which
+short runs leave ahead of their target (docs/results.md section 2e).
 
-Each (setting, seed) writes ``runs/<setting>/seed<k>/probe.json`` when done; re-running the command skips finished
-runs and resumes unfinished pretraining from its latest checkpoint, so several processes can share one ``--out``
-with disjoint ``--seeds`` and a last call with ``--report-only`` writes the table.
+Each (setting, seed) writes ``runs/<setting>/seed<k>/probe.json`` (``probe-context.json`` for the context encoder)
+when done; re-running the command skips finished runs and resumes unfinished pretraining from its latest checkpoint,
+so several processes can share one ``--out`` with disjoint ``--seeds`` and a last call with ``--report-only`` writes
+the table.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from mjepa.eval.loading import load_model
 from mjepa.eval.probe import ProbeSettings
 from mjepa.eval.run_probe import evaluate
 from mjepa.eval.tasks import TASKS, atari_splits
+from mjepa.models.mjepa import ENCODER_CHOICES
 from mjepa.train.loop import pretrain
 from mjepa.train.pretrain_config import load_pretrain_config
 
@@ -88,15 +92,21 @@ def probe_settings(args: argparse.Namespace, seed: int) -> ProbeSettings:
                          epochs=args.probe_epochs, batch_size=32, seed=seed)
 
 
+def result_file(folder: Path, encoder: str) -> Path:
+    # The target keeps the plain name, so folders written before --encoders existed are still read as target runs.
+    return folder / ("probe.json" if encoder == "target" else f"probe-{encoder}.json")
+
+
 def probe_checkpoint(checkpoint: Path, random_init: bool, modalities: Sequence[str], args: argparse.Namespace,
-                     seed: int) -> dict[str, float]:
+                     seed: int, encoder: str = "target") -> dict[str, float]:
     loaded = load_model(checkpoint, random_init=random_init)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     folds = [atari_splits(args.atari_dir)]
     scores = {}
     for modality in modalities:
         result = evaluate(loaded, RANDOM_INIT if random_init else "trained", TASKS["atari"], folds, modality,
-                          probe_settings(args, seed), -1, 16, args.workers, Path(args.out) / "features", device)
+                          probe_settings(args, seed), -1, 16, args.workers, Path(args.out) / "features", device,
+                          encoder)
         scores[modality] = result.score
     return scores
 
@@ -109,27 +119,30 @@ def final_losses(pretrain_dir: Path, last: int = 10) -> dict[str, float]:
     return {k: statistics.fmean(r[k] for r in records if k in r) for k in keys}
 
 
-def run_setting(args: argparse.Namespace, setting: AblationSetting, seed: int) -> dict:
+def run_setting(args: argparse.Namespace, setting: AblationSetting, seed: int) -> list[dict]:
     folder = run_dir(args.out, setting.name, seed)
-    result_path = folder / "probe.json"
-    if result_path.exists():
+    missing = [e for e in args.encoders if not result_file(folder, e).exists()]
+    if not missing:
         print(f"ablate: {setting.name} seed {seed}: done already", flush=True)
-        return json.loads(result_path.read_text())
+        return [json.loads(result_file(folder, e).read_text()) for e in args.encoders]
     config = load_pretrain_config(args.config, run_overrides(args, setting, seed))
     started = time.perf_counter()
     print(f"ablate: pretraining {setting.name} seed {seed} ({args.steps} steps)", flush=True)
-    pretrain(config)
+    pretrain(config)  # returns at once when the run's last checkpoint is already there
     pretrain_seconds = time.perf_counter() - started
     checkpoint = folder / "pretrain" / "checkpoints" / "latest.pt"
-    mark = time.perf_counter()
-    scores = probe_checkpoint(checkpoint, False, setting.modalities, args, seed)
-    record = {"setting": setting.name, "label": setting.label, "seed": seed, "steps": args.steps,
-              "scores": scores, "final_losses": final_losses(folder / "pretrain"),
-              "seconds": {"pretrain": pretrain_seconds, "probe": time.perf_counter() - mark}}
-    result_path.write_text(json.dumps(record, indent=2))
-    print(f"ablate: {setting.name} seed {seed}: " + ", ".join(f"{m} {100 * s:.1f}" for m, s in scores.items()),
-          flush=True)
-    return record
+    records = []
+    for encoder in missing:
+        mark = time.perf_counter()
+        scores = probe_checkpoint(checkpoint, False, setting.modalities, args, seed, encoder)
+        record = {"setting": setting.name, "label": setting.label, "seed": seed, "steps": args.steps,
+                  "encoder": encoder, "scores": scores, "final_losses": final_losses(folder / "pretrain"),
+                  "seconds": {"pretrain": pretrain_seconds, "probe": time.perf_counter() - mark}}
+        result_file(folder, encoder).write_text(json.dumps(record, indent=2))
+        print(f"ablate: {setting.name} seed {seed} ({encoder} encoder): "
+              + ", ".join(f"{m} {100 * s:.1f}" for m, s in scores.items()), flush=True)
+        records.append(record)
+    return records
 
 
 def run_random_init(args: argparse.Namespace, seed: int) -> dict:
@@ -140,25 +153,30 @@ def run_random_init(args: argparse.Namespace, seed: int) -> dict:
         return json.loads(result_path.read_text())
     checkpoint = run_dir(args.out, "full", seed) / "pretrain" / "checkpoints" / "latest.pt"
     scores = probe_checkpoint(checkpoint, True, MODALITIES, args, seed)
-    record = {"setting": RANDOM_INIT, "label": "random-init encoder", "seed": seed, "steps": 0, "scores": scores}
+    # At initialisation the EMA target is a copy of the context encoder, so one row serves both encoders.
+    record = {"setting": RANDOM_INIT, "label": "random-init encoder", "seed": seed, "steps": 0, "encoder": "target",
+              "scores": scores}
     folder.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(record, indent=2))
     return record
 
 
 def collect(out: str | Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(Path(out).glob("runs/*/seed*/probe.json"))]
+    return [json.loads(p.read_text()) for p in sorted(Path(out).glob("runs/*/seed*/probe*.json"))]
 
 
 def summarise(records: list[dict]) -> list[dict]:
-    """One row per setting (in table order): mean and sample std over seeds of each modality's probe score."""
-    order = [s.name for s in SETTINGS] + [RANDOM_INIT]
+    """One row per (setting, probed encoder), in table order: mean and sample std over seeds of each modality's
+    probe score. Records without an ``encoder`` field predate --encoders and probed the target."""
+    order = [(s.name, e) for s in SETTINGS for e in ENCODER_CHOICES] + [(RANDOM_INIT, "target")]
     rows = []
-    for name in order:
-        mine = [r for r in records if r["setting"] == name]
+    for name, encoder in order:
+        mine = [r for r in records if r["setting"] == name and r.get("encoder", "target") == encoder]
         if not mine:
             continue
-        row = {"setting": name, "label": mine[0]["label"], "seeds": sorted(r["seed"] for r in mine), "scores": {}}
+        label = mine[0]["label"] + ("" if encoder == "target" else f" ({encoder} encoder)")
+        row = {"setting": name, "encoder": encoder, "label": label, "seeds": sorted(r["seed"] for r in mine),
+               "scores": {}}
         for modality in MODALITIES:
             values = [r["scores"][modality] for r in mine if modality in r["scores"]]
             if values:
@@ -212,8 +230,13 @@ def write_report(args: argparse.Namespace) -> dict:
     if not records:
         raise ValueError(f"no finished ablation runs under {out / 'runs'}")
     rows = summarise(records)
-    summary = {"task": "atari", "steps": args.steps, "config": args.config, "overrides": args.overrides,
-               "probe": {"protocol": "attentive", "epochs": args.probe_epochs}, "rows": rows, "runs": records}
+    # Steps and encoders as the finished runs record them: a --report-only call may not repeat the run's flags.
+    steps = sorted({r["steps"] for r in records if r["setting"] != RANDOM_INIT})
+    summary = {"task": "atari", "steps": steps[0] if len(steps) == 1 else steps, "config": args.config,
+               "overrides": args.overrides,
+               "probe": {"protocol": "attentive", "epochs": args.probe_epochs,
+                         "encoders": sorted({r["encoder"] for r in rows})},
+               "rows": rows, "runs": records}
     (out / "ablation.json").write_text(json.dumps(summary, indent=2))
     table = table_markdown(rows)
     (out / "ablation.md").write_text("Frozen attentive probe mAP (%) on AtariAV, mean ± std over seeds.\n\n"
@@ -236,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--games", default=",".join(DEFAULT_GAMES), help="comma-separated Atari games")
     parser.add_argument("--clips-per-game", type=int, default=40)
     parser.add_argument("--probe-epochs", type=int, default=4)
+    parser.add_argument("--encoders", default="target",
+                        help="comma-separated encoders to probe: target (the EMA target, the default) and/or context")
     parser.add_argument("--workers", type=int, default=1, help="feature-extraction loader workers (default 1)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="pretraining override applied to every setting (repeatable), e.g. "
@@ -251,6 +276,10 @@ def parse_names(text: str) -> list[AblationSetting]:
 def run(args: argparse.Namespace) -> int:
     args.games = [g for g in args.games.split(",") if g]
     settings, seeds = parse_names(args.settings), comma_integers(args.seeds, "--seeds")
+    encoders = comma_choices(args.encoders, "--encoders", "encoder", list(ENCODER_CHOICES))
+    if not encoders:
+        raise ValueError(f"--encoders: no encoder in {args.encoders!r}; expected some of {', '.join(ENCODER_CHOICES)}")
+    args.encoders = encoders
     for setting in settings:  # fail on a bad override before hours of training, not after
         load_pretrain_config(args.config, run_overrides(args, setting, seeds[0] if seeds else 0))
     if not args.report_only:

@@ -33,6 +33,7 @@ from mjepa.train.parallel import (
 )
 from mjepa.train.precision import resolve_amp_dtype
 from mjepa.train.pretrain_config import PretrainConfig
+from mjepa.train.resume_config import check_resume_config
 from mjepa.train.schedules import LearningRateSchedule, LinearSchedule, ema_initial_weight
 from mjepa.train.step import autocast_context
 
@@ -134,6 +135,9 @@ def checkpoint_payload(trainer: Trainer, step: int) -> dict:
 
 def restore(trainer: Trainer, path: Path) -> int:
     payload = load_checkpoint(path)
+    for change in check_resume_config(payload.get("config", {}), trainer.config, str(path)):
+        if trainer.ctx.is_main:
+            print(f"warning: resuming with a changed setting (run.allow_resume_changes=true): {change}", flush=True)
     load_full_state_dict(trainer.model, payload["model"])
     load_full_optimizer_state(trainer.model, trainer.optimizer, payload["optimizer"])
     torch.set_rng_state(payload["rng"]["torch"])
@@ -335,11 +339,11 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
     try:
         trainer = build_trainer(config, ctx)
         run_dir = Path(config.run.out_dir)
+        manager = CheckpointManager(run_dir / "checkpoints", config.run.keep_checkpoints)
+        start_step = start_or_resume(trainer, manager)  # first: a refused resume must leave the folder as it was
         if ctx.is_main:
             run_files.write_run_files(run_dir, config, ctx)
             writer = MetricsWriter(run_dir, config.run.tensorboard)
-        manager = CheckpointManager(run_dir / "checkpoints", config.run.keep_checkpoints)
-        start_step = start_or_resume(trainer, manager)
         if ctx.is_main:
             print(ema_notice(config, trainer.ema), flush=True)
         result = PretrainResult(run_dir, start_step)

@@ -88,6 +88,9 @@ class RunConfig:
     collapse_std_threshold: float = 0.01  # warn when the per-dimension std of pooled targets falls below
     collapse_rank_fraction: float = 0.05  # warn when effective rank / width falls below
     tensorboard: bool = False
+    # Resuming under a config that changes the math (LR, masks, batch, run.steps, ...) is refused unless this is
+    # set; see mjepa/train/resume_config.py for the settings that may always change.
+    allow_resume_changes: bool = False
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accumulation", "checkpoint_every", "keep_checkpoints", "log_every",

@@ -1,0 +1,51 @@
+"""Refuse to resume a run under a config that changes what it computes.
+
+A resumed run is exact only when it continues with the config it was trained with (docs/training.md). A changed
+learning rate, mask or batch size on resume would otherwise be applied silently from the resume step on, and the
+run folder would no longer describe one run. Settings that only say where and how the same computation runs
+(output folder, checkpoint cadence, logging, device, parallel strategy, loader workers) may change freely.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mjepa.train.pretrain_config import PretrainConfig
+from mjepa.typed_config import to_dict
+
+# Dotted keys whose change leaves the trained model and its data stream the same.
+CHANGEABLE_ON_RESUME = frozenset({
+    "run.out_dir", "run.checkpoint_every", "run.keep_checkpoints", "run.log_every", "run.tensorboard",
+    "run.device", "run.distributed", "run.compile", "run.activation_checkpointing", "run.nan_policy",
+    "run.max_skipped_steps", "run.collapse_std_threshold", "run.collapse_rank_fraction", "run.init_from",
+    "run.allow_resume_changes", "data.num_workers", "data.atari_dir",
+})
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def resume_changes(saved: dict, current: PretrainConfig) -> list[str]:
+    """``key: saved -> current`` for each setting that differs and matters. Keys the saved config lacks (added to
+    mjepa since the checkpoint was written) are not compared: their old value is unknown."""
+    old, new = flatten(saved), flatten(to_dict(current))
+    return [f"{key}: {old[key]!r} -> {new[key]!r}" for key in sorted(old.keys() & new.keys())
+            if key not in CHANGEABLE_ON_RESUME and old[key] != new[key]]
+
+
+def check_resume_config(saved: dict, current: PretrainConfig, checkpoint: str) -> list[str]:
+    """Raise a one-line error when resuming from ``checkpoint`` would change the run; with
+    ``run.allow_resume_changes=true`` return the changes instead, for the caller to print."""
+    changes = resume_changes(saved, current)
+    if changes and not current.run.allow_resume_changes:
+        shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
+        raise ValueError(f"resuming {checkpoint} with a config it was not trained with ({shown}); run the same "
+                         "command again, use a new run.out_dir, or pass run.allow_resume_changes=true")
+    return changes
