@@ -192,7 +192,12 @@ def table_markdown(rows: list[dict]) -> str:
         cells = []
         for modality in MODALITIES:
             score = row["scores"].get(modality)
-            cells.append(f"{100 * score['mean']:.1f} ± {100 * score['std']:.1f}" if score else "–")
+            if not score:
+                cells.append("–")
+            elif len(score["values"]) == 1:  # one seed has no spread to show; "± 0.0" would claim one
+                cells.append(f"{100 * score['mean']:.1f}")
+            else:
+                cells.append(f"{100 * score['mean']:.1f} ± {100 * score['std']:.1f}")
         lines.append(f"| {row['label']} | " + " | ".join(cells) + f" | {len(row['seeds'])} |")
     return "\n".join(lines)
 
