@@ -131,12 +131,13 @@ def run_setting(args: argparse.Namespace, setting: AblationSetting, seed: int) -
     pretrain(config)  # returns at once when the run's last checkpoint is already there
     pretrain_seconds = time.perf_counter() - started
     checkpoint = folder / "pretrain" / "checkpoints" / "latest.pt"
+    losses = final_losses(folder / "pretrain")  # once: the same run serves every probed encoder
     records = []
     for encoder in missing:
         mark = time.perf_counter()
         scores = probe_checkpoint(checkpoint, False, setting.modalities, args, seed, encoder)
         record = {"setting": setting.name, "label": setting.label, "seed": seed, "steps": args.steps,
-                  "encoder": encoder, "scores": scores, "final_losses": final_losses(folder / "pretrain"),
+                  "encoder": encoder, "scores": scores, "final_losses": losses,
                   "seconds": {"pretrain": pretrain_seconds, "probe": time.perf_counter() - mark}}
         result_file(folder, encoder).write_text(json.dumps(record, indent=2))
         print(f"ablate: {setting.name} seed {seed} ({encoder} encoder): "
@@ -281,6 +282,7 @@ def parse_names(text: str) -> list[AblationSetting]:
 def run(args: argparse.Namespace) -> int:
     args.games = [g for g in args.games.split(",") if g]
     settings, seeds = parse_names(args.settings), comma_integers(args.seeds, "--seeds")
+    # Unlike `track --modalities ''` (held-out losses only), an ablation that probes no encoder has nothing to report.
     encoders = comma_choices(args.encoders, "--encoders", "encoder", list(ENCODER_CHOICES))
     if not encoders:
         raise ValueError(f"--encoders: no encoder in {args.encoders!r}; expected some of {', '.join(ENCODER_CHOICES)}")
