@@ -68,6 +68,22 @@ def test_ablate_end_to_end_with_a_tiny_budget(tmp_path, capsys):
     assert main(["ablate", *common, "--seeds", "0,1"]) == 0  # finished runs are not redone
     assert capsys.readouterr().out.count("done already") == 8
 
+    # A finished record made under another recipe is refused, not reused under this command's name.
+    assert main(["ablate", *common, "--seeds", "0", "--set", "optim.peak_lr=1e-2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "optim.peak_lr" in err and "separate/seed0/probe.json" in err
+    assert main(["ablate", *common, "--seeds", "0", "--probe-epochs", "2"]) == 2
+    assert "--probe-epochs: 1 -> 2" in capsys.readouterr().err
+    # Records written before the config was saved are checked on their step budget.
+    record_path = out / "runs" / "separate" / "seed0" / "probe.json"
+    record = json.loads(record_path.read_text())
+    assert record["pretrain_config"]["run"]["steps"] == 2
+    del record["pretrain_config"]
+    record_path.write_text(json.dumps(record))
+    steps_at = common.index("--steps") + 1
+    assert main(["ablate", *common[:steps_at], "3", *common[steps_at + 1:], "--seeds", "0"]) == 2
+    assert "run.steps: 2 -> 3" in capsys.readouterr().err
+
 
 def test_unknown_setting_is_one_line_error(tmp_path, capsys):
     assert main(["ablate", "--out", str(tmp_path), "--settings", "full,shared"]) == 2

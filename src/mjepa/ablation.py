@@ -15,7 +15,8 @@ short runs leave ahead of their target (docs/results.md section 2e).
 Each (setting, seed) writes ``runs/<setting>/seed<k>/probe.json`` (``probe-context.json`` for the context encoder)
 when done; re-running the command skips finished runs and resumes unfinished pretraining from its latest checkpoint,
 so several processes can share one ``--out`` with disjoint ``--seeds`` and a last call with ``--report-only`` writes
-the table.
+the table. A record carries its run's resolved config, so the records alone (a few KB each, unlike the checkpoints)
+rebuild the table, and a record made under other flags is refused instead of being reused.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ from mjepa.eval.run_probe import evaluate
 from mjepa.eval.tasks import TASKS, atari_splits
 from mjepa.models.mjepa import ENCODER_CHOICES
 from mjepa.train.loop import pretrain
-from mjepa.train.pretrain_config import load_pretrain_config
+from mjepa.train.pretrain_config import PretrainConfig, load_pretrain_config
+from mjepa.train.resume_config import resume_changes
+from mjepa.typed_config import to_dict
 
 MODALITIES = ("audio", "video", "av")
 RANDOM_INIT = "random-init"
@@ -119,13 +122,37 @@ def final_losses(pretrain_dir: Path, last: int = 10) -> dict[str, float]:
     return {k: statistics.fmean(r[k] for r in records if k in r) for k in keys}
 
 
+def check_finished(path: Path, record: dict, config: PretrainConfig, args: argparse.Namespace,
+                   random_init: bool = False) -> None:
+    """Refuse a finished record that this command would not have produced: reusing it would put a run of another
+    recipe (steps, learning rate, mask, probe epochs...) in this table under this command's name. A random-init
+    record depends only on the architecture and the seed. Records from before ``pretrain_config`` was saved are
+    checked on their step budget only."""
+    changes = []
+    if "pretrain_config" in record:
+        changes = resume_changes(record["pretrain_config"], config)
+        if random_init:
+            changes = [c for c in changes if c.startswith(("model.", "run.seed:"))]
+    elif not random_init and record.get("steps") != args.steps:
+        changes = [f"run.steps: {record.get('steps')!r} -> {args.steps!r}"]
+    if record.get("probe_epochs", args.probe_epochs) != args.probe_epochs:
+        changes.append(f"--probe-epochs: {record['probe_epochs']!r} -> {args.probe_epochs!r}")
+    if changes:
+        shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
+        raise ValueError(f"{path}: finished with a config this command does not build ({shown}); run the command "
+                         "that made it, or use a new --out")
+
+
 def run_setting(args: argparse.Namespace, setting: AblationSetting, seed: int) -> list[dict]:
     folder = run_dir(args.out, setting.name, seed)
-    missing = [e for e in args.encoders if not result_file(folder, e).exists()]
+    config = load_pretrain_config(args.config, run_overrides(args, setting, seed))
+    finished = {e: result_file(folder, e) for e in args.encoders if result_file(folder, e).exists()}
+    for path in finished.values():
+        check_finished(path, json.loads(path.read_text()), config, args)
+    missing = [e for e in args.encoders if e not in finished]
     if not missing:
         print(f"ablate: {setting.name} seed {seed}: done already", flush=True)
         return [json.loads(result_file(folder, e).read_text()) for e in args.encoders]
-    config = load_pretrain_config(args.config, run_overrides(args, setting, seed))
     started = time.perf_counter()
     print(f"ablate: pretraining {setting.name} seed {seed} ({args.steps} steps)", flush=True)
     pretrain(config)  # returns at once when the run's last checkpoint is already there
@@ -136,8 +163,10 @@ def run_setting(args: argparse.Namespace, setting: AblationSetting, seed: int) -
     for encoder in missing:
         mark = time.perf_counter()
         scores = probe_checkpoint(checkpoint, False, setting.modalities, args, seed, encoder)
+        # The resolved config makes a record self-describing once its run folder is gone (check_finished).
         record = {"setting": setting.name, "label": setting.label, "seed": seed, "steps": args.steps,
-                  "encoder": encoder, "scores": scores, "final_losses": losses,
+                  "encoder": encoder, "scores": scores, "final_losses": losses, "probe_epochs": args.probe_epochs,
+                  "pretrain_config": to_dict(config),
                   "seconds": {"pretrain": pretrain_seconds, "probe": time.perf_counter() - mark}}
         result_file(folder, encoder).write_text(json.dumps(record, indent=2))
         print(f"ablate: {setting.name} seed {seed} ({encoder} encoder): "
@@ -150,13 +179,16 @@ def run_random_init(args: argparse.Namespace, seed: int) -> dict:
     """The random-init row: the ``full`` architecture, freshly initialised with the run's seed."""
     folder = run_dir(args.out, RANDOM_INIT, seed)
     result_path = folder / "probe.json"
+    config = load_pretrain_config(args.config, run_overrides(args, SETTINGS_BY_NAME["full"], seed))
     if result_path.exists():
-        return json.loads(result_path.read_text())
+        record = json.loads(result_path.read_text())
+        check_finished(result_path, record, config, args, random_init=True)
+        return record
     checkpoint = run_dir(args.out, "full", seed) / "pretrain" / "checkpoints" / "latest.pt"
     scores = probe_checkpoint(checkpoint, True, MODALITIES, args, seed)
     # At initialisation the EMA target is a copy of the context encoder, so one row serves both encoders.
     record = {"setting": RANDOM_INIT, "label": "random-init encoder", "seed": seed, "steps": 0, "encoder": "target",
-              "scores": scores}
+              "scores": scores, "probe_epochs": args.probe_epochs, "pretrain_config": to_dict(config)}
     folder.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(record, indent=2))
     return record
