@@ -236,28 +236,41 @@ def table_markdown(rows: list[dict]) -> str:
 
 
 def plot_rows(rows: list[dict], path: Path) -> None:
+    """One panel per probed encoder, the settings as bars in table order; the random-init row (the same weights
+    for both encoders at initialisation) appears in every panel as the reference."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.8 / max(1, len(rows))
-    for i, row in enumerate(rows):
-        xs, means, stds = [], [], []
-        for j, modality in enumerate(MODALITIES):
-            if modality in row["scores"]:
-                xs.append(j - 0.4 + (i + 0.5) * width)
-                means.append(100 * row["scores"][modality]["mean"])
-                stds.append(100 * row["scores"][modality]["std"])
-        ax.bar(xs, means, width, yerr=stds, capsize=3, label=row["label"])
-    ax.set_xticks(range(len(MODALITIES)), ["audio", "video", "audio-visual"])
-    ax.set_ylabel("probe mAP (%)")
-    ax.set_title("MJEPA ablation on AtariAV (mean ± std over seeds)")
+    encoders = list(dict.fromkeys(r["encoder"] for r in rows if r["setting"] != RANDOM_INIT)) or ["target"]
+    reference = [r for r in rows if r["setting"] == RANDOM_INIT]
+    names = [s.name for s in SETTINGS] + [RANDOM_INIT]
+    colours = {name: f"C{i}" for i, name in enumerate(names)}
+    labels = {r["setting"]: r["label"].replace(f" ({r['encoder']} encoder)", "") for r in rows}
+    fig, axes = plt.subplots(1, len(encoders), figsize=(max(8, 6 * len(encoders)), 4.6), sharey=True, squeeze=False)
     lows = [100 * (s["mean"] - s["std"]) for r in rows for s in r["scores"].values()]
-    ax.set_ylim(max(0.0, min(lows) - 10) if lows else 0.0, 100)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+    for ax, encoder in zip(axes[0], encoders):
+        panel = [r for r in rows if r["encoder"] == encoder and r["setting"] != RANDOM_INIT] + reference
+        width = 0.8 / max(1, len(panel))
+        for i, row in enumerate(panel):
+            xs, means, stds = [], [], []
+            for j, modality in enumerate(MODALITIES):
+                if modality in row["scores"]:
+                    xs.append(j - 0.4 + (i + 0.5) * width)
+                    means.append(100 * row["scores"][modality]["mean"])
+                    stds.append(100 * row["scores"][modality]["std"])
+            ax.bar(xs, means, width, yerr=stds, capsize=3, color=colours[row["setting"]])
+        ax.set_xticks(range(len(MODALITIES)), ["audio", "video", "audio-visual"])
+        ax.set_title(f"{'EMA target' if encoder == 'target' else 'online context'} encoder")
+        ax.set_ylim(max(0.0, min(lows) - 10) if lows else 0.0, 100)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("probe mAP (%)")
+    shown = [n for n in names if n in labels]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[n]) for n in shown]
+    fig.legend(handles, [labels[n] for n in shown], loc="lower center", ncol=min(3 if len(encoders) > 1 else 2, len(shown)), fontsize=8)
+    fig.suptitle("MJEPA ablation on AtariAV (mean ± std over seeds)")
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
