@@ -40,7 +40,7 @@ from mjepa.eval.tasks import TASKS, atari_splits
 from mjepa.models.mjepa import ENCODER_CHOICES
 from mjepa.train.loop import pretrain
 from mjepa.train.pretrain_config import PretrainConfig, load_pretrain_config
-from mjepa.train.resume_config import resume_changes
+from mjepa.train.resume_config import join_changes, resume_changes
 from mjepa.typed_config import to_dict
 
 MODALITIES = ("audio", "video", "av")
@@ -130,29 +130,29 @@ def check_finished(path: Path, record: dict, config: PretrainConfig, args: argpa
     checked on their step budget only."""
     changes = []
     if "pretrain_config" in record:
-        changes = resume_changes(record["pretrain_config"], config)
-        if random_init:
-            changes = [c for c in changes if c.startswith(("model.", "run.seed:"))]
+        changes = resume_changes(record["pretrain_config"], config, only=("model.", "run.seed") if random_init else ())
     elif not random_init and record.get("steps") != args.steps:
         changes = [f"run.steps: {record.get('steps')!r} -> {args.steps!r}"]
     if record.get("probe_epochs", args.probe_epochs) != args.probe_epochs:
         changes.append(f"--probe-epochs: {record['probe_epochs']!r} -> {args.probe_epochs!r}")
     if changes:
-        shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
-        raise ValueError(f"{path}: finished with a config this command does not build ({shown}); run the command "
-                         "that made it, or use a new --out")
+        raise ValueError(f"{path}: finished with a config this command does not build ({join_changes(changes)}); "
+                         "run the command that made it, or use a new --out")
 
 
 def run_setting(args: argparse.Namespace, setting: AblationSetting, seed: int) -> list[dict]:
     folder = run_dir(args.out, setting.name, seed)
     config = load_pretrain_config(args.config, run_overrides(args, setting, seed))
-    finished = {e: result_file(folder, e) for e in args.encoders if result_file(folder, e).exists()}
-    for path in finished.values():
-        check_finished(path, json.loads(path.read_text()), config, args)
+    finished = {}
+    for encoder in args.encoders:
+        path = result_file(folder, encoder)
+        if path.exists():
+            finished[encoder] = json.loads(path.read_text())
+            check_finished(path, finished[encoder], config, args)
     missing = [e for e in args.encoders if e not in finished]
     if not missing:
         print(f"ablate: {setting.name} seed {seed}: done already", flush=True)
-        return [json.loads(result_file(folder, e).read_text()) for e in args.encoders]
+        return [finished[e] for e in args.encoders]
     started = time.perf_counter()
     print(f"ablate: pretraining {setting.name} seed {seed} ({args.steps} steps)", flush=True)
     pretrain(config)  # returns at once when the run's last checkpoint is already there
@@ -268,7 +268,8 @@ def plot_rows(rows: list[dict], path: Path) -> None:
     axes[0][0].set_ylabel("probe mAP (%)")
     shown = [n for n in names if n in labels]
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[n]) for n in shown]
-    fig.legend(handles, [labels[n] for n in shown], loc="lower center", ncol=min(3 if len(encoders) > 1 else 2, len(shown)), fontsize=8)
+    columns = min(3 if len(encoders) > 1 else 2, len(shown))  # two columns fit under a single panel
+    fig.legend(handles, [labels[n] for n in shown], loc="lower center", ncol=columns, fontsize=8)
     fig.suptitle("MJEPA ablation on AtariAV (mean ± std over seeds)")
     fig.tight_layout(rect=(0, 0.14, 1, 1))
     fig.savefig(path, dpi=120)

@@ -32,12 +32,19 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def resume_changes(saved: dict, current: PretrainConfig) -> list[str]:
-    """``key: saved -> current`` for each setting that differs and matters. Keys the saved config lacks (added to
-    mjepa since the checkpoint was written) are not compared: their old value is unknown."""
+def resume_changes(saved: dict, current: PretrainConfig, only: tuple[str, ...] = ()) -> list[str]:
+    """``key: saved -> current`` for each setting that differs and matters; with ``only``, for the keys that start
+    with one of those prefixes. Keys the saved config lacks (added to mjepa since the checkpoint was written) are not
+    compared: their old value is unknown."""
     old, new = flatten(saved), flatten(to_dict(current))
     return [f"{key}: {old[key]!r} -> {new[key]!r}" for key in sorted(old.keys() & new.keys())
-            if key not in CHANGEABLE_ON_RESUME and old[key] != new[key]]
+            if key not in CHANGEABLE_ON_RESUME and old[key] != new[key] and (not only or key.startswith(only))]
+
+
+def join_changes(changes: list[str], shown: int = 4) -> str:
+    """The first ``shown`` changes for a one-line error, and how many more there are."""
+    more = len(changes) - shown
+    return "; ".join(changes[:shown]) + (f"; and {more} more" if more > 0 else "")
 
 
 def check_resume_config(saved: dict, current: PretrainConfig, checkpoint: str) -> list[str]:
@@ -45,7 +52,6 @@ def check_resume_config(saved: dict, current: PretrainConfig, checkpoint: str) -
     ``run.allow_resume_changes=true`` return the changes instead, for the caller to print."""
     changes = resume_changes(saved, current)
     if changes and not current.run.allow_resume_changes:
-        shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
-        raise ValueError(f"resuming {checkpoint} with a config it was not trained with ({shown}); run the same "
-                         "command again, use a new run.out_dir, or pass run.allow_resume_changes=true")
+        raise ValueError(f"resuming {checkpoint} with a config it was not trained with ({join_changes(changes)}); "
+                         "run the same command again, use a new run.out_dir, or pass run.allow_resume_changes=true")
     return changes
