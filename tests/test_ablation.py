@@ -5,7 +5,8 @@ import statistics
 
 import pytest
 
-from mjepa.ablation import SETTINGS, build_parser, run_overrides, summarise, table_markdown
+from mjepa.ablation import (SETTINGS, SETTINGS_BY_NAME, build_parser, parse_names, run_overrides, run_random_init,
+                             summarise, table_markdown)
 from mjepa.cli import main
 from mjepa.train.pretrain_config import load_pretrain_config
 from mjepa.typed_config import to_dict
@@ -129,3 +130,40 @@ def test_empty_encoders_is_one_line_error(tmp_path, capsys):
     assert main(["ablate", "--out", str(tmp_path), "--encoders", ",", "--report-only"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--encoders" in err and "target" in err
+
+
+def write_record(out, setting, seed, overrides=()):
+    args = build_parser().parse_args(["--out", str(out), "--steps", "40"])
+    args.games = ["pong"]
+    config = load_pretrain_config("tiny-cpu", [*run_overrides(args, SETTINGS_BY_NAME[setting], seed), *overrides])
+    path = out / "runs" / setting / f"seed{seed}" / "probe.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"setting": setting, "label": setting, "seed": seed, "steps": 40, "encoder": "target",
+                                "scores": {"audio": 0.5}, "probe_epochs": 4, "pretrain_config": to_dict(config)}))
+    return path
+
+
+def test_report_takes_the_recipe_from_the_records_and_refuses_two_recipes(tmp_path, capsys):
+    out = tmp_path / "ablation"
+    write_record(out, "separate", 0)
+    write_record(out, "full", 1)  # another setting and seed: the same recipe
+    assert main(["ablate", "--out", str(out), "--report-only"]) == 0  # no need to repeat the run's flags
+    summary = json.loads((out / "ablation.json").read_text())
+    assert summary["recipe"]["run.steps"] == 40 and summary["recipe"]["optim.peak_lr"] == 5e-4
+    assert "run.seed" not in summary["recipe"] and "model.objective.joint_av" not in summary["recipe"]
+    assert summary["records_without_config"] == 0 and summary["probe"]["epochs"] == 4
+
+    other = write_record(out, "shared-intra", 0, ["optim.peak_lr=1e-3"])
+    capsys.readouterr()
+    assert main(["ablate", "--out", str(out), "--report-only"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(other) in err and "optim.peak_lr: 0.0005 -> 0.001" in err
+
+
+def test_random_init_is_a_setting_that_needs_the_full_run(tmp_path, capsys):
+    assert parse_names("full")[1] is False and parse_names("random-init") == ([], True)
+    assert parse_names(build_parser().get_default("settings"))[1] is True  # the default table has the row
+    args = build_parser().parse_args(["--out", str(tmp_path), "--steps", "40"])
+    args.games = ["pong"]
+    with pytest.raises(ValueError, match=r"random-init seed 2: needs the full setting's checkpoint .*full/seed2"):
+        run_random_init(args, 2)

@@ -8,7 +8,8 @@ Four settings are pretrained with identical data, schedule, step budget and seed
 4. ``full``          -- + the joint AV mode: all 9 terms (the MJEPA recipe).
 
 Every model is probed (frozen attentive probe) with audio, video and audio-visual input (separate encoders have no
-AV input), beside a random-init encoder of the same architecture. The table holds mean +- std over seeds. The probed
+AV input), beside a random-init encoder of the ``full`` architecture (the ``random-init`` setting, which needs that
+run's checkpoint for its config and input statistics). The table holds mean +- std over seeds. The probed
 encoder is the EMA target by default; ``--encoders target,context`` also probes the online context encoder, which
 short runs leave ahead of their target (docs/results.md section 2e).
 
@@ -16,7 +17,8 @@ Each (setting, seed) writes ``runs/<setting>/seed<k>/probe.json`` (``probe-conte
 when done; re-running the command skips finished runs and resumes unfinished pretraining from its latest checkpoint,
 so several processes can share one ``--out`` with disjoint ``--seeds`` and a last call with ``--report-only`` writes
 the table. A record carries its run's resolved config, so the records alone (a few KB each, unlike the checkpoints)
-rebuild the table, and a record made under other flags is refused instead of being reused.
+rebuild the table, and a record made under other flags is refused instead of being reused. The table's JSON takes
+the recipe from the records, not from the call's flags, and refuses a folder whose records hold two recipes.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from mjepa.eval.tasks import TASKS, atari_splits
 from mjepa.models.mjepa import ENCODER_CHOICES
 from mjepa.train.loop import pretrain
 from mjepa.train.pretrain_config import PretrainConfig, load_pretrain_config
-from mjepa.train.resume_config import join_changes, resume_changes
+from mjepa.train.resume_config import CHANGEABLE_ON_RESUME, flatten, join_changes, resume_changes
 from mjepa.typed_config import to_dict
 
 MODALITIES = ("audio", "video", "av")
@@ -74,6 +76,10 @@ SETTINGS = (
                      "model.objective.joint_av=true")),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+SETTING_NAMES = (*SETTINGS_BY_NAME, RANDOM_INIT)
+# The keys a setting or a seed sets; every other key of the resolved config is the recipe, shared by all records.
+PER_RUN_KEYS = frozenset({"model.objective.shared_encoder", "model.objective.cross_modal",
+                          "model.objective.joint_av", "run.seed"})
 
 
 def run_overrides(args: argparse.Namespace, setting: AblationSetting, seed: int) -> list[str]:
@@ -185,6 +191,9 @@ def run_random_init(args: argparse.Namespace, seed: int) -> dict:
         check_finished(result_path, record, config, args, random_init=True)
         return record
     checkpoint = run_dir(args.out, "full", seed) / "pretrain" / "checkpoints" / "latest.pt"
+    if not checkpoint.is_file():  # its config and frontend fix the architecture and the input statistics
+        raise ValueError(f"{RANDOM_INIT} seed {seed}: needs the full setting's checkpoint {checkpoint}; "
+                         f"run --settings full,{RANDOM_INIT} for this seed")
     scores = probe_checkpoint(checkpoint, True, MODALITIES, args, seed)
     # At initialisation the EMA target is a copy of the context encoder, so one row serves both encoders.
     record = {"setting": RANDOM_INIT, "label": "random-init encoder", "seed": seed, "steps": 0, "encoder": "target",
@@ -194,8 +203,41 @@ def run_random_init(args: argparse.Namespace, seed: int) -> dict:
     return record
 
 
-def collect(out: str | Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(Path(out).glob("runs/*/seed*/probe*.json"))]
+def collect(out: str | Path) -> dict[Path, dict]:
+    return {p: json.loads(p.read_text()) for p in sorted(Path(out).glob("runs/*/seed*/probe*.json"))}
+
+
+def recipe_of(record: dict) -> dict:
+    flat = flatten(record["pretrain_config"])
+    return {k: v for k, v in flat.items() if k not in CHANGEABLE_ON_RESUME and k not in PER_RUN_KEYS}
+
+
+def common_recipe(records: dict[Path, dict]) -> dict:
+    """The resolved config that every record with one shares, outside its setting's switches and its seed (and the
+    folders and cadence, which do not change what is computed). Records of two recipes in one folder are refused:
+    their table would compare runs that differ in more than the setting."""
+    recipe, reference = {}, None
+    for path, record in records.items():
+        if "pretrain_config" not in record:  # written before records saved their config (checked on steps alone)
+            continue
+        mine = recipe_of(record)
+        if reference is None:
+            recipe, reference = mine, path
+            continue
+        changes = [f"{k}: {recipe[k]!r} -> {mine[k]!r}" for k in sorted(recipe.keys() & mine.keys())
+                   if recipe[k] != mine[k]]
+        if changes:
+            raise ValueError(f"{path}: made with another recipe than {reference} ({join_changes(changes)}); "
+                             "keep each recipe's runs under their own --out")
+    return recipe
+
+
+def probe_epochs_of(records: dict[Path, dict], default: int) -> int:
+    epochs = {r["probe_epochs"]: p for p, r in records.items() if r.get("probe_epochs") is not None}
+    if len(epochs) > 1:
+        (first, a), (second, b) = sorted(epochs.items())[:2]
+        raise ValueError(f"{b}: probed for {second} epochs, {a} for {first}; keep each probe's runs apart")
+    return next(iter(epochs), default)
 
 
 def summarise(records: list[dict]) -> list[dict]:
@@ -278,15 +320,18 @@ def plot_rows(rows: list[dict], path: Path) -> None:
 
 def write_report(args: argparse.Namespace) -> dict:
     out = Path(args.out)
-    records = collect(out)
-    if not records:
+    by_path = collect(out)
+    if not by_path:
         raise ValueError(f"no finished ablation runs under {out / 'runs'}")
+    records = list(by_path.values())
     rows = summarise(records)
-    # Steps and encoders as the finished runs record them: a --report-only call may not repeat the run's flags.
+    # The recipe, steps, probe epochs and encoders as the finished runs record them, not as this call's flags say:
+    # a --report-only call need not repeat the run's flags, and the table describes the runs it holds.
     steps = sorted({r["steps"] for r in records if r["setting"] != RANDOM_INIT})
-    summary = {"task": "atari", "steps": steps[0] if len(steps) == 1 else steps, "config": args.config,
-               "overrides": args.overrides,
-               "probe": {"protocol": "attentive", "epochs": args.probe_epochs,
+    recipe = common_recipe(by_path)
+    summary = {"task": "atari", "steps": steps[0] if len(steps) == 1 else steps, "recipe": recipe,
+               "records_without_config": sum("pretrain_config" not in r for r in records),
+               "probe": {"protocol": "attentive", "epochs": probe_epochs_of(by_path, args.probe_epochs),
                          "encoders": sorted({r["encoder"] for r in rows})},
                "rows": rows, "runs": records}
     (out / "ablation.json").write_text(json.dumps(summary, indent=2))
@@ -305,8 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", default="tiny-cpu", help="pretraining preset or YAML (default tiny-cpu)")
     parser.add_argument("--steps", type=int, default=150, help="pretraining steps per run (default 150)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
-    parser.add_argument("--settings", default=",".join(SETTINGS_BY_NAME),
-                        help=f"comma-separated subset of {', '.join(SETTINGS_BY_NAME)} (default: all)")
+    parser.add_argument("--settings", default=",".join(SETTING_NAMES),
+                        help=f"comma-separated subset of {', '.join(SETTING_NAMES)} (default: all); {RANDOM_INIT} "
+                        "probes the full setting's architecture, freshly initialised, and needs that run")
     parser.add_argument("--atari-dir", default="data/atari", help="AtariAV cache folder (default data/atari)")
     parser.add_argument("--games", default=",".join(DEFAULT_GAMES), help="comma-separated Atari games")
     parser.add_argument("--clips-per-game", type=int, default=40)
@@ -321,13 +367,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_names(text: str) -> list[AblationSetting]:
-    return [SETTINGS_BY_NAME[n] for n in comma_choices(text, "--settings", "setting", list(SETTINGS_BY_NAME))]
+def parse_names(text: str) -> tuple[list[AblationSetting], bool]:
+    """The pretrained settings named in ``text``, and whether it names the random-init row."""
+    names = comma_choices(text, "--settings", "setting", list(SETTING_NAMES))
+    return [SETTINGS_BY_NAME[n] for n in names if n != RANDOM_INIT], RANDOM_INIT in names
 
 
 def run(args: argparse.Namespace) -> int:
     args.games = [g for g in args.games.split(",") if g]
-    settings, seeds = parse_names(args.settings), comma_integers(args.seeds, "--seeds")
+    (settings, with_random_init), seeds = parse_names(args.settings), comma_integers(args.seeds, "--seeds")
     # Unlike `track --modalities ''` (held-out losses only), an ablation that probes no encoder has nothing to report.
     encoders = comma_choices(args.encoders, "--encoders", "encoder", list(ENCODER_CHOICES))
     if not encoders:
@@ -340,7 +388,7 @@ def run(args: argparse.Namespace) -> int:
         for seed in seeds:
             for setting in settings:
                 run_setting(args, setting, seed)
-            if "full" in {s.name for s in settings}:
+            if with_random_init:
                 run_random_init(args, seed)
     write_report(args)
     return 0
