@@ -5,8 +5,8 @@ import statistics
 
 import pytest
 
-from mjepa.ablation import (SETTINGS, SETTINGS_BY_NAME, build_parser, parse_names, run_overrides, run_random_init,
-                             summarise, table_markdown)
+from mjepa.ablation import (SETTINGS, SETTINGS_BY_NAME, build_parser, parse_names, probe_epochs_of, run_overrides,
+                             run_random_init, summarise, table_markdown)
 from mjepa.cli import main
 from mjepa.train.pretrain_config import load_pretrain_config
 from mjepa.typed_config import to_dict
@@ -167,3 +167,12 @@ def test_random_init_is_a_setting_that_needs_the_full_run(tmp_path, capsys):
     args.games = ["pong"]
     with pytest.raises(ValueError, match=r"random-init seed 2: needs the full setting's checkpoint .*full/seed2"):
         run_random_init(args, 2)
+
+
+def test_probe_epochs_come_from_the_records(tmp_path):
+    records = {tmp_path / "a.json": {"probe_epochs": 4}, tmp_path / "b.json": {}}
+    assert probe_epochs_of(records, default=9) == 4
+    assert probe_epochs_of({tmp_path / "b.json": {}}, default=9) == 9  # old records: the call's flag
+    records[tmp_path / "c.json"] = {"probe_epochs": 2}
+    with pytest.raises(ValueError, match=r"a.json: probed for 4 epochs, .*c.json for 2"):
+        probe_epochs_of(records, default=9)
