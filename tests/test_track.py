@@ -177,3 +177,16 @@ def test_step_zero_is_the_weights_the_run_started_from(tmp_path):
     baseline = load_model(checkpoint, random_init=True).model.target_encoders.state_dict()
     assert all(torch.equal(trained[k], initial[k]) for k in trained)
     assert not all(torch.equal(trained[k], baseline[k]) for k in trained)  # the baseline is another draw
+
+
+def test_comparison_labels_tell_runs_apart():
+    from pathlib import Path
+
+    from mjepa.eval.track_command import run_labels
+
+    summaries = [{"run_dir": "runs/a/full/seed2/pretrain"}, {"run_dir": "runs/b/full/seed2/pretrain"},
+                 {"run_dir": "runs/stability-v1"}, {"run_dir": "runs/x"}]
+    paths = [Path("runs/a/full/seed2/pretrain"), Path("runs/b/full/seed2/pretrain/track/track.json"),
+             Path("runs/stability-v1"), Path("docs/stability_track_x.json")]
+    assert run_labels(paths, summaries) == ["a/full/seed2/pretrain", "b/full/seed2/pretrain", "runs/stability-v1",
+                                            "stability_track_x"]

@@ -259,7 +259,19 @@ def track_run(run_dir: Path, out: Path, args: argparse.Namespace, folds, device:
     return summary
 
 
-def plot_comparison(summaries: list[dict], path: Path) -> None:
+def run_labels(paths: Sequence[Path], summaries: Sequence[dict]) -> list[str]:
+    """A legend name per run: a saved file's own name (``track.json`` files are named by their run), else the
+    shortest tail of the run folder that tells the runs apart (``mjepa ablate`` folders all end in ``pretrain``)."""
+    names = [p.stem if p.suffix == ".json" and p.stem != "track" else None for p in paths]
+    folders = [Path(s["run_dir"]).parts for s in summaries]
+    for depth in range(1, max(map(len, folders), default=1) + 1):
+        tails = ["/".join(parts[-depth:]) for parts in folders]
+        if len(set(tails)) == len(tails):
+            break
+    return [name or tail for name, tail in zip(names, tails)]
+
+
+def plot_comparison(summaries: list[dict], path: Path, labels: Sequence[str]) -> None:
     """The runs on shared axes: held-out intra-modal terms, held-out effective rank of the pooled targets and mean
     probe scores (at the steps that have them); one line style per run, one colour per mode."""
     import matplotlib
@@ -271,8 +283,8 @@ def plot_comparison(summaries: list[dict], path: Path) -> None:
     colours = {"A": "tab:blue", "V": "tab:orange", "AV": "tab:green", "audio": "tab:blue", "video": "tab:orange",
                "av": "tab:green"}
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(18, 5))
-    for index, summary in enumerate(summaries):
-        name, style = Path(summary["run_dir"]).name, styles[index % len(styles)]
+    for index, (summary, name) in enumerate(zip(summaries, labels)):
+        style = styles[index % len(styles)]
         records = summary["records"]
         steps = [r["step"] for r in records]
         for mode in ("A", "V", "AV"):
@@ -335,7 +347,7 @@ def run(args: argparse.Namespace) -> int:
               for run_dir in run_dirs}
     summaries = [saved[p] if p in saved else scored[p] for p in paths]  # in the order given
     if args.compare_out:
-        plot_comparison(summaries, Path(args.compare_out))
+        plot_comparison(summaries, Path(args.compare_out), run_labels(paths, summaries))
         print(f"track: wrote {args.compare_out}", flush=True)
     return 0
 
