@@ -1,6 +1,7 @@
 """``mjepa track``: every checkpoint of a run scored on the same held-out clips and masks, plus probe scores."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from mjepa.eval.features import encoder_fingerprint
 from mjepa.eval.loading import load_model
 from mjepa.eval.run_probe import probe_encoder
 from mjepa.eval.tasks import atari_splits
+from mjepa.eval.track_command import run_labels
 from mjepa.terms import active_terms
 from mjepa.train.loop import pretrain
 from mjepa.train.pretrain_config import load_pretrain_config
@@ -180,10 +182,6 @@ def test_step_zero_is_the_weights_the_run_started_from(tmp_path):
 
 
 def test_comparison_labels_tell_runs_apart():
-    from pathlib import Path
-
-    from mjepa.eval.track_command import run_labels
-
     summaries = [{"run_dir": "runs/a/full/seed2/pretrain"}, {"run_dir": "runs/b/full/seed2/pretrain"},
                  {"run_dir": "runs/stability-v1"}, {"run_dir": "runs/x"}]
     paths = [Path("runs/a/full/seed2/pretrain"), Path("runs/b/full/seed2/pretrain/track/track.json"),

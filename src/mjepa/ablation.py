@@ -42,7 +42,8 @@ from mjepa.eval.tasks import TASKS, atari_splits
 from mjepa.models.mjepa import ENCODER_CHOICES
 from mjepa.train.loop import pretrain
 from mjepa.train.pretrain_config import PretrainConfig, load_pretrain_config
-from mjepa.train.resume_config import CHANGEABLE_ON_RESUME, flatten, join_changes, resume_changes
+from mjepa.train.resume_config import (CHANGEABLE_ON_RESUME, config_changes, flatten, join_changes,
+                                       resume_changes)
 from mjepa.typed_config import to_dict
 
 MODALITIES = ("audio", "video", "av")
@@ -207,29 +208,21 @@ def collect(out: str | Path) -> dict[Path, dict]:
     return {p: json.loads(p.read_text()) for p in sorted(Path(out).glob("runs/*/seed*/probe*.json"))}
 
 
-def recipe_of(record: dict) -> dict:
-    flat = flatten(record["pretrain_config"])
-    return {k: v for k, v in flat.items() if k not in CHANGEABLE_ON_RESUME and k not in PER_RUN_KEYS}
-
-
 def common_recipe(records: dict[Path, dict]) -> dict:
     """The resolved config that every record with one shares, outside its setting's switches and its seed (and the
     folders and cadence, which do not change what is computed). Records of two recipes in one folder are refused:
     their table would compare runs that differ in more than the setting."""
-    recipe, reference = {}, None
-    for path, record in records.items():
-        if "pretrain_config" not in record:  # written before records saved their config (checked on steps alone)
-            continue
-        mine = recipe_of(record)
-        if reference is None:
-            recipe, reference = mine, path
-            continue
-        changes = [f"{k}: {recipe[k]!r} -> {mine[k]!r}" for k in sorted(recipe.keys() & mine.keys())
-                   if recipe[k] != mine[k]]
+    # Records written before records saved their config are left out (check_finished checked their steps).
+    configured = {path: record["pretrain_config"] for path, record in records.items() if "pretrain_config" in record}
+    if not configured:
+        return {}
+    reference, first = next(iter(configured.items()))
+    for path, config in configured.items():
+        changes = config_changes(first, config, ignore=PER_RUN_KEYS)
         if changes:
             raise ValueError(f"{path}: made with another recipe than {reference} ({join_changes(changes)}); "
                              "keep each recipe's runs under their own --out")
-    return recipe
+    return {k: v for k, v in flatten(first).items() if k not in CHANGEABLE_ON_RESUME and k not in PER_RUN_KEYS}
 
 
 def probe_epochs_of(records: dict[Path, dict], default: int) -> int:

@@ -32,13 +32,20 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def resume_changes(saved: dict, current: PretrainConfig, only: tuple[str, ...] = ()) -> list[str]:
-    """``key: saved -> current`` for each setting that differs and matters; with ``only``, for the keys that start
-    with one of those prefixes. Keys the saved config lacks (added to mjepa since the checkpoint was written) are not
-    compared: their old value is unknown."""
-    old, new = flatten(saved), flatten(to_dict(current))
+def config_changes(before: dict, after: dict, only: tuple[str, ...] = (),
+                   ignore: frozenset[str] = frozenset()) -> list[str]:
+    """``key: before -> after`` for each setting of two config dicts that differs and matters; with ``only``, for
+    the keys that start with one of those prefixes; never for the keys in ``ignore``. Keys one side lacks (added to
+    mjepa since the other was written) are not compared: their old value is unknown."""
+    old, new = flatten(before), flatten(after)
     return [f"{key}: {old[key]!r} -> {new[key]!r}" for key in sorted(old.keys() & new.keys())
-            if key not in CHANGEABLE_ON_RESUME and old[key] != new[key] and (not only or key.startswith(only))]
+            if key not in CHANGEABLE_ON_RESUME and key not in ignore and old[key] != new[key]
+            and (not only or key.startswith(only))]
+
+
+def resume_changes(saved: dict, current: PretrainConfig, only: tuple[str, ...] = ()) -> list[str]:
+    """``key: saved -> current`` for each setting that differs and matters (``config_changes``)."""
+    return config_changes(saved, to_dict(current), only)
 
 
 def join_changes(changes: list[str], shown: int = 4) -> str:
