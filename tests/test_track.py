@@ -75,8 +75,10 @@ def test_track_writes_one_record_per_checkpoint_and_resumes(tracked_run, capsys)
             assert len(score["values"]) == 2 and all(0.0 <= v <= 1.0 for v in score["values"])
             assert score["mean"] == pytest.approx(sum(score["values"]) / 2)
         assert record["heldout_losses"]["loss"] > 0
+        for shares in record["heldout_variance_shares"].values():  # 2 held-out clips: one direction of variance
+            assert len(shares) == 2 and shares[0] == pytest.approx(1.0, abs=1e-3)
     assert summary["heldout_items"] == 2 and (out / "track.png").is_file()
-    assert "| 4 |" in (out / "track.md").read_text()
+    assert "| 4 |" in (out / "track.md").read_text() and "top 3 directions" in (out / "track.md").read_text()
 
     capsys.readouterr()
     assert main(args) == 0  # finished checkpoints are read back, not recomputed

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mjepa.data.stream import StepBatchSampler
-from mjepa.train.monitor import collapse_warnings, effective_rank, feature_std
+from mjepa.train.monitor import collapse_warnings, effective_rank, feature_std, variance_shares
 from mjepa.train.plot import main as plot_main
 from mjepa.train.schedules import LearningRateSchedule, LinearSchedule, ema_initial_weight
 
@@ -61,6 +61,18 @@ def test_collapse_indicators_separate_collapsed_from_spread_features():
     warnings = collapse_warnings({"target_std_A": feature_std(collapsed), "effective_rank_A": 1.0}, width=32,
                                  batch=64, std_threshold=0.01, rank_fraction=0.1)
     assert len(warnings) == 2
+
+
+def test_variance_shares_tell_one_dominant_direction_from_an_even_spread():
+    gen = torch.Generator().manual_seed(0)
+    line = torch.randn(64, 1, generator=gen) * torch.randn(1, 32, generator=gen)
+    two = torch.cat([3 * torch.randn(64, 1, generator=gen), torch.randn(64, 1, generator=gen),
+                     torch.zeros(64, 6)], dim=1)  # variances 9 : 1 along two orthogonal axes
+    assert variance_shares(line, 4)[0] == pytest.approx(1.0, abs=1e-4)
+    shares = variance_shares(two, 8)
+    assert len(shares) == 8 and sum(shares) == pytest.approx(1.0, abs=1e-5)
+    assert shares[0] / shares[1] == pytest.approx(9.0, rel=0.3) and shares[2] < 1e-6
+    assert variance_shares(torch.randn(1, 8), 4) == [] and variance_shares(torch.ones(5, 8), 4) == []
 
 
 def test_step_stream_is_rank_invariant_and_resumable():

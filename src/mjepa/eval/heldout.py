@@ -22,9 +22,11 @@ from mjepa.masks import Masks, MaskSampler, masks_to
 from mjepa.objective import Batch, mjepa_objective
 from mjepa.terms import active_modes
 from mjepa.train.data_pipeline import Frontend
-from mjepa.train.monitor import collapse_metrics
+from mjepa.train.monitor import collapse_metrics, variance_shares
 from mjepa.train.precision import resolve_amp_dtype
 from mjepa.train.step import autocast_context
+
+LEADING_DIRECTIONS = 8  # variance shares recorded per mode; the effective ranks seen on AtariAV are 3 to 10
 
 
 def heldout_batches(entries: list[ManifestEntry], frontend: Frontend, batch_size: int, workers: int,
@@ -62,6 +64,7 @@ def fixed_masks(loaded: LoadedModel, batch: Batch, index: int, seed: int) -> Mas
 class HeldoutResult:
     losses: dict[str, float]  # every active term and the weighted total, averaged over the held-out clips
     collapse: dict[str, float]  # target feature std and effective rank per mode, over all held-out clips at once
+    variance_shares: dict[str, list[float]]  # per mode: variance share of the pooled targets' leading directions
 
 
 @torch.no_grad()
@@ -89,4 +92,6 @@ def heldout_evaluation(loaded: LoadedModel, batches: list[Batch], mask_seed: int
             pooled[mode].append(features.float().cpu())
         count += size
     losses = {name: total / count for name, total in sums.items()}
-    return HeldoutResult(losses, collapse_metrics({mode: torch.cat(parts) for mode, parts in pooled.items()}))
+    pooled_all = {mode: torch.cat(parts) for mode, parts in pooled.items()}
+    shares = {mode: variance_shares(features, LEADING_DIRECTIONS) for mode, features in pooled_all.items()}
+    return HeldoutResult(losses, collapse_metrics(pooled_all), shares)

@@ -155,7 +155,8 @@ def track_checkpoint(step: int, path: Path, args: argparse.Namespace, folds, bat
     settings = scoring_settings(args, step)
     scores = probe_scores(loaded, settings["modalities"], args, folds, out / "features", device)
     return {"step": step, "checkpoint": str(path), "settings": settings, "heldout_losses": heldout.losses,
-            "heldout_collapse": heldout.collapse, "probe_scores": scores, "probe_metric": TASKS[args.task].metric,
+            "heldout_collapse": heldout.collapse, "heldout_variance_shares": heldout.variance_shares,
+            "probe_scores": scores, "probe_metric": TASKS[args.task].metric,
             "seconds": time.perf_counter() - started}
 
 
@@ -175,6 +176,21 @@ def table_markdown(records: list[dict]) -> str:
                  *(f"{100 * probe[m]['mean']:.1f} ± {100 * probe[m]['std']:.1f}" if m in probe else "–"
                    for m in modalities)]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def shares_markdown(records: list[dict], shown: int = 3) -> str:
+    """Per step and mode, the variance share (%) of the pooled targets' ``shown`` leading directions; records
+    written before these were recorded show "–"."""
+    modes = sorted({m for r in records for m in r.get("heldout_variance_shares", {})}, key=("A", "V", "AV").index)
+    if not modes:
+        return ""
+    head = ["step", *(f"{mode}: top {shown} directions (% of variance)" for mode in modes)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in records:
+        shares = r.get("heldout_variance_shares", {})
+        cells = [" / ".join(f"{100 * v:.0f}" for v in shares[m][:shown]) if shares.get(m) else "–" for m in modes]
+        lines.append("| " + " | ".join([str(r["step"]), *cells]) + " |")
     return "\n".join(lines)
 
 
@@ -249,7 +265,9 @@ def track_run(run_dir: Path, out: Path, args: argparse.Namespace, folds, device:
                "probe": {"encoder": args.encoder, "protocol": "attentive", "epochs": args.probe_epochs,
                          "lr": args.probe_lr, "weight_decay": args.probe_wd, "seeds": args.probe_seeds}, "records": records}
     (out / "track.json").write_text(json.dumps(summary, indent=2))
-    table = table_markdown(records)
+    table, shares = table_markdown(records), shares_markdown(records)
+    if shares:
+        table += "\n\nHow the pooled targets' variance spreads over their leading directions:\n\n" + shares
     (out / "track.md").write_text(f"Checkpoints of {run_dir}: held-out loss on {summary['heldout_items']} "
                                   f"{args.task} test clips (fixed masks) and frozen-probe scores of the "
                                   f"{args.encoder} encoder.\n\n{table}\n")

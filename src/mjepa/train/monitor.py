@@ -40,6 +40,23 @@ def effective_rank(pooled: torch.Tensor) -> float:
     return float(torch.exp(-(p * p.log()).sum()))
 
 
+def variance_shares(pooled: torch.Tensor, count: int) -> list[float]:
+    """The share of the centred features' total variance along each of their ``count`` leading directions.
+
+    The effective rank says how many directions the features use; these shares say which pattern of collapse it
+    is: one direction that takes most of the variance, or many that shrink together. Fewer than ``count`` values
+    when the batch or width is smaller; empty for fewer than 2 clips or non-finite features.
+    """
+    if pooled.shape[0] < 2 or not bool(torch.isfinite(pooled).all()):
+        return []
+    x = pooled.float() - pooled.float().mean(dim=0, keepdim=True)
+    variances = torch.linalg.svdvals(x).square()
+    total = variances.sum()
+    if total <= 0:
+        return []
+    return [float(v) for v in (variances / total)[:count]]
+
+
 def collapse_metrics(pooled_targets: dict[str, torch.Tensor]) -> dict[str, float]:
     out = {}
     for mode, pooled in pooled_targets.items():
