@@ -321,7 +321,11 @@ def plot_comparison(summaries: list[dict], path: Path, labels: Sequence[str]) ->
     left.set_yscale("log")
     middle.set_title("effective rank of pooled targets (held-out clips)")
     right.set_title(f"frozen attentive probe ({summaries[0]['records'][0]['probe_metric']}, %, mean over seeds)")
-    for ax in (left, middle, right):
+    probed = any(r["probe_scores"] for summary in summaries for r in summary["records"])
+    if not probed:  # held-out tracks only (--modalities ''): say so rather than draw empty axes
+        right.set_axis_off()
+        right.text(0.5, 0.5, "no probes (--modalities '')", ha="center", va="center")
+    for ax in (left, middle, right) if probed else (left, middle):
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
     fig.tight_layout()
