@@ -194,6 +194,12 @@ def shares_markdown(records: list[dict], shown: int = 3) -> str:
     return "\n".join(lines)
 
 
+def no_probes_panel(ax) -> None:
+    """Held-out tracks only (``--modalities ''``): say so rather than draw empty axes."""
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, "no probes (--modalities '')", ha="center", va="center")
+
+
 def plot_records(records: list[dict], path: Path, title: str) -> None:
     import matplotlib
 
@@ -226,8 +232,7 @@ def plot_records(records: list[dict], path: Path, title: str) -> None:
         right.set_xlabel("step")
         right.legend(fontsize=8)
     else:
-        right.set_axis_off()
-        right.text(0.5, 0.5, "no probes (--modalities '')", ha="center", va="center")
+        no_probes_panel(right)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -322,9 +327,8 @@ def plot_comparison(summaries: list[dict], path: Path, labels: Sequence[str]) ->
     middle.set_title("effective rank of pooled targets (held-out clips)")
     right.set_title(f"frozen attentive probe ({summaries[0]['records'][0]['probe_metric']}, %, mean over seeds)")
     probed = any(r["probe_scores"] for summary in summaries for r in summary["records"])
-    if not probed:  # held-out tracks only (--modalities ''): say so rather than draw empty axes
-        right.set_axis_off()
-        right.text(0.5, 0.5, "no probes (--modalities '')", ha="center", va="center")
+    if not probed:
+        no_probes_panel(right)
     for ax in (left, middle, right) if probed else (left, middle):
         ax.set_xlabel("step")
         ax.legend(fontsize=7)

@@ -23,15 +23,22 @@ def feature_std(pooled: torch.Tensor) -> float:
     return float(normed.std(dim=0).mean())
 
 
+def centred_singular_values(pooled: torch.Tensor) -> torch.Tensor | None:
+    """Singular values of the batch-centred features; None for fewer than 2 clips or non-finite features."""
+    if pooled.shape[0] < 2 or not bool(torch.isfinite(pooled).all()):
+        return None
+    x = pooled.float() - pooled.float().mean(dim=0, keepdim=True)
+    return torch.linalg.svdvals(x)
+
+
 def effective_rank(pooled: torch.Tensor) -> float:
     """``exp(entropy)`` of the normalised singular values of the centred features (Roy & Vetterli, 2007).
 
     1 when every clip lies on one line; up to ``min(batch, width)`` when the features use every direction.
     """
-    if pooled.shape[0] < 2 or not bool(torch.isfinite(pooled).all()):
+    singular = centred_singular_values(pooled)
+    if singular is None:
         return float("nan")
-    x = pooled.float() - pooled.float().mean(dim=0, keepdim=True)
-    singular = torch.linalg.svdvals(x)
     total = singular.sum()
     if total <= 0:
         return 1.0
@@ -47,10 +54,10 @@ def variance_shares(pooled: torch.Tensor, count: int) -> list[float]:
     is: one direction that takes most of the variance, or many that shrink together. Fewer than ``count`` values
     when the batch or width is smaller; empty for fewer than 2 clips or non-finite features.
     """
-    if pooled.shape[0] < 2 or not bool(torch.isfinite(pooled).all()):
+    singular = centred_singular_values(pooled)
+    if singular is None:
         return []
-    x = pooled.float() - pooled.float().mean(dim=0, keepdim=True)
-    variances = torch.linalg.svdvals(x).square()
+    variances = singular.square()
     total = variances.sum()
     if total <= 0:
         return []
