@@ -86,7 +86,7 @@ def vit_l_step_seconds(per_gpu_batch: int, gpu_tflops: float, utilisation: float
     """Estimated ViT-L step time at the default shapes from analytic FLOPs, a peak and a utilisation."""
     config = ModelConfig.from_size("large")
     audio_shape, video_shape = (per_gpu_batch, 1024, 128), (per_gpu_batch, 3, 16, 224, 224)
-    masks = MaskSampler(MaskConfig()).sample(per_gpu_batch, (64, 8), (8, 14, 14), seed=0)
+    masks = MaskSampler(MaskConfig(), (64, 8), (8, 14, 14)).sample(per_gpu_batch, seed=0)
     flops = step_flops(config, per_gpu_batch, audio_shape, video_shape, masks).training_step
     return flops / (gpu_tflops * 1e12 * utilisation), flops
 

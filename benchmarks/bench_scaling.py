@@ -49,7 +49,7 @@ def measure(size: str, amp: torch.dtype | None, shape: dict, args: argparse.Name
     batch = Batch(torch.randn(b, shape["audio_frames"], 128),
                   torch.randn(b, 3, shape["frames"], shape["image_size"], shape["image_size"]))
     audio_grid, video_grid = model.token_grids(tuple(batch.audio.shape), tuple(batch.video.shape))
-    masks = MaskSampler(MaskConfig(), active_modes(config.objective)).sample(b, audio_grid[:2], video_grid, seed=0)
+    masks = MaskSampler(MaskConfig(), audio_grid[:2], video_grid, active_modes(config.objective)).sample(b, seed=0)
     flops = step_flops(config, b, tuple(batch.audio.shape), tuple(batch.video.shape), masks)
     step = lambda: train_step(model, optimizer, batch, masks, ema_momentum=0.999, amp_dtype=amp)  # noqa: E731
     step()

@@ -97,19 +97,19 @@ def _bench_config(size: str, precision: str, args: argparse.Namespace) -> dict:
         video=torch.randn(b, 3, args.frames, args.image_size, args.image_size, generator=gen),
     )
     audio_grid, video_grid = model.token_grids(tuple(batch.audio.shape), tuple(batch.video.shape))
-    masks = MaskSampler(MaskConfig(), active_modes(config.objective)).sample(b, audio_grid[:2], video_grid, seed=0)
+    masks = MaskSampler(MaskConfig(), audio_grid[:2], video_grid, active_modes(config.objective)).sample(b, seed=0)
     flops = step_flops(config, b, tuple(batch.audio.shape), tuple(batch.video.shape), masks)
     amp = None if precision == "fp32" else torch.bfloat16
     first = None
     for _ in range(args.warmup):
         result = train_step(model, optimizer, batch, masks, ema_momentum=0.999, amp_dtype=amp)
-        first = result.loss if first is None else first
+        first = result.values()["loss"] if first is None else first
     times = []
     for _ in range(args.steps):
         start = CLOCK()
         result = train_step(model, optimizer, batch, masks, ema_momentum=0.999, amp_dtype=amp)
         times.append(CLOCK() - start)
-        first = result.loss if first is None else first
+        first = result.values()["loss"] if first is None else first
     step_seconds = sorted(times)[len(times) // 2]
     return {
         "size": size,
@@ -131,7 +131,7 @@ def _bench_config(size: str, precision: str, args: argparse.Namespace) -> dict:
         },
         "achieved_gflops": flops.training_step / step_seconds / 1e9,
         "first_step_loss": first,
-        "loss": result.loss,
+        "loss": result.values()["loss"],
     }
 
 

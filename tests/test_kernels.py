@@ -71,7 +71,7 @@ def test_full_objective_equal_numerics_against_reference_kernels(emulated):
     model = MJEPA(tiny_model_config(ObjectiveConfig()))
     batch, _ = synthetic_batch(0, 0, 2)
     audio_grid, video_grid = model.token_grids(batch.audio.shape, batch.video.shape)
-    masks = MaskSampler(MaskConfig(), active_modes(model.config.objective)).sample(2, audio_grid[:2], video_grid, 0)
+    masks = MaskSampler(MaskConfig(), audio_grid[:2], video_grid, active_modes(model.config.objective)).sample(2, 0)
     results = {}
     for name, mode in (("ours", torch.enable_grad), ("reference", reference_kernels)):
         model.zero_grad(set_to_none=True)

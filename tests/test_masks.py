@@ -4,30 +4,85 @@ import pytest
 import torch
 
 from mjepa.config import BlockMaskConfig, MaskConfig
-from mjepa.masks import MaskSampler, block_size, mask_generator, sample_block_mask
+from mjepa.masks import MaskSampler, block_size, fixed_lengths, mask_generator, sample_block_mask
 
 AUDIO_GRID = (64, 8)  # 1024 frames x 128 mel bins at 16x16 patches
-VIDEO_GRID = (8, 14, 14)  # 16 frames at 224 px, 2x16x16 tubelets
+VIDEO_GRID = (8, 14, 14)  # 16 frames at 224 px, 2x16x16 tubelets (vitl16-as2m)
+VIDEO_GRID_256 = (8, 16, 16)  # 16 frames at 256 px (vitg16-as2m-vm2m)
 
 
-def _sample(batch_size=4, seed=0, step=0, rank=0, worker=0):
-    return MaskSampler(MaskConfig()).sample(batch_size, AUDIO_GRID, VIDEO_GRID, seed, rank, worker, step)
+def _sampler(audio_grid=AUDIO_GRID, video_grid=VIDEO_GRID):
+    return MaskSampler(MaskConfig(), audio_grid, video_grid)
 
 
-def test_context_and_target_disjoint_nonempty_equal_length():
-    masks = _sample(batch_size=6)
+def _sample(batch_size=4, seed=0, step=0, first_row=0):
+    return _sampler().sample(batch_size, seed, step, first_row)
+
+
+def test_context_and_target_disjoint_nonempty_of_the_fixed_lengths():
+    sampler = _sampler()
+    masks = sampler.sample(6, seed=0)
     sizes = {"A": 64 * 8, "V": 8 * 14 * 14, "AV": 64 * 8 + 8 * 14 * 14}
     assert set(masks) == {"A", "V", "AV"}
     for mode, pairs in masks.items():
         assert len(pairs) == 2  # one pair per mask configuration
-        for pair in pairs:
+        for pair, lengths in zip(pairs, sampler.lengths()[mode]):
             assert pair.context.dtype == torch.long and pair.target.dtype == torch.long
-            assert pair.context.shape[0] == pair.target.shape[0] == 6
-            assert pair.context.shape[1] > 0 and pair.target.shape[1] > 0
+            assert tuple(pair.context.shape) == (6, lengths.context) and tuple(pair.target.shape) == (6, lengths.target)
+            assert lengths.context > 0 and lengths.target > 0
             for ctx, tgt in zip(pair.context, pair.target):
                 assert len(set(ctx.tolist()) & set(tgt.tolist())) == 0
                 assert len(set(ctx.tolist())) == len(ctx) and len(set(tgt.tolist())) == len(tgt)
+                assert torch.equal(ctx, ctx.sort().values) and torch.equal(tgt, tgt.sort().values)
                 assert int(ctx.max()) < sizes[mode] and int(tgt.max()) < sizes[mode]
+
+
+@pytest.mark.parametrize("video_grid", [VIDEO_GRID, VIDEO_GRID_256], ids=["vitl-224px", "vitg-256px"])
+def test_lengths_do_not_depend_on_the_batch_size_at_the_presets_grids(video_grid):
+    sampler = _sampler(video_grid=video_grid)
+    expected = sampler.lengths()
+    for batch in (16, 64, 512):
+        masks = sampler.sample(batch, seed=1, step=3)
+        for mode, pairs in masks.items():
+            got = [(p.context.shape[1], p.target.shape[1]) for p in pairs]
+            assert got == [(length.context, length.target) for length in expected[mode]], (batch, mode)
+            assert all(p.context.shape[0] == batch for p in pairs)
+
+
+def test_lengths_keep_the_methods_masking_ratios_at_the_vitl_grid():
+    """Short-range configs keep about a quarter of the tokens as context, long-range ones under a tenth: what
+    batch-16 runs of V-JEPA-style equalisation keep, and far more than equalising over 512 samples would."""
+    lengths = _sampler().lengths()
+    video_short, video_long = lengths["V"]
+    audio_short, audio_long = lengths["A"]
+    assert 0.2 < video_short.context / 1568 < 0.35 and 0.05 < video_long.context / 1568 < 0.12
+    assert 0.15 < audio_short.context / 512 < 0.3 and 0.04 < audio_long.context / 512 < 0.12
+
+
+def test_fixed_lengths_are_a_function_of_config_and_grid_only():
+    fixed_lengths.cache_clear()
+    first = fixed_lengths(BlockMaskConfig(8, 0.15), (8, 14, 14), 0.1, 4)
+    fixed_lengths.cache_clear()
+    assert fixed_lengths(BlockMaskConfig(8, 0.15), (8, 14, 14), 0.1, 4) == first
+    assert fixed_lengths(BlockMaskConfig(8, 0.15), (8, 16, 16), 0.1, 4) != first
+
+
+def test_a_sample_gets_the_same_masks_whatever_else_is_in_its_batch():
+    sampler = _sampler()
+    whole = sampler.sample(8, seed=3, step=7)
+    part = sampler.sample_rows(3, 7, [5, 2])
+    for mode in whole:
+        for full, sub in zip(whole[mode], part[mode]):
+            assert torch.equal(full.context[[5, 2]], sub.context) and torch.equal(full.target[[5, 2]], sub.target)
+
+
+def test_deterministic_given_seed_step_and_row():
+    a, b = _sample(seed=3, step=7), _sample(seed=3, step=7)
+    for mode in a:
+        for pa, pb in zip(a[mode], b[mode]):
+            assert torch.equal(pa.context, pb.context) and torch.equal(pa.target, pb.target)
+    for other in (_sample(seed=4, step=7), _sample(seed=3, step=8), _sample(seed=3, step=7, first_row=1)):
+        assert not torch.equal(other["V"][0].target, a["V"][0].target)
 
 
 def test_av_masks_cover_both_modalities_with_offset_audio_indices():
@@ -37,18 +92,8 @@ def test_av_masks_cover_both_modalities_with_offset_audio_indices():
             assert (idx < num_video).any(dim=1).all() and (idx >= num_video).any(dim=1).all()
 
 
-def test_deterministic_given_seed_rank_worker_step():
-    a, b = _sample(seed=3, step=7), _sample(seed=3, step=7)
-    for mode in a:
-        for pa, pb in zip(a[mode], b[mode]):
-            assert torch.equal(pa.context, pb.context) and torch.equal(pa.target, pb.target)
-    for other in (_sample(seed=4, step=7), _sample(seed=3, step=8), _sample(seed=3, step=7, rank=1),
-                  _sample(seed=3, step=7, worker=1)):
-        assert not torch.equal(other["V"][0].target, a["V"][0].target)
-
-
 def test_video_blocks_span_all_time():
-    gen = mask_generator(0, 0, 0, 0)
+    gen = mask_generator(0, 0, 0)
     mask = sample_block_mask(BlockMaskConfig(8, 0.15), VIDEO_GRID, gen).view(VIDEO_GRID)
     assert torch.equal(mask, mask[:1].expand_as(mask))
 
@@ -56,14 +101,14 @@ def test_video_blocks_span_all_time():
 @pytest.mark.parametrize("scale,plane", [(0.15, (14, 14)), (0.70, (14, 14)), (0.15, (64, 8)), (0.70, (64, 8))])
 def test_single_block_area_matches_scale(scale, plane):
     cfg = BlockMaskConfig(1, scale, (0.75, 1.5) if plane[0] == plane[1] else (0.75, 3.0))
-    gen = mask_generator(1, 0, 0, 0)
-    fractions = [math.prod(block_size(cfg, plane, gen)) / math.prod(plane) for _ in range(400)]
+    draws = torch.rand(400, generator=torch.Generator().manual_seed(1)).tolist()
+    fractions = [math.prod(block_size(cfg, plane, u)) / math.prod(plane) for u in draws]
     assert abs(sum(fractions) / len(fractions) - scale) < 0.03
 
 
 @pytest.mark.parametrize("num_blocks,scale", [(8, 0.15), (2, 0.70)])
 def test_masked_fraction_of_multiblock_within_expected_range(num_blocks, scale):
-    gen = mask_generator(2, 0, 0, 0)
+    gen = mask_generator(2, 0, 0)
     cfg = BlockMaskConfig(num_blocks, scale)
     fractions = [float(sample_block_mask(cfg, VIDEO_GRID, gen).float().mean()) for _ in range(300)]
     mean = sum(fractions) / len(fractions)
@@ -75,9 +120,14 @@ def test_masked_fraction_of_multiblock_within_expected_range(num_blocks, scale):
 def test_mask_that_leaves_no_context_is_a_clear_error():
     cfg = MaskConfig(video=(BlockMaskConfig(1, 1.0),), audio=(BlockMaskConfig(1, 1.0),))
     with pytest.raises(ValueError, match="min_context"):
-        MaskSampler(cfg, modes=("V",)).sample(2, None, (2, 4, 4), seed=0)
+        MaskSampler(cfg, None, (2, 4, 4), modes=("V",))
 
 
 def test_mode_without_its_grid_is_an_error():
     with pytest.raises(ValueError, match="audio grid"):
-        MaskSampler(MaskConfig(), modes=("A",)).sample(2, None, VIDEO_GRID, seed=0)
+        MaskSampler(MaskConfig(), None, VIDEO_GRID, modes=("A",))
+
+
+def test_length_quantile_out_of_range_is_refused():
+    with pytest.raises(ValueError, match="length_quantile"):
+        MaskConfig(length_quantile=0.5)

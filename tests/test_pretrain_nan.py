@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mjepa.train import data_pipeline
+from mjepa.data import synthetic
 from mjepa.train.checkpoint import load_checkpoint
 from mjepa.train.loop import TrainingStopped, pretrain
 from mjepa.train.pretrain_config import load_pretrain_config
@@ -12,15 +12,17 @@ BAD_STEP = 3  # 1-based step whose batch carries a NaN
 
 @pytest.fixture
 def nan_at_step_three(monkeypatch):
-    original = data_pipeline.synthetic_batch
+    original = synthetic.synthetic_clip
+    batch_size = 4  # synthetic_run's default
 
-    def poisoned(seed, first, batch_size, *shape):
-        batch, labels = original(seed, first, batch_size, *shape)
-        if first == (BAD_STEP - 1) * batch_size:
-            batch.audio[0, 0, 0] = float("nan")
-        return batch, labels
+    def poisoned(seed, index, *shape, **kwargs):
+        audio, video, label = original(seed, index, *shape, **kwargs)
+        if index == (BAD_STEP - 1) * batch_size:  # the first clip of the bad step (stream position = clip index)
+            audio[0, 0] = float("nan")
+        return audio, video, label
 
-    monkeypatch.setattr(data_pipeline, "synthetic_batch", poisoned)
+    # Loader workers are forked, so they inherit the patch.
+    monkeypatch.setattr(synthetic, "synthetic_clip", poisoned)
 
 
 def _config(tmp_path, policy):

@@ -136,6 +136,10 @@ class MaskConfig:
     video: tuple[BlockMaskConfig, ...] = field(default_factory=_default_video_masks)
     audio: tuple[BlockMaskConfig, ...] = field(default_factory=_default_audio_masks)
     min_context: int = 4  # fewest context tokens per modality; masks leaving fewer are re-drawn
+    # Every sample's context and target have fixed lengths per configuration and grid: the target the
+    # length_quantile-quantile of the blocks' union, the context what its (1 - length_quantile)-quantile leaves.
+    # Draws outside that range (about 2 x length_quantile of them) are redrawn. See mjepa/masks.py.
+    length_quantile: float = 0.1
 
     def __post_init__(self) -> None:
         if len(self.video) != len(self.audio) or not self.video:
@@ -144,6 +148,8 @@ class MaskConfig:
                 f"got {len(self.video)} and {len(self.audio)}"
             )
         _check_positive("mask.min_context", self.min_context)
+        if not 0.0 <= self.length_quantile < 0.5:
+            raise ValueError(f"masks.length_quantile must be in [0, 0.5), got {self.length_quantile}")
 
 
 CROSS_MODAL_CHOICES = ("none", "av", "all")

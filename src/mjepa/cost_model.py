@@ -139,14 +139,15 @@ def full_tokens(config: ModelConfig, audio_shape: tuple[int, ...], video_shape: 
 
 
 def sample_masks(config: ModelConfig, audio_shape: tuple[int, ...], video_shape: tuple[int, ...],
-                 mask_config: MaskConfig = MaskConfig(), seed: int = 0, batch: int = 8) -> Masks:
-    """Masks of the recipe at these shapes, drawn for ``batch`` samples: masks are equalised to the shortest in a
-    batch, so the per-sample token counts the model needs depend on the per-GPU batch a little."""
+                 mask_config: MaskConfig = MaskConfig(), seed: int = 0, batch: int = 2) -> Masks:
+    """Masks of the recipe at these shapes, drawn for ``batch`` samples. Their lengths depend on the grids and the
+    mask configuration only, so the token counts hold for any per-GPU batch."""
     enc = config.encoder
     audio_grid = (audio_shape[1] // enc.audio_patch_time, audio_shape[2] // enc.audio_patch_freq)
     video_grid = (video_shape[2] // enc.video_tubelet_time, video_shape[3] // enc.video_patch_size,
                   video_shape[4] // enc.video_patch_size)
-    return MaskSampler(mask_config, active_modes(config.objective)).sample(batch, audio_grid, video_grid, seed=seed)
+    sampler = MaskSampler(mask_config, audio_grid, video_grid, active_modes(config.objective))
+    return sampler.sample(batch, seed=seed)
 
 
 def estimate_step_memory(config: ModelConfig, batch: int, audio_shape: tuple[int, ...],

@@ -9,23 +9,34 @@ and the rest is the *context* (tokens the context encoder sees).
 - AV: video and audio are masked by their own generators and the two index sets are joined, audio indices offset
   by the number of video tokens (the AV sequence is ``[video ; audio]``).
 
-Within a batch every sample's context has the same length, and every target too: each sample keeps a random
-subset of its context (and target) of the smallest size found in the batch, so indices can be stacked and
-applied by ``gather``. Dropped tokens are neither seen nor predicted; context and target stay disjoint.
+Fixed lengths. For each mask configuration and grid, the context keeps exactly ``context`` tokens and the target
+holds exactly ``target`` tokens (:func:`fixed_lengths`): the ``length_quantile`` and ``1 - length_quantile``
+quantiles of the union's size over a fixed, seeded set of draws. A sample whose union falls outside that range is
+redrawn; one inside it keeps a random subset of its context and of its target of the fixed sizes (dropped tokens are
+neither seen nor predicted; context and target stay disjoint). The lengths depend on the grid and the configuration
+only, never on the batch size, the number of ranks or loader workers, so index rows stack for ``gather`` and a run at
+batch 512 masks exactly like one at batch 16.
 
-Everything is drawn from a generator seeded by ``(seed, rank, worker, step)``, so masks are reproducible on
-resume and differ across ranks and workers.
+Per-sample generators. Every sample's masks come from a generator keyed by ``(seed, step, index)``, where ``index``
+is the sample's row in the step's global batch: the same sample gets the same masks at any world size, worker
+count or accumulation split, and on resume.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
 from mjepa.config import BlockMaskConfig, MaskConfig
 from mjepa.seeding import derived_generator
+
+# Key tags that keep mask draws apart from every other seeded stream (augmentations use (seed, position)).
+MASK_STREAM_KEY = 0x4D41534B  # "MASK"
+CALIBRATION_SEED = 0x4C454E  # the lengths are a property of (config, grid), not of a run's seed
+CALIBRATION_DRAWS = 1000
 
 
 @dataclass(frozen=True)
@@ -36,28 +47,37 @@ class MaskPair:
     def to(self, device: torch.device | str) -> "MaskPair":
         return MaskPair(self.context.to(device, non_blocking=True), self.target.to(device, non_blocking=True))
 
+    def pin_memory(self) -> "MaskPair":
+        return MaskPair(self.context.pin_memory(), self.target.pin_memory())
+
 
 Masks = dict[str, list[MaskPair]]
+# One sample's masks: per mode, per mask configuration, (context, target) 1-D index tensors.
+SampleMasks = dict[str, list[tuple[torch.Tensor, torch.Tensor]]]
 
 
-def mask_generator(seed: int, rank: int, worker: int, step: int) -> torch.Generator:
-    """A torch generator whose state depends only on (seed, rank, worker, step)."""
-    return derived_generator(seed, rank, worker, step)
+@dataclass(frozen=True)
+class MaskLengths:
+    context: int
+    target: int
 
 
-def _uniform(gen: torch.Generator, low: float, high: float) -> float:
-    return low + (high - low) * float(torch.rand((), generator=gen))
+def mask_generator(seed: int, step: int, index: int) -> torch.Generator:
+    """The generator of one sample's masks: a function of (seed, step, row in the step's global batch) only."""
+    return derived_generator(seed, MASK_STREAM_KEY, step, index)
 
 
-def block_size(cfg: BlockMaskConfig, plane: tuple[int, int], gen: torch.Generator) -> tuple[int, int]:
-    """(height, width) of one block: area ``spatial_scale·H·W``, log-uniform aspect ratio, kept inside the plane.
+def block_size(cfg: BlockMaskConfig, plane: tuple[int, int], ratio_draw: float) -> tuple[int, int]:
+    """(height, width) of one block: area ``spatial_scale·H·W``, aspect ratio log-uniform in ``cfg.aspect_ratio``
+    at the uniform draw ``ratio_draw`` in [0, 1), kept inside the plane.
 
     When the aspect ratio asks for more than the plane allows on one side, the other side grows so that the area
     still matches the configured scale where possible.
     """
     height, width = plane
     area = cfg.spatial_scale * height * width
-    ratio = math.exp(_uniform(gen, math.log(cfg.aspect_ratio[0]), math.log(cfg.aspect_ratio[1])))
+    low, high = math.log(cfg.aspect_ratio[0]), math.log(cfg.aspect_ratio[1])
+    ratio = math.exp(low + (high - low) * ratio_draw)
     h = int(round(math.sqrt(area * ratio)))
     w = int(round(math.sqrt(area / ratio)))
     if h > height:
@@ -73,105 +93,159 @@ def sample_block_mask(
     """Boolean target mask ``(T·H·W,)`` over a time-major grid: union of blocks on the (H, W) plane, all T."""
     t, height, width = grid
     plane = torch.zeros(height, width, dtype=torch.bool)
-    for _ in range(cfg.num_blocks):
-        h, w = block_size(cfg, (height, width), gen)
-        top = int(torch.randint(0, height - h + 1, (), generator=gen))
-        left = int(torch.randint(0, width - w + 1, (), generator=gen))
+    # One draw of (aspect ratio, top, left) per block, read on the host: a few calls instead of three per block.
+    draws = torch.rand(cfg.num_blocks, 3, generator=gen, dtype=torch.float64).tolist()
+    for ratio_draw, top_draw, left_draw in draws:
+        h, w = block_size(cfg, (height, width), ratio_draw)
+        top = min(int(top_draw * (height - h + 1)), height - h)
+        left = min(int(left_draw * (width - w + 1)), width - w)
         plane[top:top + h, left:left + w] = True
     return plane.reshape(1, -1).expand(t, -1).reshape(-1)
 
 
-def _sample_with_context(
-    cfg: BlockMaskConfig, grid: tuple[int, int, int], min_context: int, gen: torch.Generator, max_tries: int = 50
-) -> torch.Tensor:
-    num_tokens = grid[0] * grid[1] * grid[2]
+@lru_cache(maxsize=64)
+def fixed_lengths(cfg: BlockMaskConfig, grid: tuple[int, int, int], quantile: float, min_context: int) -> MaskLengths:
+    """Context and target lengths of ``cfg`` on ``grid``: a pure function of the two (and the quantile).
+
+    Over ``CALIBRATION_DRAWS`` seeded draws of the union, the target length is its ``quantile``-quantile and the
+    context length what the ``1 - quantile``-quantile leaves (at least ``min_context``). About ``2·quantile`` of
+    draws fall outside and are redrawn by :func:`sample_fixed_pair`.
+    """
+    num_tokens = math.prod(grid)
+    gen = derived_generator(CALIBRATION_SEED, *grid)
+    sizes = sorted(int(sample_block_mask(cfg, grid, gen).sum()) for _ in range(CALIBRATION_DRAWS))
+    low = sizes[int(math.floor(quantile * (CALIBRATION_DRAWS - 1)))]
+    high = sizes[int(math.ceil((1.0 - quantile) * (CALIBRATION_DRAWS - 1)))]
+    context = max(num_tokens - high, min_context)
+    target = min(low, num_tokens - context)
+    accepted = sum(1 for size in sizes if size >= target and num_tokens - size >= context)
+    if target < 1 or accepted < 0.01 * CALIBRATION_DRAWS:
+        raise ValueError(
+            f"mask config {cfg} on grid {grid} leaves no room for both {min_context} context tokens "
+            f"(masks.min_context) and a target; lower num_blocks or spatial_scale, or use a larger input"
+        )
+    return MaskLengths(context, target)
+
+
+def _random_subset(index: torch.Tensor, length: int, gen: torch.Generator) -> torch.Tensor:
+    if index.numel() == length:
+        return index
+    keep = torch.randperm(index.numel(), generator=gen)[:length]
+    return index[keep.sort().values]
+
+
+def sample_fixed_pair(
+    cfg: BlockMaskConfig, grid: tuple[int, int, int], lengths: MaskLengths, gen: torch.Generator, max_tries: int = 200
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One sample's ``(context, target)`` 1-D index tensors of exactly ``lengths`` on a time-major grid."""
+    num_tokens = math.prod(grid)
     for _ in range(max_tries):
         target = sample_block_mask(cfg, grid, gen)
-        if num_tokens - int(target.sum()) >= min_context:
-            return target
+        size = int(target.sum())
+        if size >= lengths.target and num_tokens - size >= lengths.context:
+            context_index = (~target).nonzero().squeeze(1)
+            target_index = target.nonzero().squeeze(1)
+            return _random_subset(context_index, lengths.context, gen), _random_subset(target_index, lengths.target,
+                                                                                        gen)
     raise ValueError(
-        f"mask config {cfg} on grid {grid} left fewer than min_context={min_context} context tokens in "
-        f"{max_tries} draws; lower num_blocks or spatial_scale, or use a larger input"
+        f"mask config {cfg} on grid {grid}: no draw in {max_tries} left {lengths.context} context and "
+        f"{lengths.target} target tokens; lower num_blocks or spatial_scale, or use a larger input"
     )
 
 
-def _equalise(rows: list[torch.Tensor], gen: torch.Generator) -> torch.Tensor:
-    """Stack index rows after cutting each to the shortest length by a random subset (kept sorted)."""
-    length = min(len(r) for r in rows)
-    out = []
-    for row in rows:
-        if len(row) > length:
-            keep = torch.randperm(len(row), generator=gen)[:length]
-            row = row[keep.sort().values]
-        out.append(row)
-    return torch.stack(out)
-
-
-def sample_mask_pair(
-    cfg: BlockMaskConfig, grid: tuple[int, int, int], batch_size: int, min_context: int, gen: torch.Generator
-) -> MaskPair:
-    """One (context, target) pair for a batch on a time-major ``(T, H, W)`` grid."""
-    contexts, targets = [], []
-    for _ in range(batch_size):
-        target = _sample_with_context(cfg, grid, min_context, gen)
-        targets.append(target.nonzero().squeeze(1))
-        contexts.append((~target).nonzero().squeeze(1))
-    return MaskPair(_equalise(contexts, gen), _equalise(targets, gen))
-
-
-def join_pairs(video: MaskPair, audio: MaskPair, num_video_tokens: int) -> MaskPair:
-    """The AV pair: video indices first, audio indices shifted past the video tokens."""
-    return MaskPair(
-        torch.cat([video.context, audio.context + num_video_tokens], dim=1),
-        torch.cat([video.target, audio.target + num_video_tokens], dim=1),
-    )
+def stack_sample_masks(samples: list[SampleMasks]) -> Masks:
+    """Per-sample masks (equal lengths by construction) -> batch masks ``(B, n)`` per mode and configuration."""
+    if not samples:
+        raise ValueError("no sample masks to stack")
+    out: Masks = {}
+    for mode, pairs in samples[0].items():
+        out[mode] = [
+            MaskPair(torch.stack([s[mode][k][0] for s in samples]), torch.stack([s[mode][k][1] for s in samples]))
+            for k in range(len(pairs))
+        ]
+    return out
 
 
 class MaskSampler:
-    """Draws the masks of every mode and mask configuration for one batch.
+    """Draws every mode's masks for one sample (or a batch of samples) on fixed token grids.
 
-    ``audio_grid`` is the audio patch grid ``(time, freq)``; ``video_grid`` the tubelet grid ``(T, H, W)``.
+    ``audio_grid`` is the audio patch grid ``(time, freq)``; ``video_grid`` the tubelet grid ``(T, H, W)``; a grid
+    may be None when no active mode needs it. The fixed lengths are computed here, once.
     """
 
-    def __init__(self, config: MaskConfig, modes: tuple[str, ...] = ("A", "V", "AV")) -> None:
-        self.config = config
-        self.modes = modes
-
-    def sample(
+    def __init__(
         self,
-        batch_size: int,
+        config: MaskConfig,
         audio_grid: tuple[int, int] | None,
         video_grid: tuple[int, int, int] | None,
-        seed: int,
-        rank: int = 0,
-        worker: int = 0,
-        step: int = 0,
-    ) -> Masks:
+        modes: tuple[str, ...] = ("A", "V", "AV"),
+    ) -> None:
+        self.config = config
+        self.modes = tuple(modes)
+        self.audio_grid = None if audio_grid is None else (1, int(audio_grid[0]), int(audio_grid[1]))
+        self.video_grid = None if video_grid is None else tuple(int(g) for g in video_grid)
+        for mode in self.modes:
+            if "A" in mode and self.audio_grid is None:
+                raise ValueError(f"mode {mode!r} needs an audio grid")
+            if "V" in mode and self.video_grid is None:
+                raise ValueError(f"mode {mode!r} needs a video grid")
+        q, floor = config.length_quantile, config.min_context
+        self.audio_lengths = (None if self.audio_grid is None else
+                              [fixed_lengths(c, self.audio_grid, q, floor) for c in config.audio])
+        self.video_lengths = (None if self.video_grid is None else
+                              [fixed_lengths(c, self.video_grid, q, floor) for c in config.video])
+
+    @property
+    def num_video_tokens(self) -> int:
+        return math.prod(self.video_grid)
+
+    def lengths(self) -> dict[str, list[MaskLengths]]:
+        """Per mode and mask configuration, the context and target lengths every sample gets."""
+        out = {}
+        for mode in self.modes:
+            per_config = []
+            for k in range(len(self.config.video)):
+                parts = ([self.video_lengths[k]] if "V" in mode else []) + ([self.audio_lengths[k]] if "A" in mode
+                                                                             else [])
+                per_config.append(MaskLengths(sum(p.context for p in parts), sum(p.target for p in parts)))
+            out[mode] = per_config
+        return out
+
+    def sample_one(self, seed: int, step: int, index: int) -> SampleMasks:
+        """The masks of the sample at row ``index`` of step ``step``'s global batch."""
+        gen = mask_generator(seed, step, index)
+        cfg = self.config
+        out: SampleMasks = {}
+        for mode in self.modes:
+            pairs = []
+            for k, (video_cfg, audio_cfg) in enumerate(zip(cfg.video, cfg.audio)):
+                if mode == "A":
+                    pairs.append(sample_fixed_pair(audio_cfg, self.audio_grid, self.audio_lengths[k], gen))
+                elif mode == "V":
+                    pairs.append(sample_fixed_pair(video_cfg, self.video_grid, self.video_lengths[k], gen))
+                else:
+                    vc, vt = sample_fixed_pair(video_cfg, self.video_grid, self.video_lengths[k], gen)
+                    ac, at = sample_fixed_pair(audio_cfg, self.audio_grid, self.audio_lengths[k], gen)
+                    offset = self.num_video_tokens
+                    pairs.append((torch.cat([vc, ac + offset]), torch.cat([vt, at + offset])))
+            out[mode] = pairs
+        return out
+
+    def sample_rows(self, seed: int, step: int, rows: list[int]) -> Masks:
+        """Batch masks for the samples at ``rows`` of step ``step``'s global batch."""
+        return stack_sample_masks([self.sample_one(seed, step, row) for row in rows])
+
+    def sample(self, batch_size: int, seed: int, step: int = 0, first_row: int = 0) -> Masks:
+        """Batch masks for rows ``first_row .. first_row + batch_size`` of step ``step``."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        gen = mask_generator(seed, rank, worker, step)
-        cfg = self.config
-        audio_plane = None if audio_grid is None else (1, int(audio_grid[0]), int(audio_grid[1]))
-        video = None if video_grid is None else tuple(int(g) for g in video_grid)
-        masks: Masks = {}
-        for mode in self.modes:
-            if "A" in mode and audio_plane is None:
-                raise ValueError(f"mode {mode!r} needs an audio grid")
-            if "V" in mode and video is None:
-                raise ValueError(f"mode {mode!r} needs a video grid")
-            pairs = []
-            for video_cfg, audio_cfg in zip(cfg.video, cfg.audio):
-                if mode == "A":
-                    pairs.append(sample_mask_pair(audio_cfg, audio_plane, batch_size, cfg.min_context, gen))
-                elif mode == "V":
-                    pairs.append(sample_mask_pair(video_cfg, video, batch_size, cfg.min_context, gen))
-                else:
-                    v = sample_mask_pair(video_cfg, video, batch_size, cfg.min_context, gen)
-                    a = sample_mask_pair(audio_cfg, audio_plane, batch_size, cfg.min_context, gen)
-                    pairs.append(join_pairs(v, a, math.prod(video)))
-            masks[mode] = pairs
-        return masks
+        return self.sample_rows(seed, step, list(range(first_row, first_row + batch_size)))
 
 
 def masks_to(masks: Masks, device: torch.device | str) -> Masks:
     return {mode: [pair.to(device) for pair in pairs] for mode, pairs in masks.items()}
+
+
+def masks_nbytes(masks: Masks) -> int:
+    """Bytes of every index tensor in ``masks`` (what moving them to a device copies)."""
+    return sum(t.numel() * t.element_size() for pairs in masks.values() for p in pairs for t in (p.context, p.target))

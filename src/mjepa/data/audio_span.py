@@ -44,7 +44,12 @@ def _decode_from(
     """Seek to ``seek_to`` and decode mono chunks until ``end``; also returns the file time of the first one.
 
     Stops early (with the chunks so far) when the seek landed after ``start``, for the caller to retry."""
-    container.seek(max(0, math.floor(seek_to / stream.time_base)), stream=stream, backward=True)
+    if seek_to > 0:
+        container.seek(max(0, math.floor(seek_to / stream.time_base)), stream=stream, backward=True)
+    else:
+        # Back to the file start through the container's default stream: a seek on an audio stream that has no
+        # index entries (Matroska indexes only the video) can leave the demuxer where it was.
+        container.seek(0, backward=True)
     # Keep the input layout: channels are averaged below, not downmixed by FFmpeg (see mjepa.data.decode).
     resampler = av.AudioResampler(format="fltp", rate=sample_rate)
     chunks: list[np.ndarray] = []

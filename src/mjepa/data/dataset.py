@@ -12,6 +12,7 @@ whichever worker or rank loads it, which is what exact resume needs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ class Sample:
     video: torch.Tensor | None  # (3, T, S, S) normalised, None for audio-only items
     labels: torch.Tensor  # (num_classes,) multi-hot float
     has_audio: bool
+    position: int | None = None  # stream position for keys from the training stream (mjepa.data.stream)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,19 @@ class LoadedBatch:
     audio_valid_frames: torch.Tensor | None  # (B,)
     skipped: list[SkippedItem] = field(default_factory=list)
     rows: torch.Tensor | None = None  # (B,) position of each kept sample in the requested batch
+    positions: list[int] | None = None  # stream position of each kept sample (training stream only)
+    masks: dict | None = None  # mjepa.masks.Masks drawn by the training loader's collate, one row per sample
+
+    def pin_memory(self) -> "LoadedBatch":
+        """Page-locked copies of the tensors the step moves to the GPU (the DataLoader's pin-memory thread calls
+        this), so those copies run asynchronously."""
+        batch = self.batch
+        if batch is not None:
+            pin = lambda t: None if t is None else t.pin_memory()  # noqa: E731
+            batch = type(batch)(pin(batch.audio), pin(batch.video), pin(batch.has_audio))
+        masks = None if self.masks is None else {m: [p.pin_memory() for p in pairs] for m, pairs in self.masks.items()}
+        return LoadedBatch(batch, self.labels, self.indices, self.audio_valid_frames, self.skipped, self.rows,
+                           self.positions, masks)
 
 
 def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
@@ -75,8 +90,9 @@ def multi_hot(labels: tuple[str, ...], vocabulary: dict[str, int], where: str) -
 class AudioVisualDataset(Dataset):
     """Decoded, transformed samples of a manifest.
 
-    ``training``: random window start, random resized crop and flip (seeded per item); otherwise a centred window
-    and a centre crop. ``require_video``: items without a video stream are skipped (an audio-only dataset passes
+    ``training``: random window start, random resized crop and flip (seeded per item), and with
+    ``audio_window="full"`` at most one front-end window of audio, centred on the video window (see
+    ``ClipSpec.audio_seconds``); otherwise a centred window and a centre crop. ``require_video``: items without a video stream are skipped (an audio-only dataset passes
     False). ``missing_audio``: ``"flag"`` keeps items without audio with ``has_audio=False`` (the objective leaves
     them out of the audio terms); ``"skip"`` skips them.
     """
@@ -99,6 +115,9 @@ class AudioVisualDataset(Dataset):
             raise ValueError("label_vocabulary holds duplicate labels")
         self.entries = list(entries)
         self.vocabulary = {label: i for i, label in enumerate(label_vocabulary)}
+        if training and clip.audio_window == "full" and clip.audio_seconds is None:
+            # Training uses one window of audio: decode only that much, around the video window.
+            clip = dataclasses.replace(clip, audio_seconds=audio.waveform_seconds())
         self.clip, self.audio, self.video = clip, audio, video
         self.training, self.seed = training, seed
         self.require_video, self.missing_audio = require_video, missing_audio
@@ -113,6 +132,7 @@ class AudioVisualDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> Sample | SkippedItem:
         """``dataset[index]`` (augmentations keyed by ``(seed, epoch, index)``) or ``dataset[(index, position)]``
         from the training stream (augmentations keyed by ``(seed, stream position)``)."""
+        position = None
         if isinstance(key, tuple):
             index, position = key
             generator = derived_generator(self.seed, position) if self.training else None
@@ -136,7 +156,7 @@ class AudioVisualDataset(Dataset):
                 video = train_video_transform(clip.frames, self.video, generator)
             else:
                 video = eval_video_transform(clip.frames, self.video)
-        return Sample(index, audio, valid, video, labels, clip.has_audio)
+        return Sample(index, audio, valid, video, labels, clip.has_audio, position)
 
 
 def collate_samples(items: list[Sample | SkippedItem]) -> LoadedBatch:
@@ -162,6 +182,7 @@ def collate_samples(items: list[Sample | SkippedItem]) -> LoadedBatch:
         torch.tensor([s.audio_valid_frames for s in samples]),
         skipped,
         torch.tensor(rows),
+        [s.position for s in samples] if all(s.position is not None for s in samples) else None,
     )
 
 

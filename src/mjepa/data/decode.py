@@ -78,6 +78,10 @@ class ClipSpec:
     # Shorter image side after decoding (None keeps the native size); scaling inside FFmpeg is far cheaper than
     # scaling full-resolution tensors afterwards.
     short_side: int | None = None
+    # With audio_window="full": the most audio the front end uses, in seconds (None: no limit). A longer segment
+    # gives the span of this length centred on the video window (moved inside the segment), and only that span is
+    # decoded, so audio and video of an untrimmed video come from the same moment.
+    audio_seconds: float | None = None
 
     def __post_init__(self):
         if self.num_frames < 1:
@@ -90,6 +94,8 @@ class ClipSpec:
             raise ValueError(f"ClipSpec.sample_rate must be a positive integer, got {self.sample_rate}")
         if self.short_side is not None and self.short_side < 2:
             raise ValueError(f"ClipSpec.short_side must be None or >= 2, got {self.short_side}")
+        if self.audio_seconds is not None and not self.audio_seconds > 0:
+            raise ValueError(f"ClipSpec.audio_seconds must be None or > 0, got {self.audio_seconds}")
 
     @property
     def window_duration(self) -> float:
@@ -272,9 +278,15 @@ def _audio_bounds(
     """File-time span of audio to decode: the requested segment (``"full"``) or the video window (``"aligned"``).
 
     ``"full"`` passes the request through as given (None = file start / end), not capped at the main stream's
-    declared duration."""
+    declared duration, unless the segment is longer than ``spec.audio_seconds``: then the span of that length
+    centred on the video window, moved inside the segment."""
     if spec.audio_window == "full":
-        return segment_start, segment_end
+        seg_from = segment_start or 0.0
+        if spec.audio_seconds is None or seg_end is None or seg_end - seg_from <= spec.audio_seconds:
+            return segment_start, segment_end
+        centre = window_file_start + spec.window_duration / 2.0
+        start = min(max(centre - spec.audio_seconds / 2.0, seg_from), seg_end - spec.audio_seconds)
+        return start, start + spec.audio_seconds
     audio_to = window_file_start + spec.window_duration
     if seg_end is not None:
         audio_to = min(audio_to, seg_end)

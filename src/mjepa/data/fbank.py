@@ -51,6 +51,10 @@ class AudioFrontendConfig:
     mean: float = AUDIOSET_FBANK_MEAN
     std: float = AUDIOSET_FBANK_STD
 
+    def waveform_seconds(self) -> float:
+        """Seconds of waveform that fill ``target_frames`` frames (the last frame ends there)."""
+        return ((self.target_frames - 1) * self.frame_shift_ms + self.frame_length_ms) / 1000.0
+
     def __post_init__(self):
         if self.sample_rate <= 0:
             raise ValueError(f"AudioFrontendConfig.sample_rate must be > 0, got {self.sample_rate}")

@@ -4,12 +4,17 @@ Each clip has a class ``c`` and an event time. The spectrogram holds a harmonic 
 and which swells at the event; the video shows a square whose colour depends on ``c``, moving across the frame,
 flashing at the same event time. So audio and video share content (class) and timing (the event), which gives the
 cross-modal terms something real to predict. Everything is a pure function of ``(seed, index)``.
+
+:class:`SyntheticDataset` serves the same clips to the training loader (``data.source=synthetic``), so synthetic
+runs go through the real loader, collate and mask path.
 """
 
 from __future__ import annotations
 
 import torch
+from torch.utils.data import Dataset
 
+from mjepa.data.dataset import Sample
 from mjepa.objective import Batch
 
 
@@ -56,3 +61,26 @@ def synthetic_batch(
     video = torch.stack([c[1] for c in clips])
     labels = torch.tensor([c[2] for c in clips])
     return Batch(audio=audio, video=video, has_audio=torch.ones(batch_size, dtype=torch.bool)), labels
+
+
+class SyntheticDataset(Dataset):
+    """Synthetic clips as loader samples. Keyed by ``(index, position)`` from the training stream, the clip is that
+    of the stream position (so each step sees new clips); keyed by an index alone, the clip of that index."""
+
+    def __init__(self, seed: int, num_items: int, audio_frames: int, mel_bins: int, video_frames: int, size: int,
+                 num_classes: int = 4) -> None:
+        if num_items < 1:
+            raise ValueError(f"num_items must be >= 1, got {num_items}")
+        self.seed, self.num_items, self.num_classes = seed, num_items, num_classes
+        self.shape = (audio_frames, mel_bins, video_frames, size)
+
+    def __len__(self) -> int:
+        return self.num_items
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
+        index, position = key if isinstance(key, tuple) else (key, None)
+        clip_index = index if position is None else position
+        audio, video, label = synthetic_clip(self.seed, clip_index, *self.shape, num_classes=self.num_classes)
+        labels = torch.zeros(self.num_classes)
+        labels[label] = 1.0
+        return Sample(index, audio, audio.shape[0], video, labels, True, position)

@@ -55,9 +55,9 @@ def heldout_batches(entries: list[ManifestEntry], frontend: Frontend, batch_size
 def fixed_masks(loaded: LoadedModel, batch: Batch, index: int, seed: int) -> Masks:
     """The masks of held-out batch ``index``: the same for every checkpoint of a run (drawn from ``seed``)."""
     config = loaded.config
-    sampler = MaskSampler(config.masks, active_modes(config.model.objective))
     audio_grid, video_grid = loaded.model.token_grids(tuple(batch.audio.shape), tuple(batch.video.shape))
-    return sampler.sample(batch.batch_size, audio_grid[:2], video_grid, seed=seed, step=index)
+    sampler = MaskSampler(config.masks, audio_grid[:2], video_grid, active_modes(config.model.objective))
+    return sampler.sample(batch.batch_size, seed=seed, step=index)
 
 
 @dataclass

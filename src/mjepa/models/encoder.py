@@ -93,6 +93,9 @@ class MultimodalEncoder(nn.Module):
         init_vit_weights(self)
         nn.init.trunc_normal_(self.modality_embed, std=0.02)
         rescale_residual_projections(self.blocks)
+        # Token layouts per (mode, grids, device): built on the host once, then reused from the device, so a
+        # training step neither rebuilds nor copies them. Not state: never saved, rebuilt after loading.
+        self._layouts: dict[tuple, TokenLayout] = {}
 
     @property
     def depth(self) -> int:
@@ -115,10 +118,25 @@ class MultimodalEncoder(nn.Module):
         return grid_coordinates(grid, scale, offset)
 
     def layout(
+        self, mode: str, audio_shape: tuple[int, ...] | None, video_shape: tuple[int, ...] | None,
+        device: torch.device | str | None = None,
+    ) -> TokenLayout:
+        """Coordinates and modality ids of every token of ``mode`` for inputs of the given shapes, on ``device``
+        (the CPU by default); cached per mode, token grids and device."""
+        self._check_mode(mode, audio_shape is not None, video_shape is not None)
+        device = torch.device("cpu") if device is None else torch.device(device)
+        audio_grid = None if "A" not in mode else self.audio_embed.grid(audio_shape)
+        video_grid = None if "V" not in mode else self.video_embed.grid(video_shape)
+        key = (mode, audio_grid, video_grid, device)
+        if key not in self._layouts:
+            built = self._build_layout(mode, audio_shape, video_shape)
+            self._layouts[key] = TokenLayout(built.coords.to(device), built.modality.to(device), built.num_video,
+                                             built.num_audio)
+        return self._layouts[key]
+
+    def _build_layout(
         self, mode: str, audio_shape: tuple[int, ...] | None, video_shape: tuple[int, ...] | None
     ) -> TokenLayout:
-        """Coordinates and modality ids of every token of ``mode`` for inputs of the given shapes."""
-        self._check_mode(mode, audio_shape is not None, video_shape is not None)
         parts, ids = [], []
         num_video = num_audio = 0
         if "V" in mode:
@@ -148,8 +166,10 @@ class MultimodalEncoder(nn.Module):
         self, mode: str, audio: torch.Tensor | None, video: torch.Tensor | None
     ) -> tuple[torch.Tensor, TokenLayout]:
         """All tokens of ``mode`` ``(B, N, width)`` with modality (and, for sin-cos, position) embeddings added."""
+        reference = video if video is not None else audio
         layout = self.layout(
-            mode, None if audio is None else tuple(audio.shape), None if video is None else tuple(video.shape)
+            mode, None if audio is None else tuple(audio.shape), None if video is None else tuple(video.shape),
+            None if reference is None else reference.device,
         )
         parts = []
         if "V" in mode:
@@ -162,7 +182,7 @@ class MultimodalEncoder(nn.Module):
             )
         tokens = torch.cat(parts, dim=1)
         if self.rope is None:
-            tokens = tokens + sincos_embedding(layout.coords.to(tokens.device), tokens.shape[-1]).to(tokens.dtype)
+            tokens = tokens + sincos_embedding(layout.coords, tokens.shape[-1]).to(tokens.dtype)
         return tokens, layout
 
     def encode_tokens(
@@ -186,7 +206,7 @@ class MultimodalEncoder(nn.Module):
         ``collect_layers`` are block indices (negative counts from the end) whose normalised outputs are returned.
         """
         tokens, layout = self.embed(mode, audio, video)
-        coords = layout.coords.to(tokens.device)
+        coords = layout.coords
         if keep_index is not None:
             check_index(keep_index, tokens.shape[0], layout.num_tokens, "keep_index")
             tokens = gather_tokens(tokens, keep_index)
@@ -194,11 +214,13 @@ class MultimodalEncoder(nn.Module):
         return self.encode_tokens(tokens, coords, collect_layers)
 
 
-def check_index(index: torch.Tensor, batch: int, num_tokens: int, name: str) -> None:
+def check_index(index: torch.Tensor, batch: int, num_tokens: int, name: str, check_values: bool = True) -> None:
+    """Shape and dtype of a ``(B, n)`` index; with ``check_values``, also its range (a host read: done for indices
+    on the CPU only, as reading would stall an accelerator)."""
     if index.dim() != 2 or index.shape[0] != batch or index.dtype != torch.long:
         raise ValueError(f"{name} must be a LongTensor of shape ({batch}, n), got {index.dtype} {tuple(index.shape)}")
-    # The range check reads values, which would stall an accelerator; indices are built on the host, check there.
-    if index.device.type == "cpu" and index.numel() and (int(index.min()) < 0 or int(index.max()) >= num_tokens):
+    if (check_values and index.device.type == "cpu" and index.numel()
+            and (int(index.min()) < 0 or int(index.max()) >= num_tokens)):
         raise ValueError(f"{name} holds indices outside [0, {num_tokens}) for a sequence of {num_tokens} tokens")
 
 

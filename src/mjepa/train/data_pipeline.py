@@ -10,14 +10,16 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader
 
-from mjepa.data.dataset import AudioVisualDataset, LoadedBatch, collate_samples
+from mjepa.data.dataset import AudioVisualDataset, LoadedBatch, Sample, SkippedItem, collate_samples
 from mjepa.data.decode import ClipSpec
 from mjepa.data.fbank import AudioFrontendConfig
 from mjepa.data.manifest import ManifestEntry, read_manifest
 from mjepa.data.samplers import class_balance_weights, mixture_weights, seed_worker
 from mjepa.data.stream import StepBatchSampler
-from mjepa.data.synthetic import synthetic_batch
+from mjepa.data.synthetic import SyntheticDataset
 from mjepa.data.video_transforms import VideoTransformConfig
+from mjepa.masks import MaskSampler, stack_sample_masks
+from mjepa.terms import active_modes
 from mjepa.train.distributed import DistributedContext, barrier
 from mjepa.train.pretrain_config import DataConfig, PretrainConfig
 
@@ -81,42 +83,73 @@ def _manifest_entries(data: DataConfig) -> tuple[list[ManifestEntry], list[str],
     return entries, vocabulary, weights
 
 
-def _synthetic_stream(config: PretrainConfig, ctx: DistributedContext, sampler_shape: tuple[int, int],
-                      start_step: int) -> Iterator[LoadedBatch]:
-    data, run = config.data, config.run
-    micro_global, per_rank = sampler_shape
-    for step in range(start_step, run.steps):
-        for micro in range(run.grad_accumulation):
-            first = (step * run.grad_accumulation + micro) * micro_global + ctx.rank * per_rank
-            batch, labels = synthetic_batch(run.seed, first, per_rank, data.audio_frames, data.mel_bins,
-                                            data.num_frames, data.image_size)
-            yield LoadedBatch(batch, labels, torch.arange(first, first + per_rank),
-                              torch.full((per_rank,), data.audio_frames), [], torch.arange(per_rank))
+def token_grids(config: PretrainConfig) -> tuple[tuple[int, int], tuple[int, int, int]]:
+    """The audio ``(time, freq)`` and video ``(T, H, W)`` token grids of the configured input size."""
+    data, enc = config.data, config.model.encoder
+    audio = (data.audio_frames // enc.audio_patch_time, data.mel_bins // enc.audio_patch_freq)
+    video = (data.num_frames // enc.video_tubelet_time, data.image_size // enc.video_patch_size,
+             data.image_size // enc.video_patch_size)
+    return audio, video
 
 
-def build_train_stream(config: PretrainConfig, ctx: DistributedContext, start_step: int) -> Iterator[LoadedBatch]:
-    """This rank's micro-batches from ``start_step`` on, in order: ``run.grad_accumulation`` per step."""
+def training_mask_sampler(config: PretrainConfig) -> MaskSampler:
+    audio_grid, video_grid = token_grids(config)
+    return MaskSampler(config.masks, audio_grid, video_grid, active_modes(config.model.objective))
+
+
+class MaskingCollate:
+    """``collate_fn`` of the training loader: stacks the good samples and draws their masks, in the loader worker.
+
+    Each sample's masks are keyed by ``(seed, step, row)``, its row in the step's global batch (from its stream
+    position), so they do not depend on the rank, the worker or the accumulation split, and the training process
+    draws none.
+    """
+
+    def __init__(self, sampler: MaskSampler, seed: int, global_batch: int) -> None:
+        self.sampler, self.seed, self.global_batch = sampler, seed, global_batch
+
+    def __call__(self, items: list[Sample | SkippedItem]) -> LoadedBatch:
+        loaded = collate_samples(items)
+        if loaded.batch is None:
+            return loaded
+        if loaded.positions is None:
+            raise ValueError("training samples must carry their stream position (key the dataset by "
+                             "(index, position), as StepBatchSampler does)")
+        keys = [divmod(position, self.global_batch) for position in loaded.positions]
+        masks = [self.sampler.sample_one(self.seed, step, row) for step, row in keys]
+        loaded.masks = stack_sample_masks(masks)
+        return loaded
+
+
+def build_train_stream(config: PretrainConfig, ctx: DistributedContext, start_step: int,
+                       pin_memory: bool = False) -> Iterator[LoadedBatch]:
+    """This rank's micro-batches from ``start_step`` on, in order: ``run.grad_accumulation`` per step, each with
+    its masks. ``pin_memory`` (for a CUDA device) lets the step's host-to-device copies run asynchronously."""
     data, run = config.data, config.run
     if run.batch_size % (run.grad_accumulation * ctx.world_size):
         raise ValueError(f"run.batch_size={run.batch_size} must be divisible by run.grad_accumulation x world size "
                          f"= {run.grad_accumulation} x {ctx.world_size}")
-    micro_global = run.batch_size // run.grad_accumulation
+    weights = None
     if data.source == "synthetic":
-        return _synthetic_stream(config, ctx, (micro_global, micro_global // ctx.world_size), start_step)
-    if data.source == "atari":
-        entries, vocabulary = _atari_manifest(data, ctx)
-        weights = None
+        dataset = SyntheticDataset(run.seed, run.batch_size, data.audio_frames, data.mel_bins, data.num_frames,
+                                   data.image_size)
     else:
-        entries, vocabulary, weights = _manifest_entries(data)
-    frontend = frontend_for(data)
-    dataset = AudioVisualDataset(entries, vocabulary, frontend.clip, frontend.audio, frontend.video, training=True,
-                                 seed=run.seed, require_video=True, missing_audio=data.missing_audio)
+        if data.source == "atari":
+            entries, vocabulary = _atari_manifest(data, ctx)
+        else:
+            entries, vocabulary, weights = _manifest_entries(data)
+        frontend = frontend_for(data)
+        dataset = AudioVisualDataset(entries, vocabulary, frontend.clip, frontend.audio, frontend.video,
+                                     training=True, seed=run.seed, require_video=True,
+                                     missing_audio=data.missing_audio)
     sampler = StepBatchSampler(len(dataset), run.batch_size, run.grad_accumulation, ctx.world_size, ctx.rank,
                                run.seed, start_step, run.steps, weights)
     loader = DataLoader(
-        dataset, batch_sampler=sampler, num_workers=data.num_workers, collate_fn=collate_samples,
+        dataset, batch_sampler=sampler, num_workers=data.num_workers,
+        collate_fn=MaskingCollate(training_mask_sampler(config), run.seed, run.batch_size),
         worker_init_fn=functools.partial(init_training_worker, seed=run.seed, rank=ctx.rank),
         persistent_workers=data.num_workers > 0,
         prefetch_factor=4 if data.num_workers > 0 else None,
+        pin_memory=pin_memory,
     )
     return iter(loader)

@@ -99,13 +99,39 @@ def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
     return values
 
 
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """True when ``flag`` is true on any rank."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        value = torch.tensor([1.0 if flag else 0.0], device=device)
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value.item() > 0)
-    return flag
+def _several_ranks() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+_HOST_GROUP = None
+
+
+def _host_group():
+    """A gloo group for host-side flags, so agreeing on them never waits for a GPU stream (the default group is
+    NCCL on CUDA). Created on first use; every rank reaches that use at the same point of the loop."""
+    global _HOST_GROUP
+    if dist.get_backend() == "gloo":
+        return None
+    if _HOST_GROUP is None:
+        _HOST_GROUP = dist.new_group(backend="gloo")
+    return _HOST_GROUP
+
+
+def any_rank(flag: bool) -> bool:
+    """True when the host-side ``flag`` is true on any rank (a CPU collective; the device is not touched)."""
+    if not _several_ranks():
+        return flag
+    value = torch.tensor([1 if flag else 0], dtype=torch.int32)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX, group=_host_group())
+    return bool(value[0] > 0)
+
+
+def all_ranks_true(flag: torch.Tensor) -> bool:
+    """True when the boolean device tensor ``flag`` is true on every rank: one collective, one device read."""
+    value = flag.to(torch.int32).reshape(1)
+    if _several_ranks():
+        dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
 
 
 def barrier() -> None:
@@ -114,5 +140,7 @@ def barrier() -> None:
 
 
 def shutdown() -> None:
+    global _HOST_GROUP
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    _HOST_GROUP = None

@@ -6,36 +6,34 @@ augmentations are functions of the step (``mjepa.data.stream``), so no other sta
 
 from __future__ import annotations
 
-import contextlib
 import math
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
 from mjepa.data.dataset import LoadedBatch, SkipLog, SkippedItem
-from mjepa.masks import MaskPair, Masks, MaskSampler
+from mjepa.masks import masks_to
 from mjepa.models.mjepa import MJEPA
 from mjepa.objective import Batch
-from mjepa.terms import active_modes
 from mjepa.train import run_files
 from mjepa.train.checkpoint import CheckpointManager, load_checkpoint
-from mjepa.train.data_pipeline import build_train_stream, frontend_for
+from mjepa.train.data_pipeline import build_train_stream, frontend_for, token_grids
 from mjepa.train.distributed import DistributedContext, all_reduce_mean, any_rank, init_distributed, shutdown
-from mjepa.train.ema import ema_update
-from mjepa.train.monitor import MetricsWriter, ProgressLine, collapse_metrics, collapse_warnings
+from mjepa.train.monitor import MetricsWriter, ProgressLine, collapse_metric_tensors, collapse_warnings
 from mjepa.train.optim import build_optimizer
 from mjepa.train.parallel import (
     ParallelModel, full_optimizer_state, full_state_dict, load_full_optimizer_state, load_full_state_dict,
-    parallelize, to_local_float,
+    parallelize,
 )
 from mjepa.train.precision import resolve_amp_dtype
 from mjepa.train.pretrain_config import PretrainConfig
 from mjepa.train.resume_config import check_resume_config
 from mjepa.train.schedules import LearningRateSchedule, LinearSchedule, ema_initial_weight
-from mjepa.train.step import autocast_context
+from mjepa.train.step import StepResult, accumulated_step
 
 
 class TrainingStopped(RuntimeError):
@@ -78,7 +76,6 @@ class Trainer:
     lr: LearningRateSchedule
     weight_decay: LinearSchedule
     ema: LinearSchedule
-    masks: MaskSampler
     skip_log: SkipLog = field(default_factory=SkipLog)
     consecutive_bad_steps: int = 0
 
@@ -114,7 +111,6 @@ def build_trainer(config: PretrainConfig, ctx: DistributedContext) -> Trainer:
                              optim.cooldown_steps, run.steps),
         LinearSchedule(optim.weight_decay, optim.final_weight_decay, run.steps),
         LinearSchedule(optim.ema_start, optim.ema_end, run.steps),
-        MaskSampler(config.masks, active_modes(config.model.objective)),
     )
 
 
@@ -150,28 +146,6 @@ def init_from_weights(trainer: Trainer, path: str) -> None:
     load_full_state_dict(trainer.model, load_checkpoint(path)["model"])
 
 
-def step_masks(trainer: Trainer, step: int, batch: Batch) -> Masks:
-    """Masks for the step's whole global batch, drawn once per step from (seed, step).
-
-    Drawing for the global batch makes the run independent of the number of ranks and of gradient accumulation:
-    a 2-rank or 2-micro-batch run sees exactly the masks of the 1-rank run with the same global batch.
-    """
-    run = trainer.config.run
-    audio_grid, video_grid = trainer.model.token_grids(tuple(batch.audio.shape), tuple(batch.video.shape))
-    return trainer.masks.sample(run.batch_size, audio_grid[:2], video_grid, seed=run.seed, rank=0, worker=0,
-                                step=step)
-
-
-def rank_masks(trainer: Trainer, masks: Masks, loaded: LoadedBatch, micro: int) -> Masks:
-    """This micro-batch's rows of the step's masks on this rank, on the training device."""
-    run = trainer.config.run
-    micro_global = run.batch_size // run.grad_accumulation
-    per_rank = micro_global // trainer.ctx.world_size
-    rows = micro * micro_global + trainer.ctx.rank * per_rank + loaded.rows
-    return {mode: [MaskPair(p.context[rows], p.target[rows]).to(trainer.device) for p in pairs]
-            for mode, pairs in masks.items()}
-
-
 def set_schedules(trainer: Trainer, step: int) -> dict[str, float]:
     lr, wd, ema = trainer.lr(step), trainer.weight_decay(step), trainer.ema(step)
     for group in trainer.optimizer.param_groups:
@@ -180,55 +154,24 @@ def set_schedules(trainer: Trainer, step: int) -> dict[str, float]:
     return {"lr": lr, "weight_decay": wd, "ema_momentum": ema}
 
 
-@dataclass
-class StepOutcome:
-    values: dict[str, float]  # loss, every term, grad_norm (this rank's loss and terms)
-    pooled_targets: dict[str, torch.Tensor]
-    finite: bool  # loss and gradient finite on every rank
+def device_micro_batches(trainer: Trainer, micro_batches: list[LoadedBatch]) -> list[tuple[Batch, object]]:
+    """The step's usable micro-batches, moved to the device with their masks (asynchronously from pinned memory).
+
+    A micro-batch whose items were all skipped on some rank is left out on every rank, so the ranks run the same
+    number of forward passes; agreeing on that is a host-side collective."""
+    moved = []
+    for loaded in micro_batches:
+        if any_rank(loaded.batch is None):
+            continue
+        moved.append((loaded.batch.to(trainer.device), masks_to(loaded.masks, trainer.device)))
+    return moved
 
 
-def forward_backward(trainer: Trainer, step: int, micro_batches: list[LoadedBatch]) -> StepOutcome | None:
-    """Forward and backward over the step's micro-batches, then clip. None when every micro-batch was empty."""
-    usable = [not any_rank(lb.batch is None, trainer.device) for lb in micro_batches]
-    todo = [i for i, ok in enumerate(usable) if ok]
-    if not todo:
-        return None
-    trainer.optimizer.zero_grad(set_to_none=True)
-    values: dict[str, float] = {}
-    pooled: dict[str, torch.Tensor] = {}
-    global_masks = step_masks(trainer, step, micro_batches[todo[0]].batch)
-    for position, micro in enumerate(todo):
-        loaded = micro_batches[micro]
-        batch = loaded.batch.to(trainer.device)
-        masks = rank_masks(trainer, global_masks, loaded, micro)
-        # Gradients are synchronised once, on the last micro-batch of the step.
-        sync = position == len(todo) - 1
-        with (contextlib.nullcontext() if sync else trainer.parallel.no_sync()):
-            with autocast_context(trainer.device.type, trainer.amp_dtype):
-                out = trainer.parallel.forward(batch, masks)
-            (out.loss / len(todo)).backward()
-        for name, value in {"loss": out.loss, **out.terms}.items():
-            values[name] = values.get(name, 0.0) + float(value.detach()) / len(todo)
-        pooled = out.pooled_targets
-    params = [p for p in trainer.model.trainable_parameters() if p.grad is not None]
-    clip = trainer.config.optim.grad_clip
-    grad_norm = to_local_float(torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else math.inf))
-    values["grad_norm"] = grad_norm
-    finite = not any_rank(not all(math.isfinite(v) for v in values.values()), trainer.device)
-    return StepOutcome(values, pooled, finite)
-
-
-def apply_update(trainer: Trainer, outcome: StepOutcome, ema_momentum: float, step: int) -> None:
-    """Optimiser step and EMA for a finite step; for a non-finite one, drop it or stop, as configured."""
-    if outcome.finite:
-        trainer.optimizer.step()
-        ema_update(trainer.model.target_encoders, trainer.model.encoders, ema_momentum)
-        trainer.consecutive_bad_steps = 0
-        return
-    trainer.optimizer.zero_grad(set_to_none=True)
+def handle_skipped_step(trainer: Trainer, result: StepResult, step: int) -> None:
+    """A step whose loss or gradient was not finite: drop it or stop, as configured."""
     trainer.consecutive_bad_steps += 1
     run = trainer.config.run
-    detail = ", ".join(f"{k}={v:.4g}" for k, v in outcome.values.items() if not math.isfinite(v))
+    detail = ", ".join(f"{k}={v:.4g}" for k, v in result.values().items() if not math.isfinite(v))
     if run.nan_policy == "stop":
         raise TrainingStopped(f"non-finite values at step {step + 1} ({detail}); run.nan_policy=stop, the last "
                               f"checkpoint is untouched")
@@ -238,23 +181,39 @@ def apply_update(trainer: Trainer, outcome: StepOutcome, ema_momentum: float, st
     print(f"warning: step {step + 1} skipped: non-finite {detail}", flush=True)
 
 
-def log_step(trainer: Trainer, step: int, outcome: StepOutcome, schedules: dict[str, float],
-             timing: dict[str, float], writer: MetricsWriter | None) -> dict[str, float]:
-    """Average the step's values over ranks, add throughput and collapse indicators, write and return them."""
-    names = sorted(outcome.values)
-    averaged = all_reduce_mean(torch.tensor([outcome.values[n] for n in names], dtype=torch.float64,
-                                            device=trainer.device))
-    record = dict(zip(names, averaged.tolist()))
+@dataclass
+class IntervalClock:
+    """Wall time and data wait since the last logged step. Throughput is measured over the whole interval, whose
+    end is a device read (the logged values), so it stays right when the device runs behind the host."""
+
+    started: float = field(default_factory=time.perf_counter)
+    steps: int = 0
+    waited: float = 0.0
+
+    def reset(self) -> None:
+        self.started, self.steps, self.waited = time.perf_counter(), 0, 0.0
+
+
+def log_step(trainer: Trainer, step: int, result: StepResult, schedules: dict[str, float], clock: IntervalClock,
+             writer: MetricsWriter | None) -> dict[str, float]:
+    """Average the step's values over ranks, add throughput and collapse indicators, write and return them.
+
+    Everything read from the device (losses, terms, gradient norm, collapse indicators) comes in one transfer."""
+    names = result.names()
+    averaged = all_reduce_mean(result.stacked())
+    collapse = collapse_metric_tensors(result.pooled_targets)
+    values = torch.cat([averaged, torch.stack([v.double() for v in collapse.values()]).to(averaged.device)])
+    record = dict(zip([*names, *collapse], values.tolist()))
     record.update(schedules)
-    record.update(collapse_metrics(outcome.pooled_targets))
-    clips = trainer.config.run.batch_size
-    record["clips_per_second"] = clips / timing["step_seconds"]
-    record["tokens_per_second"] = clips * timing["tokens_per_clip"] / timing["step_seconds"]
-    record["data_wait_fraction"] = timing["wait_seconds"] / timing["step_seconds"]
+    seconds = max(time.perf_counter() - clock.started, 1e-9)
+    clips = trainer.config.run.batch_size * clock.steps
+    record["clips_per_second"] = clips / seconds
+    record["tokens_per_second"] = clips * tokens_per_clip(trainer) / seconds
+    record["data_wait_fraction"] = clock.waited / seconds
     record["skipped_items_total"] = len(trainer.skip_log.items)
     if writer is not None:
         writer.write(step + 1, record)
-        batch = next(iter(outcome.pooled_targets.values())).shape[0]
+        batch = next(iter(result.pooled_targets.values())).shape[0]
         for warning in collapse_warnings(record, trainer.config.model.encoder.width, batch,
                                          trainer.config.run.collapse_std_threshold,
                                          trainer.config.run.collapse_rank_fraction):
@@ -263,10 +222,8 @@ def log_step(trainer: Trainer, step: int, outcome: StepOutcome, schedules: dict[
 
 
 def tokens_per_clip(trainer: Trainer) -> int:
-    data, enc = trainer.config.data, trainer.config.model.encoder
-    audio = (data.audio_frames // enc.audio_patch_time) * (data.mel_bins // enc.audio_patch_freq)
-    video = (data.num_frames // enc.video_tubelet_time) * (data.image_size // enc.video_patch_size) ** 2
-    return audio + video
+    audio_grid, video_grid = token_grids(trainer.config)
+    return math.prod(audio_grid) + math.prod(video_grid)
 
 
 def save(trainer: Trainer, manager: CheckpointManager, step: int, periodic: bool) -> None:
@@ -296,32 +253,52 @@ def start_or_resume(trainer: Trainer, manager: CheckpointManager) -> int:
     return 0
 
 
+def run_step(trainer: Trainer, stream: Iterator[LoadedBatch], step: int,
+             clock: IntervalClock) -> tuple[StepResult | None, dict[str, float]]:
+    """One step of ``mjepa pretrain``: take the step's micro-batches (with the masks the loader drew), set the
+    schedules, and run :func:`~mjepa.train.step.accumulated_step`. Returns its result (None when every
+    micro-batch was empty) and the schedule values. Reads the device once (whether the step was finite)."""
+    run = trainer.config.run
+    waiting = time.perf_counter()
+    micro_batches = [next(stream) for _ in range(run.grad_accumulation)]
+    clock.waited += time.perf_counter() - waiting
+    clock.steps += 1
+    for loaded in micro_batches:
+        trainer.skip_log.add(loaded.skipped)
+    schedules = set_schedules(trainer, step)
+    moved = device_micro_batches(trainer, micro_batches)
+    if not moved:
+        return None, schedules
+    outcome = accumulated_step(trainer.parallel, trainer.optimizer, moved, schedules["ema_momentum"],
+                               trainer.amp_dtype, trainer.config.optim.grad_clip)
+    if outcome.skipped:
+        handle_skipped_step(trainer, outcome, step)
+    else:
+        trainer.consecutive_bad_steps = 0
+    return outcome, schedules
+
+
+def is_log_step(run, step: int, start_step: int) -> bool:
+    return (step + 1) % run.log_every == 0 or step + 1 == run.steps or step == start_step
+
+
 def train_steps(trainer: Trainer, manager: CheckpointManager, start_step: int, writer: MetricsWriter | None,
                 preemption: PreemptionFlag, result: PretrainResult) -> None:
     run = trainer.config.run
-    stream = build_train_stream(trainer.config, trainer.ctx, start_step)
+    stream = build_train_stream(trainer.config, trainer.ctx, start_step, pin_memory=trainer.device.type == "cuda")
     progress = ProgressLine(run.steps, start_step) if trainer.ctx.is_main else None
-    per_clip = tokens_per_clip(trainer)
+    clock = IntervalClock()
     for step in range(start_step, run.steps):
-        started = time.perf_counter()
-        micro_batches = [next(stream) for _ in range(run.grad_accumulation)]
-        waited = time.perf_counter() - started
-        for loaded in micro_batches:
-            trainer.skip_log.add(loaded.skipped)
-        schedules = set_schedules(trainer, step)
-        outcome = forward_backward(trainer, step, micro_batches)
-        if outcome is not None:
-            apply_update(trainer, outcome, schedules["ema_momentum"], step)
-            timing = {"step_seconds": time.perf_counter() - started, "wait_seconds": waited,
-                      "tokens_per_clip": per_clip}
-            if (step + 1) % run.log_every == 0 or step + 1 == run.steps or step == start_step:
-                record = log_step(trainer, step, outcome, schedules, timing, writer)
-                result.losses[step + 1] = record["loss"]
-                if progress is not None:
-                    progress.update(step + 1, record["loss"], record["clips_per_second"])
+        outcome, schedules = run_step(trainer, stream, step, clock)
+        if outcome is not None and is_log_step(run, step, start_step):
+            record = log_step(trainer, step, outcome, schedules, clock, writer)
+            clock.reset()
+            result.losses[step + 1] = record["loss"]
+            if progress is not None:
+                progress.update(step + 1, record["loss"], record["clips_per_second"])
         result.last_step = step + 1
         periodic = (step + 1) % run.checkpoint_every == 0 or step + 1 == run.steps
-        stop_signal = any_rank(preemption.received is not None, trainer.device)
+        stop_signal = any_rank(preemption.received is not None)
         if periodic or stop_signal:
             save(trainer, manager, step + 1, periodic)
         if stop_signal:

@@ -11,16 +11,28 @@ from typing import TextIO
 import torch
 
 
+def _nan_unless_finite(value: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+    """``value``, or NaN when ``pooled`` holds a non-finite entry or fewer than 2 clips (decided on the device)."""
+    if pooled.shape[0] < 2:
+        return torch.full((), float("nan"), device=pooled.device)
+    return torch.where(torch.isfinite(pooled).all(), value, torch.full_like(value, float("nan")))
+
+
+def feature_std_tensor(pooled: torch.Tensor) -> torch.Tensor:
+    """:func:`feature_std` as a device scalar (no host read)."""
+    safe = torch.nan_to_num(pooled.float(), nan=0.0, posinf=0.0, neginf=0.0)
+    normed = torch.nn.functional.normalize(safe, dim=-1)
+    value = normed.std(dim=0).mean() if pooled.shape[0] >= 2 else normed.sum() * 0.0
+    return _nan_unless_finite(value, pooled)
+
+
 def feature_std(pooled: torch.Tensor) -> float:
     """Mean over dimensions of the per-dimension standard deviation across the batch of L2-normalised features.
 
     Collapsed features (every clip mapped to the same vector) give 0; well-spread features of width D give about
-    ``1/sqrt(D)``.
+    ``1/sqrt(D)``. NaN for fewer than 2 clips or non-finite features.
     """
-    if pooled.shape[0] < 2 or not bool(torch.isfinite(pooled).all()):
-        return float("nan")
-    normed = torch.nn.functional.normalize(pooled.float(), dim=-1)
-    return float(normed.std(dim=0).mean())
+    return float(feature_std_tensor(pooled))
 
 
 def centred_singular_values(pooled: torch.Tensor) -> torch.Tensor | None:
@@ -31,20 +43,24 @@ def centred_singular_values(pooled: torch.Tensor) -> torch.Tensor | None:
     return torch.linalg.svdvals(x)
 
 
+def effective_rank_tensor(pooled: torch.Tensor) -> torch.Tensor:
+    """:func:`effective_rank` as a device scalar (no host read)."""
+    safe = torch.nan_to_num(pooled.float(), nan=0.0, posinf=0.0, neginf=0.0)
+    singular = torch.linalg.svdvals(safe - safe.mean(dim=0, keepdim=True))
+    total = singular.sum()
+    p = singular / total.clamp_min(torch.finfo(singular.dtype).tiny)
+    entropy = -(torch.where(p > 0, p * p.clamp_min(torch.finfo(p.dtype).tiny).log(), torch.zeros_like(p))).sum()
+    value = torch.where(total > 0, torch.exp(entropy), torch.ones_like(total))
+    return _nan_unless_finite(value, pooled)
+
+
 def effective_rank(pooled: torch.Tensor) -> float:
     """``exp(entropy)`` of the normalised singular values of the centred features (Roy & Vetterli, 2007).
 
-    1 when every clip lies on one line; up to ``min(batch, width)`` when the features use every direction.
+    1 when every clip lies on one line; up to ``min(batch, width)`` when the features use every direction. NaN for
+    fewer than 2 clips or non-finite features.
     """
-    singular = centred_singular_values(pooled)
-    if singular is None:
-        return float("nan")
-    total = singular.sum()
-    if total <= 0:
-        return 1.0
-    p = singular / total
-    p = p[p > 0]
-    return float(torch.exp(-(p * p.log()).sum()))
+    return float(effective_rank_tensor(pooled))
 
 
 def variance_shares(pooled: torch.Tensor, count: int) -> list[float]:
@@ -64,12 +80,21 @@ def variance_shares(pooled: torch.Tensor, count: int) -> list[float]:
     return [float(v) for v in (variances / total)[:count]]
 
 
-def collapse_metrics(pooled_targets: dict[str, torch.Tensor]) -> dict[str, float]:
+def collapse_metric_tensors(pooled_targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Target feature std and effective rank per mode, as device scalars (read them together, once)."""
     out = {}
     for mode, pooled in pooled_targets.items():
-        out[f"target_std_{mode}"] = feature_std(pooled)
-        out[f"effective_rank_{mode}"] = effective_rank(pooled)
+        out[f"target_std_{mode}"] = feature_std_tensor(pooled)
+        out[f"effective_rank_{mode}"] = effective_rank_tensor(pooled)
     return out
+
+
+def collapse_metrics(pooled_targets: dict[str, torch.Tensor]) -> dict[str, float]:
+    tensors = collapse_metric_tensors(pooled_targets)
+    if not tensors:
+        return {}
+    values = torch.stack([t.double() for t in tensors.values()]).tolist()
+    return dict(zip(tensors, values))
 
 
 def collapse_warnings(metrics: dict[str, float], width: int, batch: int, std_threshold: float,

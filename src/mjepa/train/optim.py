@@ -36,5 +36,14 @@ def build_optimizer(
         raise ValueError(f"learning rate must be positive, got {lr}")
     if weight_decay < 0:
         raise ValueError(f"weight decay must be >= 0, got {weight_decay}")
-    # foreach keeps the update to a few fused kernels on every device.
-    return torch.optim.AdamW(parameter_groups(named_params, weight_decay), lr=lr, betas=betas, eps=eps, foreach=True)
+    # The fused kernel keeps its step counters on the parameters' device: the foreach and per-tensor versions read
+    # a host counter per parameter every step, which a GPU run would pay for in host time.
+    fused = all(_fused_supported(p) for _, p in named_params)
+    return torch.optim.AdamW(parameter_groups(named_params, weight_decay), lr=lr, betas=betas, eps=eps,
+                             fused=fused or None, foreach=None if fused else True)
+
+
+def _fused_supported(param: torch.Tensor) -> bool:
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    return param.is_floating_point() and param.device.type in _get_fused_kernels_supported_devices()

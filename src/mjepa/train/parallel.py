@@ -81,10 +81,15 @@ def apply_fsdp(model: MJEPA, device_type: str, world_size: int) -> None:
         fully_shard(head, mesh=mesh)
 
 
+def unwrapped(model: MJEPA) -> ParallelModel:
+    """The plain model as a :class:`ParallelModel` (one process, no gradient synchronisation)."""
+    return ParallelModel(model, "none", lambda b, m: mjepa_objective(model, b, m), contextlib.nullcontext)
+
+
 def parallelize(model: MJEPA, ctx: DistributedContext, requested: str, device: torch.device) -> ParallelModel:
     strategy = resolve_strategy(requested, ctx)
     if strategy == "none":
-        return ParallelModel(model, strategy, lambda b, m: mjepa_objective(model, b, m), contextlib.nullcontext)
+        return unwrapped(model)
     if strategy == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
@@ -134,10 +139,3 @@ def load_full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
     set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
-
-
-def to_local_float(value: torch.Tensor) -> float:
-    """A scalar tensor (possibly a DTensor) as a Python float."""
-    if hasattr(value, "full_tensor"):
-        value = value.full_tensor()
-    return float(value)
