@@ -33,33 +33,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from mjepa.cost_model import step_flops_per_gpu
 from mjepa.masks import MaskSampler, masks_nbytes
 from mjepa.models.encoder import MultimodalEncoder
 from mjepa.train import loop
 from mjepa.train.data_pipeline import build_train_stream, token_grids
+from mjepa.train.device_reads import DeviceReadCounter
 from mjepa.train.distributed import DistributedContext
 from mjepa.train.pretrain_config import PretrainConfig, load_pretrain_config
 
 H100_BF16_TFLOPS = 989.0
 ASSUMED_MFU = 0.4
-READ_OPS = {"aten._local_scalar_dense.default", "aten.is_nonzero.default", "aten.equal.default",
-            "aten.allclose.default", "aten.item.default"}
-
-
-class DeviceReads(TorchDispatchMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if str(func) in READ_OPS:
-            self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
 def rehearsal_config(preset: str, width: int, depth: int, workers: int, batch_size: int | None = None) -> PretrainConfig:
     """The preset with its data shapes, batch and mask settings, a narrow model, synthetic data, on the CPU."""
     heads = max(1, width // 32)
@@ -153,7 +138,7 @@ def rehearse_steps(config: PretrainConfig, world_size: int, steps: int, warmup: 
             receive = time.perf_counter() - started
             replay = iter(micro_batches)
             with timed(loop, "accumulated_step", totals, "model_s"), \
-                    timed(MultimodalEncoder, "layout", totals, "layout_s"), DeviceReads() as reads:
+                    timed(MultimodalEncoder, "layout", totals, "layout_s"), DeviceReadCounter() as reads:
                 started = time.perf_counter()
                 outcome, _ = loop.run_step(trainer, replay, step, clock)
                 step_wall = time.perf_counter() - started

@@ -19,13 +19,13 @@ import time
 import traceback
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from mjepa.cost_model import estimate_step_memory, gpu_bytes_needed, step_flops_per_gpu
 from mjepa.masks import MaskSampler, masks_to
 from mjepa.models.mjepa import MJEPA
 from mjepa.objective import Batch
 from mjepa.train.data_pipeline import token_grids
+from mjepa.train.device_reads import DeviceReadCounter
 from mjepa.train.optim import build_optimizer
 from mjepa.train.pretrain_config import load_pretrain_config
 from mjepa.train.step import train_step
@@ -33,17 +33,6 @@ from mjepa.train.step import train_step
 # Dense bf16 peaks (TFLOP/s, no sparsity) by a substring of torch.cuda.get_device_name().
 BF16_PEAK_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 756.0,
                     "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "L4": 121.0, "B200": 2250.0}
-
-
-class DeviceReads(TorchDispatchMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.count += 1
-        return func(*args, **(kwargs or {}))
 
 
 def bf16_peak(name: str) -> float | None:
@@ -106,7 +95,7 @@ def vit_step(preset: str, per_gpu: int, compiled: bool, steps: int, warmup: int,
         warmup_seconds = time.perf_counter() - compile_started
         for _ in range(steps):
             started = time.perf_counter()
-            with DeviceReads() as counter:
+            with DeviceReadCounter() as counter:
                 result = train_step(model, optimizer, batch, masks, 0.99925, amp, 10.0)
             _sync(device)
             times.append(time.perf_counter() - started)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from conftest import tiny_model_config
 from mjepa.config import MaskConfig
@@ -13,6 +12,7 @@ from mjepa.masks import MaskSampler, masks_to
 from mjepa.models.mjepa import MJEPA
 from mjepa.train.checkpoint import load_checkpoint
 from mjepa.train.data_pipeline import build_train_stream
+from mjepa.train.device_reads import DeviceReadCounter
 from mjepa.train.distributed import DistributedContext
 from mjepa.train.loop import pretrain
 from mjepa.train.optim import build_optimizer
@@ -23,19 +23,6 @@ from pretrain_helpers import synthetic_run
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 CUDA = torch.device("cuda")
-
-
-class _Reads(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.count += 1
-        elif func is torch.ops.aten._to_copy.default and kwargs and kwargs.get("device") == torch.device("cpu"):
-            self.count += 1
-        return func(*args, **(kwargs or {}))
 
 
 def _model_batch_masks():
@@ -51,7 +38,7 @@ def test_bf16_step_on_cuda_is_finite_and_reads_the_device_once():
     model, batch, masks = _model_batch_masks()
     optimizer = build_optimizer(model.named_trainable_parameters(), 1e-3, 0.04)
     train_step(model, optimizer, batch, masks, 0.99, torch.bfloat16, 1.0)  # creates the optimiser state
-    with _Reads() as reads:
+    with DeviceReadCounter() as reads:
         result = train_step(model, optimizer, batch, masks, 0.99, torch.bfloat16, 1.0)
     assert reads.count == 1
     assert not result.skipped and result.loss.device.type == "cuda"

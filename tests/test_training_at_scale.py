@@ -14,7 +14,6 @@ import os
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader
 
 from mjepa.data.stream import StepBatchSampler
@@ -22,6 +21,7 @@ from mjepa.data.synthetic import SyntheticDataset
 from mjepa.masks import MaskSampler
 from mjepa.train.checkpoint import load_checkpoint
 from mjepa.train.data_pipeline import MaskingCollate, build_train_stream, training_mask_sampler
+from mjepa.train.device_reads import DeviceReadCounter
 from mjepa.train.distributed import DistributedContext
 from mjepa.train.loop import IntervalClock, build_trainer, pretrain, run_step, set_schedules
 from mjepa.train.pretrain_config import load_pretrain_config
@@ -122,23 +122,6 @@ def test_pretrain_and_train_step_give_identical_losses_and_parameters(tmp_path):
         assert torch.equal(state[key], value), key
 
 
-_READS = {"aten._local_scalar_dense.default", "aten.is_nonzero.default", "aten.equal.default",
-          "aten.allclose.default", "aten.item.default"}
-
-
-class _DeviceReads(TorchDispatchMode):
-    """Counts operators that hand a tensor's value to the host (``.item()``, ``bool(t)``, ``float(t)``, ...)."""
-
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if str(func) in _READS:
-            self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
 def test_a_step_outside_logging_reads_the_device_once(tmp_path):
     config = load_pretrain_config("tiny-cpu", synthetic_run(tmp_path / "run", 6, extra=(
         "data.num_workers=0", "run.log_every=100")))
@@ -149,10 +132,10 @@ def test_a_step_outside_logging_reads_the_device_once(tmp_path):
     for step in (1, 2, 3):
         loaded = next(stream)  # drawn (collate, masks) outside the count: the loader workers do this on a GPU run
         replay = iter([loaded])
-        with _DeviceReads() as reads:
+        with DeviceReadCounter() as reads:
             outcome, _ = run_step(trainer, replay, step, clock)
         assert not outcome.skipped
         assert reads.count <= 1, reads.count
-    with _DeviceReads() as reads:  # the counter does see reads
+    with DeviceReadCounter() as reads:  # the counter does see reads
         float(outcome.loss)
     assert reads.count == 1
