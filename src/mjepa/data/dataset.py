@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mjepa.data.decode import ClipSpec, MediaError, decode_entry
+from mjepa.data.media_info import media_errors
 from mjepa.data.fbank import AudioFrontendConfig, audio_features
 from mjepa.data.manifest import ManifestEntry
 from mjepa.data.video_transforms import VideoTransformConfig, eval_video_transform, train_video_transform
@@ -142,10 +143,15 @@ class AudioVisualDataset(Dataset):
         entry = self.entries[index]
         labels = multi_hot(entry.labels, self.vocabulary, f"manifest item {index} ({entry.path})")
         try:
-            clip = decode_entry(entry, self.clip, window_start=None, generator=generator,
-                                require_video=self.require_video, require_audio=self.missing_audio == "skip")
+            with media_errors(entry.path):  # whatever a file makes the decoder or a transform raise is about it
+                audio, valid, video, has_audio = self._load(entry, generator)
         except MediaError as err:
             return SkippedItem(index, str(err.path), err.reason, err.detail)
+        return Sample(index, audio, valid, video, labels, has_audio, position)
+
+    def _load(self, entry: ManifestEntry, generator: torch.Generator | None):
+        clip = decode_entry(entry, self.clip, window_start=None, generator=generator,
+                            require_video=self.require_video, require_audio=self.missing_audio == "skip")
         if clip.has_audio:
             audio, valid = audio_features(clip.waveform, self.audio)
         else:
@@ -156,7 +162,7 @@ class AudioVisualDataset(Dataset):
                 video = train_video_transform(clip.frames, self.video, generator)
             else:
                 video = eval_video_transform(clip.frames, self.video)
-        return Sample(index, audio, valid, video, labels, clip.has_audio, position)
+        return audio, valid, video, clip.has_audio
 
 
 def collate_samples(items: list[Sample | SkippedItem]) -> LoadedBatch:

@@ -32,19 +32,23 @@ Layout: this module holds the public API; file opening, probing and the errors l
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
 from mjepa.config import dataclass_from_dict
-from mjepa.data.audio_span import decode_audio_span
+from mjepa.data.audio_span import decode_audio_span, iter_mono_frames
 from mjepa.data.manifest import ManifestEntry
 from mjepa.data.media_info import (
     MEDIA_ERROR_REASONS,
     MediaError,
     MediaInfo,
+    media_errors,
     open_media,
+    raise_if_truncated,
     probe_media,
     stream_duration,
 )
@@ -158,11 +162,50 @@ def decode_audio(
     """Mono float32 waveform of [start, end) seconds (None = file start / end) at ``sample_rate``, and the file
     time of its first sample. Raises MediaError (``no_audio_stream`` when the file has none)."""
     path = str(path)
-    with open_media(path) as container:
+    with media_errors(path), open_media(path) as container:
         if not container.streams.audio:
             raise MediaError(path, "no_audio_stream", "file has no audio stream")
         samples, audio_start = decode_audio_span(container, path, start, end, sample_rate)
     return torch.from_numpy(samples), audio_start
+
+
+@dataclass(frozen=True)
+class AudioStatistics:
+    """What :func:`audio_statistics` measured over a file's audio span."""
+
+    num_samples: int
+    rms: float  # over the finite samples
+    non_finite: int  # NaN or infinite samples
+    end_time: float | None  # file time where the decoded audio ends
+
+
+def audio_statistics(
+    path: str | os.PathLike, start: float | None = None, end: float | None = None, sample_rate: int = 16000
+) -> AudioStatistics:
+    """RMS and sample counts of [start, end) seconds of a file's audio, decoded one chunk at a time: memory stays
+    flat for hours of audio. Raises MediaError like :func:`decode_audio` (but not for non-finite samples)."""
+    path = str(path)
+    total = bad = 0
+    squares = 0.0
+    last_time = None
+    with media_errors(path), open_media(path) as container:
+        if not container.streams.audio:
+            raise MediaError(path, "no_audio_stream", "file has no audio stream")
+        stream = container.streams.audio[0]
+        for time, samples in iter_mono_frames(container, stream, path, 0.0, end, sample_rate):
+            if time is not None and start is not None and time < start:
+                continue
+            finite = np.isfinite(samples)
+            bad += int(samples.size - np.count_nonzero(finite))
+            good = samples[finite].astype(np.float64)
+            squares += float(np.dot(good, good))
+            total += samples.size
+            if time is not None:
+                last_time = time + samples.size / sample_rate
+        if last_time is not None and end is None:
+            raise_if_truncated(path, container, stream, last_time, "audio")
+    rms = math.sqrt(squares / max(1, total - bad))
+    return AudioStatistics(total, rms, bad, last_time)
 
 
 def decode_clip(
@@ -184,7 +227,7 @@ def decode_clip(
     """
     path = str(path)
     seg_start = segment_start or 0.0
-    with open_media(path) as container:
+    with media_errors(path), open_media(path) as container:
         main_stream = _main_stream(container, path, audio_path is not None, require_video)
         seg_end = _clipped_segment_end(container, main_stream, segment_end)
         duration = _segment_duration(path, seg_start, seg_end)

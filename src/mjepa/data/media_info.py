@@ -7,7 +7,9 @@ Shared by :mod:`mjepa.data.decode` and its decoding internals (:mod:`mjepa.data.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import av
 
@@ -21,6 +23,8 @@ MEDIA_ERROR_REASONS = (
     "no_video_stream",
     "no_audio_stream",
     "too_short",
+    "non_finite",
+    "decoder_error",
 )
 
 # Frame timestamps are compared with this slack: Matroska stores milliseconds, so 1/30 s becomes 0.033.
@@ -43,6 +47,24 @@ class MediaError(Exception):
     def __reduce__(self):
         # Keeps the exception picklable, so it survives DataLoader worker and process-pool boundaries intact.
         return (MediaError, (self.path, self.reason, self.detail))
+
+
+def unexpected_error(path: str | os.PathLike, err: Exception) -> MediaError:
+    """The MediaError for an exception that is not a MediaError, raised while reading one file: the decoder's
+    bindings raise many kinds (UnicodeDecodeError, ValueError, av's own), all of them about that file."""
+    message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return MediaError(path, "decoder_error", f"{type(err).__name__}: {message}"[:500])
+
+
+@contextmanager
+def media_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn any exception but MediaError and MemoryError raised inside into a MediaError naming ``path``."""
+    try:
+        yield
+    except (MediaError, MemoryError):
+        raise
+    except Exception as err:  # noqa: BLE001 - converted, counted and named by the caller, never swallowed
+        raise unexpected_error(path, err) from None
 
 
 @dataclass(frozen=True)
@@ -90,7 +112,8 @@ def open_media(path: str) -> av.container.InputContainer:
     """Open a file for decoding; failures become MediaError (``truncated`` when the structure shows why)."""
     check_file(path)
     try:
-        return av.open(path, mode="r")
+        # Tags are free text in any encoding (Latin-1 is common in AVI and WAV): never a reason to reject a file.
+        return av.open(path, mode="r", metadata_errors="replace")
     except av.error.FFmpegError as err:
         truncation = truncation_or_none(path)
         if truncation is not None:
@@ -123,7 +146,7 @@ def probe_media(path: str | os.PathLike) -> MediaInfo:
     """Open a file and read what its container declares (streams, codecs, durations). Raises MediaError."""
     path = str(path)
     size = check_file(path)
-    with open_media(path) as container:
+    with media_errors(path), open_media(path) as container:
         video = container.streams.video[0] if container.streams.video else None
         audio = container.streams.audio[0] if container.streams.audio else None
         return MediaInfo(

@@ -6,9 +6,11 @@ Each entry gets exactly one verdict, the first that applies in this order:
 :mod:`mjepa.data.container_check`, or a stream that stops early), ``unreadable`` (FFmpeg cannot open or decode it,
 or it has neither audio nor video), ``no_audio_stream`` (only when audio is required: the entry does not say
 ``has_audio: false`` and ``require_audio`` is on), ``too_short`` (segment shorter than ``min_duration_s``),
+``non_finite`` (NaN or infinite audio samples), ``decoder_error`` (the decoder raised something unexpected on it),
 ``silent_audio`` (RMS of the whole segment below ``silence_rms``), else ``ok``.
 
-The audio of every item is decoded in full (it is needed for the silence check and is cheap); video is checked by
+The audio of every item is decoded in full, one chunk at a time (memory stays flat for hours of audio); video is
+checked by
 decoding its first frame, or every frame with ``full_video_decode`` (slow, but finds corruption in the middle).
 
 Command line (``mjepa data validate`` calls :func:`main`)::
@@ -34,7 +36,8 @@ import av
 import numpy as np
 
 from mjepa.data.container_check import find_truncation
-from mjepa.data.decode import MediaError, decode_audio, probe_media
+from mjepa.data.decode import MediaError, audio_statistics, probe_media
+from mjepa.data.media_info import open_media, unexpected_error
 from mjepa.data.manifest import ManifestEntry, ManifestError, read_manifest, write_manifest
 
 VERDICTS = (
@@ -45,6 +48,8 @@ VERDICTS = (
     "unreadable",
     "no_audio_stream",
     "too_short",
+    "non_finite",
+    "decoder_error",
     "silent_audio",
 )
 # -80 dBFS: well below room noise in any real recording, well above digital silence and dither.
@@ -111,7 +116,7 @@ class ValidationReport:
 def _check_video(path: str, full_decode: bool) -> None:
     """Decode the first video frame (or all of them); raise MediaError on failure."""
     try:
-        with av.open(path) as container:
+        with open_media(path) as container:
             stream = container.streams.video[0]
             decoded = 0
             for _ in container.decode(stream):
@@ -148,12 +153,15 @@ def _validate_one(
         audio_expected = require_audio and entry.has_audio is not False
         if audio_expected and not has_audio:
             raise MediaError(audio_info.path, "no_audio_stream", "file has no audio stream")
-        waveform = None
+        audio = None
         if has_audio:
-            waveform, _ = decode_audio(audio_info.path, entry.start, entry.end, sample_rate=_CHECK_SAMPLE_RATE)
+            audio = audio_statistics(audio_info.path, entry.start, entry.end, sample_rate=_CHECK_SAMPLE_RATE)
+            if audio.non_finite:
+                raise MediaError(audio_info.path, "non_finite",
+                                 f"{audio.non_finite} of {audio.num_samples} audio samples are NaN or infinite")
         file_duration = info.video_duration if info.has_video else info.audio_duration
-        if file_duration is None and waveform is not None:
-            file_duration = waveform.shape[0] / _CHECK_SAMPLE_RATE
+        if file_duration is None and audio is not None:
+            file_duration = audio.num_samples / _CHECK_SAMPLE_RATE
         if file_duration is not None:
             start = entry.start or 0.0
             end = file_duration if entry.end is None else min(entry.end, file_duration)
@@ -162,17 +170,16 @@ def _validate_one(
                 raise MediaError(
                     entry.path, "too_short", f"segment lasts {duration:.3f} s, less than the {min_duration_s} s minimum"
                 )
-        if waveform is not None:
-            rms = math.sqrt(float(np.mean(np.square(waveform.numpy(), dtype=np.float64)))) if waveform.numel() else 0.0
-            if rms < silence_rms:
-                return _ItemResult("silent_audio", f"audio RMS {rms:.2e} is below {silence_rms:.0e}", has_audio)
+        if audio is not None and audio.rms < silence_rms:
+            return _ItemResult("silent_audio", f"audio RMS {audio.rms:.2e} is below {silence_rms:.0e}", has_audio)
         return _ItemResult("ok", "", has_audio)
     except MediaError as err:
         return _ItemResult(err.reason, err.detail, None)
     except Exception as err:  # noqa: BLE001
         # A validator must get through millions of files; anything the decoder throws on one of them is a verdict
         # about that file, counted and reported like the others, not a reason to lose the whole run.
-        return _ItemResult("unreadable", f"unexpected {type(err).__name__}: {err}", None)
+        converted = unexpected_error(entry.path, err)
+        return _ItemResult(converted.reason, converted.detail, None)
 
 
 def _validate_star(arguments: tuple) -> _ItemResult:
