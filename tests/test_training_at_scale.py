@@ -23,7 +23,7 @@ from mjepa.train.checkpoint import load_checkpoint
 from mjepa.train.data_pipeline import MaskingCollate, build_train_stream, training_mask_sampler
 from mjepa.train.device_reads import DeviceReadCounter
 from mjepa.train.distributed import DistributedContext
-from mjepa.train.loop import IntervalClock, build_trainer, pretrain, run_step, set_schedules
+from mjepa.train.loop import IntervalClock, TrainingStopped, build_trainer, pretrain, run_step, set_schedules
 from mjepa.train.pretrain_config import load_pretrain_config
 from mjepa.train.step import train_step
 from pretrain_helpers import synthetic_run
@@ -97,7 +97,7 @@ def test_the_training_process_draws_no_masks(tmp_path, monkeypatch):
     assert pretrain(config).last_step == 4
     # The guard itself works: without loader workers the collate runs in the training process and is caught.
     config = load_pretrain_config("tiny-cpu", synthetic_run(tmp_path / "inline", 4, extra=("data.num_workers=0",)))
-    with pytest.raises(AssertionError, match="drew masks"):
+    with pytest.raises(TrainingStopped, match="drew masks"):  # a loader failure stops the run, naming the cause
         pretrain(config)
 
 

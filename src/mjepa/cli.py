@@ -103,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         except TrainingStopped as err:
             print(f"mjepa pretrain: stopped: {err}", file=sys.stderr)
             return 3
+        except OSError as err:  # the run folder cannot be created or written (read-only, full disk)
+            where = f"{err.filename}: " if err.filename else ""
+            print(f"mjepa pretrain: error: cannot write {where}{err.strerror or err}", file=sys.stderr)
+            return 2
     return 0
 
 

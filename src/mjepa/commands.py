@@ -17,6 +17,10 @@ def run_reporting_errors(prog: str, run: Callable[[argparse.Namespace], int], ar
     except (ValueError, CheckpointError, DistributedInitError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # an output that cannot be written, an input that cannot be read
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"{prog}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
 
 
 def comma_integers(text: str, flag: str) -> list[int]:

@@ -22,6 +22,7 @@ from mjepa.api import MJEPAModel, load
 from mjepa.commands import run_reporting_errors
 from mjepa.data.decode import ClipSpec, MediaError, decode_entry
 from mjepa.data.manifest import ManifestEntry, read_manifest
+from mjepa.data.media_info import media_errors
 from mjepa.models.mjepa import ENCODER_CHOICES
 
 
@@ -64,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     for number, entry in enumerate(entries, start=1):
         try:
-            emb = embed_entry(model, entry, args.modality, args.layer, args.encoder, args.tokens)
+            with media_errors(entry.path):  # whatever one file makes the decoder raise skips that file
+                emb = embed_entry(model, entry, args.modality, args.layer, args.encoder, args.tokens)
         except MediaError as err:
             skipped.append({"path": str(err.path), "reason": err.reason, "detail": err.detail})
             continue

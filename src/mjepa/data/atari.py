@@ -339,7 +339,7 @@ def _generate_into(folder: Path, settings: dict, ale_py, report: Callable[[str],
 
     vocabulary = [f"game:{game}" for game in games] + list(EVENT_LABELS)
     for split in SPLITS:
-        write_manifest(folder / _MANIFEST_NAMES[split], entries[split])
+        write_manifest(folder / _MANIFEST_NAMES[split], entries[split], paths_from=folder)
     _write_json(folder / _LABELS_NAME, _labels_record(vocabulary))
     counts = {
         split: {

@@ -62,6 +62,11 @@ class LoadedBatch:
     positions: list[int] | None = None  # stream position of each kept sample (training stream only)
     masks: dict | None = None  # mjepa.masks.Masks drawn by the training loader's collate, one row per sample
 
+    @property
+    def requested(self) -> int:
+        """Items asked for: the kept ones and the skipped ones."""
+        return (0 if self.batch is None else self.batch.batch_size) + len(self.skipped)
+
     def pin_memory(self) -> "LoadedBatch":
         """Page-locked copies of the tensors the step moves to the GPU (the DataLoader's pin-memory thread calls
         this), so those copies run asynchronously."""
@@ -193,28 +198,78 @@ def collate_samples(items: list[Sample | SkippedItem]) -> LoadedBatch:
 
 
 class SkipLog:
-    """Every item skipped during a run: counts per reason and the full list, written as JSON."""
+    """Every item skipped during a run: counts per reason over all draws, and each distinct (file, reason) once.
 
-    def __init__(self) -> None:
+    With ``live_path``, each distinct skip is appended to that JSON-lines file as it happens (one line per file and
+    reason, however often the file is drawn), so a crash or a kill loses none of them; reopening the file on resume
+    reads back what it already holds. ``state`` / ``load_state`` carry only the counts (checkpoints stay small at
+    AudioSet scale)."""
+
+    def __init__(self, live_path: str | Path | None = None, state: dict | None = None) -> None:
+        self.counts: Counter[str] = Counter()
+        self.draws = 0  # items asked of the loader, skipped or not
         self.items: list[SkippedItem] = []
+        self._seen: set[tuple[str, str]] = set()
+        self.live_path = None if live_path is None else Path(live_path)
+        if self.live_path is not None and self.live_path.exists():
+            for line in self.live_path.read_text(encoding="utf-8").splitlines():
+                try:
+                    item = SkippedItem(**json.loads(line))
+                except (ValueError, TypeError):
+                    continue  # a line cut short by a kill mid-write
+                if (item.path, item.reason) not in self._seen:
+                    self._seen.add((item.path, item.reason))
+                    self.items.append(item)
+        if state is not None:
+            self.load_state(state)
 
-    def add(self, skipped: list[SkippedItem]) -> None:
-        self.items.extend(skipped)
+    def add(self, skipped: list[SkippedItem], requested: int | None = None) -> None:
+        """Record the skipped items of a batch of ``requested`` items (default: just the skipped ones)."""
+        self.draws += len(skipped) if requested is None else requested
+        fresh = []
+        for item in skipped:
+            self.counts[item.reason] += 1
+            if (item.path, item.reason) not in self._seen:
+                self._seen.add((item.path, item.reason))
+                self.items.append(item)
+                fresh.append(item)
+        if fresh and self.live_path is not None:
+            self.live_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.live_path, "a", encoding="utf-8") as handle:
+                for item in fresh:
+                    handle.write(json.dumps(vars(item), ensure_ascii=False) + "\n")
 
     @property
-    def counts(self) -> dict[str, int]:
-        return dict(Counter(item.reason for item in self.items))
+    def total(self) -> int:
+        """Skipped draws (a file drawn twice counts twice)."""
+        return sum(self.counts.values())
+
+    def top_reasons(self, count: int = 3) -> str:
+        """``"12 missing (e.g. /a.mp4), 3 truncated (e.g. /b.mkv)"``: the most frequent reasons with an example."""
+        example = {}
+        for item in self.items:
+            example.setdefault(item.reason, item.path)
+        return ", ".join(f"{n} {reason} (e.g. {example.get(reason, '?')})"
+                         for reason, n in self.counts.most_common(count))
+
+    def state(self) -> dict:
+        return {"counts": dict(self.counts), "draws": self.draws}
+
+    def load_state(self, state: dict) -> None:
+        self.counts = Counter({str(k): int(v) for k, v in state.get("counts", {}).items()})
+        self.draws = int(state.get("draws", self.total))
 
     def summary(self) -> str:
-        if not self.items:
+        if not self.total:
             return "no items skipped"
         parts = ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
-        return f"{len(self.items)} items skipped ({parts})"
+        return f"{self.total} items skipped ({parts}); {len(self.items)} distinct files"
 
     def write(self, path: str | Path) -> None:
         record = {
-            "num_skipped": len(self.items),
-            "counts": self.counts,
+            "num_skipped": self.total,
+            "counts": dict(self.counts),
+            "num_files": len(self.items),
             "items": [vars(item) for item in self.items],
         }
-        Path(path).write_text(json.dumps(record, indent=2))
+        Path(path).write_text(json.dumps(record, indent=2, ensure_ascii=False))

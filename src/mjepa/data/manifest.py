@@ -90,26 +90,48 @@ def read_manifest(path: str | os.PathLike, resolve_paths: bool = True) -> list[M
         raise ManifestError(f"{path}: manifest file does not exist")
     root = path.parent
     entries = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ManifestError(f"{where}: not valid JSON ({err.msg})") from None
-            entry = _parse_line(obj, where)
-            entries.append(entry.resolved(root) if resolve_paths else entry)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{number}"
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ManifestError(f"{where}: not valid JSON ({err.msg})") from None
+                entry = _parse_line(obj, where)
+                entries.append(entry.resolved(root) if resolve_paths else entry)
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: not a text manifest (expected UTF-8 JSON lines, one object per line)") from None
+    except IsADirectoryError:
+        raise ManifestError(f"{path}: is a folder, expected a JSON-lines manifest file") from None
+    if not entries:
+        raise ManifestError(f"{path}: the manifest has no entries (expected one JSON object per line)")
     return entries
 
 
-def write_manifest(path: str | os.PathLike, entries: list[ManifestEntry]) -> None:
-    """Write entries as JSON lines (atomically: a temporary file, then rename)."""
+def write_manifest(path: str | os.PathLike, entries: list[ManifestEntry],
+                   paths_from: str | os.PathLike | None = None) -> None:
+    """Write entries as JSON lines (atomically: a temporary file, then rename).
+
+    Relative media paths in ``entries`` are taken relative to ``paths_from`` (default: the current folder, as
+    :func:`read_manifest` returns them) and written relative to the manifest's own folder, which is how they are
+    read back: a manifest written anywhere points at the same files. Absolute paths stay absolute."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    base = os.path.abspath(paths_from if paths_from is not None else os.getcwd())
+    folder = os.path.abspath(path.parent)
+
+    def rebase(p: str | None) -> str | None:
+        if p is None or os.path.isabs(p):
+            return p
+        return os.path.relpath(os.path.join(base, p), folder)
+
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as handle:
         for entry in entries:
-            handle.write(entry.to_json() + "\n")
+            moved = ManifestEntry(rebase(entry.path), rebase(entry.audio_path), entry.start, entry.end, entry.labels,
+                                  entry.has_audio)
+            handle.write(moved.to_json() + "\n")
     os.replace(tmp, path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,40 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or is not an mjepa checkpoint."""
 
 
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint that cannot be written (full disk, read-only folder); the previous one is left intact."""
+
+
+# Temporary names of writes in progress: ``.NAME.tmp-PID`` and ``.latest.pt.link-PID``.
+_TEMPORARY = re.compile(r"^\.(.+\.tmp|latest\.pt\.link)-\d+$")
+_HEADROOM_BYTES = 64 * 2**20  # torch.save's archive structure on top of the tensor bytes
+
+
+def payload_bytes(value: Any) -> int:
+    """Bytes of the tensors in a (nested) payload: about what ``torch.save`` writes."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(payload_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(payload_bytes(v) for v in value)
+    return 0
+
+
 def atomic_torch_save(payload: dict[str, Any], path: str | Path) -> None:
-    """``torch.save`` to a temporary file, fsync, then rename over ``path``."""
+    """``torch.save`` to a temporary file, fsync, then rename over ``path``. A write that cannot complete (too
+    little free space, checked first; a full or read-only disk) raises CheckpointWriteError naming ``path`` and
+    leaves no temporary file behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CheckpointWriteError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
+    needed = payload_bytes(payload) + _HEADROOM_BYTES
+    free = shutil.disk_usage(path.parent).free
+    if free < needed:
+        raise CheckpointWriteError(f"cannot write checkpoint {path}: {free / 2**30:.2f} GiB free on its disk, about "
+                                   f"{needed / 2**30:.2f} GiB needed")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as handle:
@@ -35,6 +66,9 @@ def atomic_torch_save(payload: dict[str, Any], path: str | Path) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
+        reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
+        raise CheckpointWriteError(f"cannot write checkpoint {path}: {reason}") from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -109,12 +143,20 @@ class CheckpointManager:
             os.link(step_path, tmp)
             os.replace(tmp, self.latest_path)
         except OSError:  # file systems without hard links
-            if tmp.exists():
-                tmp.unlink()
+            tmp.unlink(missing_ok=True)
             atomic_torch_save(payload, self.latest_path)
         for old in self.periodic_paths()[: -self.keep]:
             old.unlink()
         return step_path
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete what writes that were killed mid-way left behind (their process is gone); returns the paths."""
+        if not self.folder.is_dir():
+            return []
+        stale = [p for p in self.folder.iterdir() if _TEMPORARY.match(p.name)]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
 
     def latest(self) -> Path | None:
         return self.latest_path if self.latest_path.is_file() else None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
 import signal
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -153,3 +155,49 @@ def build_train_stream(config: PretrainConfig, ctx: DistributedContext, start_st
         pin_memory=pin_memory,
     )
     return iter(loader)
+
+
+def stop_loader_workers(stream: Iterator[LoadedBatch], failed: bool) -> None:
+    """End the training loader's worker processes now.
+
+    Training workers ignore SIGTERM (:func:`init_training_worker`), which is also how the loader's own shutdown and
+    Python's exit handler end workers that do not leave: after a failure in the main process (a full disk, a dead
+    peer rank) they would wait on such workers forever. So on a failure the workers are killed first (SIGKILL);
+    after a normal end they get the loader's orderly shutdown, with SIGKILL for any that is still there."""
+    workers = list(getattr(stream, "_workers", []))
+    if getattr(stream, "_worker_pids_set", False):
+        # Stop the loader's SIGCHLD watch first: it raises in this process for every worker that dies, killed ones
+        # included, which would interrupt this very shutdown.
+        from torch.utils.data._utils import signal_handling
+
+        signal_handling._remove_worker_pids(id(stream))
+        stream._worker_pids_set = False
+    if failed:
+        _kill(workers)
+    shutdown = getattr(stream, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+    _kill(workers)
+
+
+def _kill(workers) -> None:
+    for worker in workers:
+        if worker.is_alive():
+            try:
+                os.kill(worker.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        worker.join(timeout=5)
+
+
+@contextmanager
+def train_stream(config: PretrainConfig, ctx: DistributedContext, start_step: int,
+                 pin_memory: bool = False) -> Iterator[Iterator[LoadedBatch]]:
+    """:func:`build_train_stream` whose workers are stopped when the block ends, whether it ends well or not."""
+    stream = build_train_stream(config, ctx, start_step, pin_memory)
+    try:
+        yield stream
+    except BaseException:
+        stop_loader_workers(stream, failed=True)
+        raise
+    stop_loader_workers(stream, failed=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import signal
+from collections import Counter
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,13 +16,13 @@ from typing import Iterator
 
 import torch
 
-from mjepa.data.dataset import LoadedBatch, SkipLog, SkippedItem
+from mjepa.data.dataset import LoadedBatch, SkipLog
 from mjepa.masks import masks_to
 from mjepa.models.mjepa import MJEPA
 from mjepa.objective import Batch
 from mjepa.train import run_files
-from mjepa.train.checkpoint import CheckpointManager, load_checkpoint
-from mjepa.train.data_pipeline import build_train_stream, frontend_for, token_grids
+from mjepa.train.checkpoint import CheckpointManager, CheckpointWriteError, load_checkpoint
+from mjepa.train.data_pipeline import frontend_for, token_grids, train_stream
 from mjepa.train.distributed import DistributedContext, all_reduce_mean, any_rank, init_distributed, shutdown
 from mjepa.train.monitor import MetricsWriter, ProgressLine, collapse_metric_tensors, collapse_warnings
 from mjepa.train.optim import build_optimizer
@@ -124,7 +125,7 @@ def checkpoint_payload(trainer: Trainer, step: int) -> dict:
         "frontend": frontend_for(trainer.config.data).to_dict(),
         "rng": {"torch": torch.get_rng_state()},
         "data_position": {"next_step": step, "global_batch": trainer.config.run.batch_size},
-        "skipped_items": [vars(item) for item in trainer.skip_log.items],
+        "skipped_items": trainer.skip_log.state(),  # counts only; the files are in skipped_items.jsonl
         "mjepa_version": run_files.package_version(),
     }
 
@@ -137,7 +138,11 @@ def restore(trainer: Trainer, path: Path) -> int:
     load_full_state_dict(trainer.model, payload["model"])
     load_full_optimizer_state(trainer.model, trainer.optimizer, payload["optimizer"])
     torch.set_rng_state(payload["rng"]["torch"])
-    trainer.skip_log.add([SkippedItem(**item) for item in payload.get("skipped_items", [])])
+    skipped = payload.get("skipped_items", {})
+    if isinstance(skipped, dict):
+        trainer.skip_log.load_state(skipped)
+    else:  # checkpoints of earlier versions listed every skipped item
+        trainer.skip_log.load_state({"counts": Counter(item["reason"] for item in skipped)})
     return int(payload["step"])
 
 
@@ -210,9 +215,12 @@ def log_step(trainer: Trainer, step: int, result: StepResult, schedules: dict[st
     record["clips_per_second"] = clips / seconds
     record["tokens_per_second"] = clips * tokens_per_clip(trainer) / seconds
     record["data_wait_fraction"] = clock.waited / seconds
-    record["skipped_items_total"] = len(trainer.skip_log.items)
+    record["skipped_items_total"] = trainer.skip_log.total
     if writer is not None:
-        writer.write(step + 1, record)
+        try:
+            writer.write(step + 1, record)
+        except OSError as err:
+            raise TrainingStopped(f"cannot write {writer.path}: {err.strerror or err}") from None
         batch = next(iter(result.pooled_targets.values())).shape[0]
         for warning in collapse_warnings(record, trainer.config.model.encoder.width, batch,
                                          trainer.config.run.collapse_std_threshold,
@@ -228,8 +236,15 @@ def tokens_per_clip(trainer: Trainer) -> int:
 
 def save(trainer: Trainer, manager: CheckpointManager, step: int, periodic: bool) -> None:
     payload = checkpoint_payload(trainer, step)  # every rank takes part in gathering the full state
+    failure = None
     if trainer.ctx.is_main:
-        manager.save(payload, step, periodic)
+        try:
+            manager.save(payload, step, periodic)
+        except CheckpointWriteError as err:
+            failure = str(err)
+    if any_rank(failure is not None):  # every rank stops, not only the one that writes
+        raise TrainingStopped(f"{failure or 'rank 0 could not write a checkpoint'}; the previous checkpoint is "
+                              f"intact")
 
 
 def ema_notice(config: PretrainConfig, momentum: LinearSchedule) -> str:
@@ -260,11 +275,12 @@ def run_step(trainer: Trainer, stream: Iterator[LoadedBatch], step: int,
     micro-batch was empty) and the schedule values. Reads the device once (whether the step was finite)."""
     run = trainer.config.run
     waiting = time.perf_counter()
-    micro_batches = [next(stream) for _ in range(run.grad_accumulation)]
+    micro_batches = [next_micro_batch(stream) for _ in range(run.grad_accumulation)]
     clock.waited += time.perf_counter() - waiting
     clock.steps += 1
     for loaded in micro_batches:
-        trainer.skip_log.add(loaded.skipped)
+        trainer.skip_log.add(loaded.skipped, loaded.requested)
+    check_skip_fraction(trainer)
     schedules = set_schedules(trainer, step)
     moved = device_micro_batches(trainer, micro_batches)
     if not moved:
@@ -278,14 +294,57 @@ def run_step(trainer: Trainer, stream: Iterator[LoadedBatch], step: int,
     return outcome, schedules
 
 
+def next_micro_batch(stream: Iterator[LoadedBatch]) -> LoadedBatch:
+    """The loader's next micro-batch. A loader failure is not about one file (those are skipped and counted in the
+    workers): a worker that died, or a bug, ends the run with one line that says so."""
+    try:
+        return next(stream)
+    except StopIteration:
+        raise
+    except Exception as err:  # noqa: BLE001 - re-raised as the run's one-line stop reason
+        raise loader_failure(err) from err
+
+
+def loader_failure(err: Exception) -> TrainingStopped:
+    first_line = str(err).strip().splitlines()[0].strip() if str(err).strip() else ""
+    return TrainingStopped(f"the data loader failed ({type(err).__name__}: {first_line}); the last checkpoint is "
+                           f"untouched, run the same command to resume")
+
+
+MIN_DRAWS_FOR_SKIP_CHECK = 256
+
+
+def check_skip_fraction(trainer: Trainer) -> None:
+    """Stop when too many drawn items were unreadable (``data.max_skip_fraction``), on every rank at once."""
+    log, limit = trainer.skip_log, trainer.config.data.max_skip_fraction
+    judged = log.draws >= MIN_DRAWS_FOR_SKIP_CHECK or (log.draws > 0 and log.total == log.draws)
+    exceeded = judged and log.total > limit * log.draws
+    if any_rank(exceeded):
+        detail = (f"{log.total} of the {log.draws} items drawn so far were skipped, more than "
+                  f"data.max_skip_fraction={limit}: {log.top_reasons()}" if exceeded else
+                  "another rank skipped more than data.max_skip_fraction of its items")
+        raise TrainingStopped(f"{detail}; check the manifest's paths with `mjepa data validate`")
+
+
 def is_log_step(run, step: int, start_step: int) -> bool:
     return (step + 1) % run.log_every == 0 or step + 1 == run.steps or step == start_step
 
 
 def train_steps(trainer: Trainer, manager: CheckpointManager, start_step: int, writer: MetricsWriter | None,
                 preemption: PreemptionFlag, result: PretrainResult) -> None:
+    with train_stream(trainer.config, trainer.ctx, start_step, pin_memory=trainer.device.type == "cuda") as stream:
+        try:
+            _train_steps(trainer, stream, manager, start_step, writer, preemption, result)
+        except RuntimeError as err:
+            # PyTorch reports a dead loader worker from its SIGCHLD handler, wherever the main process then is.
+            if "DataLoader worker" not in str(err):
+                raise
+            raise loader_failure(err) from err
+
+
+def _train_steps(trainer: Trainer, stream: Iterator[LoadedBatch], manager: CheckpointManager, start_step: int,
+                 writer: MetricsWriter | None, preemption: PreemptionFlag, result: PretrainResult) -> None:
     run = trainer.config.run
-    stream = build_train_stream(trainer.config, trainer.ctx, start_step, pin_memory=trainer.device.type == "cuda")
     progress = ProgressLine(run.steps, start_step) if trainer.ctx.is_main else None
     clock = IntervalClock()
     for step in range(start_step, run.steps):
@@ -306,11 +365,20 @@ def train_steps(trainer: Trainer, manager: CheckpointManager, start_step: int, w
             return
 
 
+def skip_file_name(ctx: DistributedContext, suffix: str) -> str:
+    """``skipped_items.jsonl`` (appended live) / ``.json`` (summary) of rank 0; other ranks add ``.rankN``."""
+    return f"skipped_items{'' if ctx.is_main else f'.rank{ctx.rank}'}{suffix}"
+
+
 def pretrain(config: PretrainConfig) -> PretrainResult:
     """Run (or resume) the pretraining described by ``config``; see docs/training.md."""
     device_type = "cuda" if config.run.device == "cuda" or (config.run.device == "auto"
                                                            and torch.cuda.is_available()) else "cpu"
     ctx = init_distributed(device_type)
+    run = config.run
+    if run.batch_size % (run.grad_accumulation * ctx.world_size):  # before anything is written
+        raise ValueError(f"run.batch_size={run.batch_size} must be divisible by run.grad_accumulation x world size "
+                         f"= {run.grad_accumulation} x {ctx.world_size}")
     preemption = PreemptionFlag()
     writer = None
     try:
@@ -318,16 +386,18 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
         run_dir = Path(config.run.out_dir)
         manager = CheckpointManager(run_dir / "checkpoints", config.run.keep_checkpoints)
         start_step = start_or_resume(trainer, manager)  # first: a refused resume must leave the folder as it was
+        trainer.skip_log = SkipLog(run_dir / skip_file_name(ctx, ".jsonl"), state=trainer.skip_log.state())
         if ctx.is_main:
+            manager.remove_stale_temporaries()
             run_files.write_run_files(run_dir, config, ctx)
-            writer = MetricsWriter(run_dir, config.run.tensorboard)
+            writer = MetricsWriter(run_dir, config.run.tensorboard, resume_step=start_step)
         if ctx.is_main:
             print(ema_notice(config, trainer.ema), flush=True)
         result = PretrainResult(run_dir, start_step)
         train_steps(trainer, manager, start_step, writer, preemption, result)
         if ctx.is_main:
-            trainer.skip_log.write(run_dir / "skipped_items.json")
             print(f"{trainer.skip_log.summary()}; checkpoints in {manager.folder}", flush=True)
+        trainer.skip_log.write(run_dir / skip_file_name(ctx, ".json"))
         return result
     finally:
         if writer is not None:

@@ -115,8 +115,10 @@ def collapse_warnings(metrics: dict[str, float], width: int, batch: int, std_thr
 class MetricsWriter:
     """One JSON object per logged step in ``metrics.jsonl``; the same scalars to TensorBoard when asked."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool) -> None:
+    def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int = 0) -> None:
         self.path = run_dir / "metrics.jsonl"
+        if self.path.exists():
+            self._drop_lines_after(resume_step)
         self.handle = open(self.path, "a", encoding="utf-8")
         self.tensorboard = None
         if tensorboard:
@@ -125,6 +127,20 @@ class MetricsWriter:
             except ImportError:
                 raise ValueError("run.tensorboard=true needs the tensorboard package: pip install tensorboard") from None
             self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def _drop_lines_after(self, step: int) -> None:
+        """A resumed run repeats the steps after its checkpoint: drop the lines it will write again (and any line
+        cut short by a kill), so every step appears once."""
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                if int(json.loads(line)["step"]) <= step:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):
+                continue
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+        tmp.replace(self.path)
 
     def write(self, step: int, values: dict[str, float]) -> None:
         self.handle.write(json.dumps({"step": step, **values}) + "\n")

@@ -37,6 +37,9 @@ class DataConfig:
     fbank_mean: float = -4.2677393  # AudioSet statistics (AudioMAE / AST convention)
     fbank_std: float = 4.5689974
     num_workers: int = 2  # loader processes per rank
+    # Stop the run when more than this share of the items drawn so far (at least MIN_DRAWS_FOR_SKIP_CHECK of them,
+    # or every one) were unreadable: a wrong path or a broken copy, not a few bad files.
+    max_skip_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         if self.source == "manifest" and not self.manifests:
@@ -49,6 +52,8 @@ class DataConfig:
                 raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        if not 0.0 <= self.max_skip_fraction <= 1.0:
+            raise ValueError(f"data.max_skip_fraction must be in [0, 1], got {self.max_skip_fraction}")
 
 
 @dataclass(frozen=True)
@@ -62,9 +67,29 @@ class OptimConfig:
     final_weight_decay: float = 0.04
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    grad_clip: float | None = 10.0
+    grad_clip: float | None = 10.0  # max gradient norm; null turns clipping off
     ema_start: float = 0.99925
     ema_end: float = 0.99925
+
+    def __post_init__(self) -> None:
+        for name in ("start_lr", "peak_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"optim.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("final_lr", "weight_decay", "final_weight_decay", "warmup_steps", "cooldown_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"optim.{name} must be >= 0, got {getattr(self, name)}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"optim.grad_clip must be > 0 (the largest gradient norm kept) or null for no clipping, "
+                             f"got {self.grad_clip}")
+        for name in ("ema_start", "ema_end"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"optim.{name} must be in [0, 1] (the EMA momentum; 1 freezes the target), got "
+                                 f"{getattr(self, name)}")
+        for index, beta in enumerate(self.betas):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"optim.betas[{index}] must be in [0, 1), got {beta}")
+        if not self.eps > 0:
+            raise ValueError(f"optim.eps must be > 0, got {self.eps}")
 
 
 @dataclass(frozen=True)
@@ -97,6 +122,9 @@ class RunConfig:
                      "max_skipped_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"run.{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size % self.grad_accumulation:
+            raise ValueError(f"run.batch_size={self.batch_size} must be divisible by run.grad_accumulation="
+                             f"{self.grad_accumulation}")
 
 
 @dataclass(frozen=True)
@@ -138,6 +166,32 @@ def _read_source(source: str) -> dict:
     raise ConfigError(f"config {source!r} is neither a preset ({', '.join(preset_names())}) nor a YAML file")
 
 
+BASE_KEY = "base"
+
+
+def _with_base(source: str, data: dict, seen: tuple[str, ...] = ()) -> dict:
+    """A config file's ``base: PRESET_OR_FILE`` first, then the file's own values on top (nested keys merge)."""
+    base = data.pop(BASE_KEY, None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"config {source!r}: 'base' must name a preset ({', '.join(preset_names())}) or a YAML "
+                          f"file, got {base!r}")
+    if base in seen or base == source:
+        raise ConfigError(f"config {source!r}: 'base' chain loops back to {base!r}")
+    parent = _with_base(base, _read_source(base), (*seen, source))
+    return _deep_merge(parent, data)
+
+
+def _deep_merge(base: dict, top: dict) -> dict:
+    merged = dict(base)
+    for key, value in top.items():
+        merged[key] = (_deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict)
+                       else value)
+    return merged
+
+
 def load_pretrain_config(source: str, overrides: list[str]) -> PretrainConfig:
-    """Preset name or YAML path, then ``key=value`` overrides; every key and value checked."""
-    return build(PretrainConfig, merge_overrides(PretrainConfig, _read_source(source), overrides))
+    """Preset name or YAML path, then ``key=value`` overrides; every key and value checked. A YAML file may start
+    from a preset (or another file) with ``base: NAME``; without it, unset keys take the schema's defaults."""
+    return build(PretrainConfig, merge_overrides(PretrainConfig, _with_base(source, _read_source(source)), overrides))
