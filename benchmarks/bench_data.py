@@ -6,7 +6,8 @@ Two shapes:
 - demo: AtariAV clips (64 px, 15 fps, 4 s, 16 kHz mono AAC), 8 frames at 4 fps... as the demo reads them.
 
 The test media are written by this script with PyAV. Each configuration is timed in a single process (one worker's
-throughput). From the default-shape rate and the analytic FLOPs of a ViT-L training step it estimates how many
+throughput), with decoding in the process and in an isolating helper process (``data.isolate_decoding``, the
+training default), so the cost of the isolation is measured. From the default-shape rate and the analytic FLOPs of a ViT-L training step it estimates how many
 workers one GPU needs to keep the step fed (see the printed assumptions).
 
     python benchmarks/bench_data.py
@@ -120,20 +121,26 @@ def main() -> None:
         }
         for name, shape in shapes.items():
             clips = [write_clip(root / f"{name}_{i}.mp4", seed=i, **shape["media"]) for i in range(4)]
-            dataset = AudioVisualDataset(
-                [ManifestEntry(str(c)) for c in clips], [], shape["clip"], shape["audio"], shape["video"],
-                training=True, seed=0,
-            )
-            result = time_dataset(dataset, args.items)
-            result.update(shape=name, media=shape["media"], clip=shape["clip"].to_dict(),
-                          fbank_frames=shape["audio"].target_frames, crop=shape["video"].output_size)
-            rows.append(result)
-            print(f"{name:8s}: {result['samples_per_second']:.2f} samples/s per worker "
-                  f"({result['items']} items in {result['seconds']:.1f} s)", flush=True)
+            for isolated in (False, True):
+                dataset = AudioVisualDataset(
+                    [ManifestEntry(str(c)) for c in clips], [], shape["clip"], shape["audio"], shape["video"],
+                    training=True, seed=0, decode_timeout_s=120.0 if isolated else None,
+                )
+                result = time_dataset(dataset, args.items)
+                result.update(shape=name, isolated_decoding=isolated, media=shape["media"],
+                              clip=shape["clip"].to_dict(), fbank_frames=shape["audio"].target_frames,
+                              crop=shape["video"].output_size)
+                rows.append(result)
+                print(f"{name:8s} {'isolated' if isolated else 'in-process':10s}: "
+                      f"{result['samples_per_second']:.2f} samples/s per worker "
+                      f"({result['items']} items in {result['seconds']:.1f} s)", flush=True)
+            plain, isolated_row = rows[-2], rows[-1]
+            print(f"{name:8s} isolation costs {100 * (1 - isolated_row['samples_per_second'] / plain['samples_per_second']):.1f} % "
+                  f"of a worker's throughput", flush=True)
 
     step_seconds, step_flop = vit_l_step_seconds(args.per_gpu_batch, args.gpu_tflops, args.gpu_utilisation)
     needed = args.per_gpu_batch / step_seconds
-    per_worker = rows[0]["samples_per_second"]
+    per_worker = next(r for r in rows if r["shape"] == "default" and r["isolated_decoding"])["samples_per_second"]
     workers = math.ceil(needed / per_worker)
     print(f"ViT-L step, batch {args.per_gpu_batch} per GPU: {step_flop / 1e12:.1f} TFLOP, estimated "
           f"{step_seconds:.2f} s at {args.gpu_utilisation:.0%} of {args.gpu_tflops:.0f} TFLOP/s -> "

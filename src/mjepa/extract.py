@@ -20,24 +20,28 @@ import torch
 
 from mjepa.api import MJEPAModel, load
 from mjepa.commands import run_reporting_errors
-from mjepa.data.decode import ClipSpec, MediaError, decode_entry
+from mjepa.data.decode import ClipSpec, MediaError, decode_entry_isolated
+from mjepa.data.isolation import IsolatedRunner
 from mjepa.data.manifest import ManifestEntry, read_manifest
 from mjepa.data.media_info import media_errors
 from mjepa.models.mjepa import ENCODER_CHOICES
 
+DECODE_TIMEOUT_S = 600.0  # whole files are decoded here: long ones take a while
+
 
 def embed_entry(model: MJEPAModel, entry: ManifestEntry, modality: str, layer: int, encoder: str,
-                keep_tokens: bool):
-    """Embeddings of one item (raises MediaError for unreadable media)."""
+                keep_tokens: bool, runner: IsolatedRunner):
+    """Embeddings of one item (raises MediaError for unreadable media). Decoding runs in ``runner``'s helper
+    process, so a file that crashes or hangs the decoder is skipped like any other bad file."""
     need_video = modality != "audio"
-    first = decode_entry(entry, model.clip, window_start=0.0, require_video=need_video,
-                         require_audio=modality != "video")
+    first = decode_entry_isolated(runner, entry, model.clip, window_start=0.0, require_video=need_video,
+                                  require_audio=modality != "video")
     frames, fps = None, model.clip.frames_per_second
     if need_video:
         duration = first.duration or model.clip.window_duration
         whole = ClipSpec(num_frames=max(1, math.ceil(duration * fps)), frames_per_second=fps,
                          audio_window="full", sample_rate=model.clip.sample_rate)
-        frames = decode_entry(entry, whole, window_start=0.0, require_video=True).frames
+        frames = decode_entry_isolated(runner, entry, whole, window_start=0.0, require_video=True).frames
     pooled = not keep_tokens
     if modality == "audio":
         return model.encode_audio(first.waveform, first.sample_rate, pooled, layer, encoder)
@@ -62,11 +66,12 @@ def run(args: argparse.Namespace) -> int:
     entries = read_manifest(args.manifest)
     model = load(args.checkpoint)
     paths, pooled, windows, tokens, skipped = [], [], [], [], []
+    runner = IsolatedRunner(DECODE_TIMEOUT_S)
     started = time.perf_counter()
     for number, entry in enumerate(entries, start=1):
         try:
             with media_errors(entry.path):  # whatever one file makes the decoder raise skips that file
-                emb = embed_entry(model, entry, args.modality, args.layer, args.encoder, args.tokens)
+                emb = embed_entry(model, entry, args.modality, args.layer, args.encoder, args.tokens, runner)
         except MediaError as err:
             skipped.append({"path": str(err.path), "reason": err.reason, "detail": err.detail})
             continue

@@ -73,7 +73,8 @@ def test_command_line(tmp_path, media, capsys):
     assert "zero_length" in capsys.readouterr().out
     assert json.loads(report_path.read_text())["counts"] == {
         "ok": 1, "missing": 0, "zero_length": 1, "truncated": 0, "unreadable": 0,
-        "no_audio_stream": 0, "too_short": 0, "non_finite": 0, "decoder_error": 0, "silent_audio": 0,
+        "no_audio_stream": 0, "too_short": 0, "non_finite": 0, "decoder_error": 0, "crashed": 0, "timeout": 0,
+        "silent_audio": 0,
     }
     clean = read_manifest(clean_path)
     assert [entry.path for entry in clean] == [str(media["mp4"])] and clean[0].has_audio is True

@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from mjepa.data.decode import ClipSpec, MediaError, decode_entry
+from mjepa.data.decode import ClipSpec, MediaError, decode_entry, decode_entry_isolated
+from mjepa.data.isolation import IsolatedRunner
 from mjepa.data.media_info import media_errors
 from mjepa.data.fbank import AudioFrontendConfig, audio_features
 from mjepa.data.manifest import ManifestEntry
@@ -100,7 +101,9 @@ class AudioVisualDataset(Dataset):
     ``audio_window="full"`` at most one front-end window of audio, centred on the video window (see
     ``ClipSpec.audio_seconds``); otherwise a centred window and a centre crop. ``require_video``: items without a video stream are skipped (an audio-only dataset passes
     False). ``missing_audio``: ``"flag"`` keeps items without audio with ``has_audio=False`` (the objective leaves
-    them out of the audio terms); ``"skip"`` skips them.
+    them out of the audio terms); ``"skip"`` skips them. ``decode_timeout_s``: decode in a helper process
+    (:mod:`mjepa.data.isolation`), so that a decoder crash skips the file (reason ``crashed``) and a decode longer
+    than this skips it too (``timeout``); None decodes in the calling process.
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class AudioVisualDataset(Dataset):
         seed: int = 0,
         require_video: bool = True,
         missing_audio: str = "flag",
+        decode_timeout_s: float | None = None,
     ) -> None:
         if missing_audio not in MISSING_AUDIO_CHOICES:
             raise ValueError(f"missing_audio={missing_audio!r} is not valid; expected one of {MISSING_AUDIO_CHOICES}")
@@ -127,6 +131,8 @@ class AudioVisualDataset(Dataset):
         self.clip, self.audio, self.video = clip, audio, video
         self.training, self.seed = training, seed
         self.require_video, self.missing_audio = require_video, missing_audio
+        # Decoding in a helper process: a crash or a hang on one file skips that file (mjepa.data.isolation).
+        self.runner = None if decode_timeout_s is None else IsolatedRunner(decode_timeout_s)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -155,8 +161,12 @@ class AudioVisualDataset(Dataset):
         return Sample(index, audio, valid, video, labels, has_audio, position)
 
     def _load(self, entry: ManifestEntry, generator: torch.Generator | None):
-        clip = decode_entry(entry, self.clip, window_start=None, generator=generator,
-                            require_video=self.require_video, require_audio=self.missing_audio == "skip")
+        options = dict(window_start=None, generator=generator, require_video=self.require_video,
+                       require_audio=self.missing_audio == "skip")
+        if self.runner is not None:
+            clip = decode_entry_isolated(self.runner, entry, self.clip, **options)
+        else:
+            clip = decode_entry(entry, self.clip, **options)
         if clip.has_audio:
             audio, valid = audio_features(clip.waveform, self.audio)
         else:

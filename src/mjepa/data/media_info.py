@@ -25,6 +25,8 @@ MEDIA_ERROR_REASONS = (
     "too_short",
     "non_finite",
     "decoder_error",
+    "crashed",
+    "timeout",
 )
 
 # Frame timestamps are compared with this slack: Matroska stores milliseconds, so 1/30 s becomes 0.033.

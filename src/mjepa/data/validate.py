@@ -7,6 +7,8 @@ Each entry gets exactly one verdict, the first that applies in this order:
 or it has neither audio nor video), ``no_audio_stream`` (only when audio is required: the entry does not say
 ``has_audio: false`` and ``require_audio`` is on), ``too_short`` (segment shorter than ``min_duration_s``),
 ``non_finite`` (NaN or infinite audio samples), ``decoder_error`` (the decoder raised something unexpected on it),
+``crashed`` / ``timeout`` (the decoder crashed, or ran past ``DECODE_TIMEOUT_S``, on it: each file is checked in a
+helper process, so neither stops the validation),
 ``silent_audio`` (RMS of the whole segment below ``silence_rms``), else ``ok``.
 
 The audio of every item is decoded in full, one chunk at a time (memory stays flat for hours of audio); video is
@@ -37,6 +39,7 @@ import numpy as np
 
 from mjepa.data.container_check import find_truncation
 from mjepa.data.decode import MediaError, audio_statistics, probe_media
+from mjepa.data.isolation import IsolatedRunner
 from mjepa.data.media_info import open_media, unexpected_error
 from mjepa.data.manifest import ManifestEntry, ManifestError, read_manifest, write_manifest
 
@@ -50,6 +53,8 @@ VERDICTS = (
     "too_short",
     "non_finite",
     "decoder_error",
+    "crashed",
+    "timeout",
     "silent_audio",
 )
 # -80 dBFS: well below room noise in any real recording, well above digital silence and dither.
@@ -182,8 +187,21 @@ def _validate_one(
         return _ItemResult(converted.reason, converted.detail, None)
 
 
+# One helper process per validating process (mjepa.data.isolation): a file that crashes or hangs the decoder gets
+# the verdict "crashed" or "timeout", and the rest of the manifest is still checked.
+_RUNNER: IsolatedRunner | None = None
+DECODE_TIMEOUT_S = 300.0
+
+
 def _validate_star(arguments: tuple) -> _ItemResult:
-    return _validate_one(*arguments)
+    global _RUNNER
+    if _RUNNER is None:
+        _RUNNER = IsolatedRunner(DECODE_TIMEOUT_S)
+    entry = arguments[0]
+    try:
+        return _RUNNER(entry.path, _validate_one, *arguments)
+    except MediaError as err:
+        return _ItemResult(err.reason, err.detail, None)
 
 
 def validate_manifest(

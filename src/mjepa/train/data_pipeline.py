@@ -143,7 +143,8 @@ def build_train_stream(config: PretrainConfig, ctx: DistributedContext, start_st
         frontend = frontend_for(data)
         dataset = AudioVisualDataset(entries, vocabulary, frontend.clip, frontend.audio, frontend.video,
                                      training=True, seed=run.seed, require_video=True,
-                                     missing_audio=data.missing_audio)
+                                     missing_audio=data.missing_audio,
+                                     decode_timeout_s=data.decode_timeout_s if data.isolate_decoding else None)
     sampler = StepBatchSampler(len(dataset), run.batch_size, run.grad_accumulation, ctx.world_size, ctx.rank,
                                run.seed, start_step, run.steps, weights)
     loader = DataLoader(

@@ -40,6 +40,10 @@ class DataConfig:
     # Stop the run when more than this share of the items drawn so far (at least MIN_DRAWS_FOR_SKIP_CHECK of them,
     # or every one) were unreadable: a wrong path or a broken copy, not a few bad files.
     max_skip_fraction: float = 0.2
+    # Decode each file in a helper process of the loader worker: a decoder crash or a decode longer than
+    # decode_timeout_s skips that file instead of stopping the run (docs/performance.md measures the cost).
+    isolate_decoding: bool = True
+    decode_timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
         if self.source == "manifest" and not self.manifests:
@@ -52,6 +56,8 @@ class DataConfig:
                 raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        if not self.decode_timeout_s > 0:
+            raise ValueError(f"data.decode_timeout_s must be > 0, got {self.decode_timeout_s}")
         if not 0.0 <= self.max_skip_fraction <= 1.0:
             raise ValueError(f"data.max_skip_fraction must be in [0, 1], got {self.max_skip_fraction}")
 
