@@ -111,6 +111,26 @@ def read_manifest(path: str | os.PathLike, resolve_paths: bool = True) -> list[M
     return entries
 
 
+def check_manifest_opens(path: str | os.PathLike) -> None:
+    """Fail now, with :func:`read_manifest`'s message, if ``path`` is missing, empty, not text or its first entry is
+    malformed; cheap (reads up to the first entry), for checks before a run writes anything."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest file does not exist")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    try:
+                        _parse_line(json.loads(line), f"{path}:{number}")
+                    except json.JSONDecodeError as err:
+                        raise ManifestError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+                    return
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: not a text manifest (expected UTF-8 JSON lines, one object per line)") from None
+    raise ManifestError(f"{path}: the manifest has no entries (expected one JSON object per line)")
+
+
 def write_manifest(path: str | os.PathLike, entries: list[ManifestEntry],
                    paths_from: str | os.PathLike | None = None) -> None:
     """Write entries as JSON lines (atomically: a temporary file, then rename).

@@ -163,8 +163,9 @@ def stop_loader_workers(stream: Iterator[LoadedBatch], failed: bool) -> None:
 
     Training workers ignore SIGTERM (:func:`init_training_worker`), which is also how the loader's own shutdown and
     Python's exit handler end workers that do not leave: after a failure in the main process (a full disk, a dead
-    peer rank) they would wait on such workers forever. So on a failure the workers are killed first (SIGKILL);
-    after a normal end they get the loader's orderly shutdown, with SIGKILL for any that is still there."""
+    peer rank) they would wait on such workers forever. So after a failure the workers are killed (SIGKILL) and the
+    loader's queues are closed without its orderly shutdown, whose locks a killed worker may have been holding.
+    After a normal end they get the orderly shutdown, with SIGKILL for any that is still there."""
     workers = list(getattr(stream, "_workers", []))
     if getattr(stream, "_worker_pids_set", False):
         # Stop the loader's SIGCHLD watch first: it raises in this process for every worker that dies, killed ones
@@ -173,12 +174,24 @@ def stop_loader_workers(stream: Iterator[LoadedBatch], failed: bool) -> None:
 
         signal_handling._remove_worker_pids(id(stream))
         stream._worker_pids_set = False
-    if failed:
+    if not failed:
+        shutdown = getattr(stream, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
         _kill(workers)
-    shutdown = getattr(stream, "_shutdown_workers", None)
-    if shutdown is not None:
-        shutdown()
+        return
     _kill(workers)
+    if hasattr(stream, "_shutdown"):
+        stream._shutdown = True  # the iterator's own clean-up would wait on those locks
+    queues = [*getattr(stream, "_index_queues", []), getattr(stream, "_worker_result_queue", None)]
+    for queue in queues:
+        if queue is not None:
+            queue.cancel_join_thread()
+            queue.close()
+    done, thread = getattr(stream, "_pin_memory_thread_done_event", None), getattr(stream, "_pin_memory_thread", None)
+    if done is not None and thread is not None:
+        done.set()  # a thread event, not a process lock
+        thread.join(timeout=10)
 
 
 def _kill(workers) -> None:

@@ -17,6 +17,7 @@ from typing import Iterator
 import torch
 
 from mjepa.data.dataset import LoadedBatch, SkipLog
+from mjepa.data.manifest import check_manifest_opens
 from mjepa.masks import masks_to
 from mjepa.models.mjepa import MJEPA
 from mjepa.objective import Batch
@@ -379,6 +380,9 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
     if run.batch_size % (run.grad_accumulation * ctx.world_size):  # before anything is written
         raise ValueError(f"run.batch_size={run.batch_size} must be divisible by run.grad_accumulation x world size "
                          f"= {run.grad_accumulation} x {ctx.world_size}")
+    if config.data.source == "manifest":
+        for manifest in config.data.manifests:
+            check_manifest_opens(manifest)
     preemption = PreemptionFlag()
     writer = None
     try:
