@@ -49,17 +49,35 @@ def test_attentive_probe_beats_linear_on_a_task_that_needs_attention():
     assert accuracy["attentive"] > accuracy["linear"] + 0.2
 
 
-def test_views_are_averaged_per_item():
+def test_views_average_probabilities_not_logits():
     probe = torch.nn.Linear(4, 3)
-    tokens = torch.randn(6, 1, 4)  # 2 items x 3 views
+    tokens = torch.randn(6, 1, 4) * 5  # 2 items x 3 views; large logits, where the two averages differ
 
     class Wrapped(torch.nn.Module):
         def forward(self, x, valid=None):
             return probe(x[:, 0])
 
-    logits = predict(Wrapped(), tokens, None, views=3)
-    assert logits.shape == (2, 3)
-    assert torch.allclose(logits[1], probe(tokens[3:, 0]).mean(0), atol=1e-6)
+    with torch.no_grad():
+        single = predict(Wrapped(), tokens, None, views=3, multi_label=False, device="cpu")
+        multi = predict(Wrapped(), tokens, None, views=3, multi_label=True, device="cpu")
+        logits = probe(tokens[3:, 0])
+    assert single.shape == multi.shape == (2, 3)
+    assert torch.allclose(single[1], torch.softmax(logits, -1).mean(0), atol=1e-6)
+    assert torch.allclose(multi[1], torch.sigmoid(logits).mean(0), atol=1e-6)
+    assert not torch.allclose(single[1], torch.softmax(logits.mean(0), -1), atol=1e-3)
+
+
+def test_probes_train_and_predict_on_the_requested_device():
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    gen = torch.Generator().manual_seed(0)
+    tokens, labels = torch.randn(40, 3, 8, generator=gen), torch.randint(0, 2, (40,), generator=gen)
+    for device in devices:
+        settings = ProbeSettings(protocol="linear", learning_rates=(1e-2,), weight_decays=(0.0,), epochs=2,
+                                 batch_size=16)
+        (probe,) = train_probe_grid(settings, tokens, None, _one_hot(labels, 2), multi_label=False, device=device)
+        assert all(p.device.type == device.type for p in probe.parameters())
+        probabilities = predict(probe, tokens, None, multi_label=False)
+        assert probabilities.device.type == "cpu" and torch.allclose(probabilities.sum(1), torch.ones(40))
 
 
 def test_feature_cache_is_used_on_the_second_run(tmp_path):

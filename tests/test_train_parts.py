@@ -108,3 +108,12 @@ def test_metrics_go_to_jsonl_and_tensorboard(tmp_path):
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
     assert [(e.step, e.value) for e in events.Scalars("loss")] == [(1, 2.5), (2, 2.0)]
+
+
+def test_evaluation_resizes_to_256_over_224_of_the_crop_before_centre_cropping():
+    from mjepa.train.data_pipeline import frontend_for
+    from mjepa.train.pretrain_config import DataConfig
+
+    assert frontend_for(DataConfig(image_size=224)).video.eval_short_side == 256
+    assert frontend_for(DataConfig(image_size=256)).video.eval_short_side == 293
+    assert frontend_for(DataConfig(image_size=64)).video.eval_short_side == 73

@@ -122,12 +122,15 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
 
 def train_probe_grid(
     settings: ProbeSettings, tokens: torch.Tensor, valid: torch.Tensor | None, targets: torch.Tensor,
-    multi_label: bool,
+    multi_label: bool, device: torch.device | str = "cpu",
 ) -> list[nn.Module]:
-    """Train one probe per (lr, wd) of the grid on the same frozen features; returns them in grid order."""
+    """Train one probe per (lr, wd) of the grid on the same frozen features; returns them in grid order, on
+    ``device``. The features may stay where they are (CPU memory, for large tasks): each batch is moved to
+    ``device`` as it is used, once for the whole grid."""
+    device = torch.device(device)
     torch.manual_seed(settings.seed)
     dim, num_classes = tokens.shape[-1], targets.shape[1]
-    probes = [build_probe(settings, dim, num_classes) for _ in settings.grid()]
+    probes = [build_probe(settings, dim, num_classes).to(device) for _ in settings.grid()]
     optimizers = [torch.optim.AdamW(p.parameters(), lr=lr, weight_decay=wd)
                   for p, (lr, wd) in zip(probes, settings.grid())]
     num_items = tokens.shape[0]
@@ -139,13 +142,14 @@ def train_probe_grid(
         order = torch.randperm(num_items, generator=gen)
         for start in range(0, num_items, settings.batch_size):
             rows = order[start:start + settings.batch_size]
-            x = tokens[rows].float()
-            mask = None if valid is None else valid[rows]
+            x = tokens[rows.to(tokens.device)].to(device, non_blocking=True).float()
+            mask = None if valid is None else valid[rows.to(valid.device)].to(device, non_blocking=True)
+            y = targets[rows.to(targets.device)].to(device, non_blocking=True)
             factor = _lr_factor(step, total, settings.warmup_epochs * steps_per_epoch)
             for probe, optimizer, (lr, _) in zip(probes, optimizers, settings.grid()):
                 for group in optimizer.param_groups:
                     group["lr"] = lr * factor
-                loss = probe_loss(probe(x, mask), targets[rows], multi_label)
+                loss = probe_loss(probe(x, mask), y, multi_label)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -153,18 +157,26 @@ def train_probe_grid(
     return probes
 
 
+def class_probabilities(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    """Sigmoid per class (multi-label tasks) or softmax over classes (single-label tasks)."""
+    return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
+
+
 @torch.no_grad()
 def predict(probe: nn.Module, tokens: torch.Tensor, valid: torch.Tensor | None, batch_size: int = 256,
-            views: int = 1) -> torch.Tensor:
-    """Logits per item; with ``views > 1`` the rows are ``views`` consecutive views per item, whose
-    probabilities are averaged (softmax / sigmoid is applied by the caller's metric, so logits are averaged)."""
+            views: int = 1, multi_label: bool = True, device: torch.device | str | None = None) -> torch.Tensor:
+    """Class probabilities per item, on the CPU: with ``views > 1`` the rows are ``views`` consecutive views per
+    item, and their probabilities (sigmoid or softmax, see :func:`class_probabilities`) are averaged, as the
+    multi-view protocol prescribes. Runs on ``device`` (default: the probe's own), a batch at a time."""
+    device = torch.device(device) if device is not None else next(probe.parameters()).device
     probe.eval()
     out = []
     for start in range(0, tokens.shape[0], batch_size):
-        mask = None if valid is None else valid[start:start + batch_size]
-        out.append(probe(tokens[start:start + batch_size].float(), mask))
+        x = tokens[start:start + batch_size].to(device, non_blocking=True).float()
+        mask = None if valid is None else valid[start:start + batch_size].to(device, non_blocking=True)
+        out.append(class_probabilities(probe(x, mask).float(), multi_label).cpu())
     probe.train()
-    logits = torch.cat(out)
+    probabilities = torch.cat(out)
     if views > 1:
-        logits = logits.view(-1, views, logits.shape[-1]).mean(dim=1)
-    return logits
+        probabilities = probabilities.view(-1, views, probabilities.shape[-1]).mean(dim=1)
+    return probabilities

@@ -105,25 +105,27 @@ def gather_skipped(local: list[SkippedItem]) -> list[SkippedItem]:
     return [item for part in parts for item in part]
 
 
-def score(metric: str, logits: torch.Tensor, targets: torch.Tensor) -> float:
+def score(metric: str, probabilities: torch.Tensor, targets: torch.Tensor) -> float:
+    """The task's metric on class probabilities (already averaged over views)."""
     if metric == "map":
-        return mean_average_precision(torch.sigmoid(logits), targets).map
-    return accuracy_from_multi_hot(logits, targets)
+        return mean_average_precision(probabilities, targets).map
+    return accuracy_from_multi_hot(probabilities, targets)
 
 
 def probe_fold(settings: ProbeSettings, task: TaskSpec, train: SplitFeatures, val: SplitFeatures | None,
-               test: SplitFeatures) -> tuple[dict, list[dict]]:
-    """Train the grid, pick the head on validation (or on the training split without one), score on test."""
+               test: SplitFeatures, device: torch.device | str = "cpu") -> tuple[dict, list[dict]]:
+    """Train the grid on ``device``, pick the head on validation (or on the training split without one), score on
+    test."""
     tr = train.features
     targets = tr.labels.repeat_interleave(tr.views, dim=0)
-    probes = train_probe_grid(settings, tr.tokens, None, targets, task.multi_label)
+    probes = train_probe_grid(settings, tr.tokens, None, targets, task.multi_label, device)
     select_on = val.features if val is not None and val.features.num_items else tr
     heads = []
     for probe, (lr, wd) in zip(probes, settings.grid()):
-        chosen_score = score(task.metric, predict(probe, select_on.tokens, None, views=select_on.views),
-                             select_on.labels)
-        test_score = score(task.metric, predict(probe, test.features.tokens, None, views=test.features.views),
-                           test.features.labels)
+        probabilities = lambda f: predict(probe, f.tokens, None, views=f.views,  # noqa: E731
+                                          multi_label=task.multi_label)
+        chosen_score = score(task.metric, probabilities(select_on), select_on.labels)
+        test_score = score(task.metric, probabilities(test.features), test.features.labels)
         heads.append({"lr": lr, "weight_decay": wd, "selection_score": chosen_score, "test_score": test_score})
     best = max(heads, key=lambda h: h["selection_score"])
     return best, heads
@@ -147,7 +149,7 @@ def evaluate(loaded: LoadedModel, label: str, task: TaskSpec, folds: list[TaskSp
         train, test = get(splits.train), get(splits.test)
         val = get(splits.val) if splits.val else None
         skipped += len(train.skipped) + len(test.skipped) + (len(val.skipped) if val else 0)
-        best, heads = probe_fold(settings, task, train, val, test)
+        best, heads = probe_fold(settings, task, train, val, test, device)
         chosen.append({"fold": splits.fold, **best})
         all_heads.append(heads)
     mean_score = sum(c["test_score"] for c in chosen) / len(chosen)

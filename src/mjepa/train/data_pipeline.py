@@ -50,12 +50,18 @@ class Frontend:
         return {"clip": self.clip.to_dict(), "audio": self.audio.to_dict(), "video": self.video.to_dict()}
 
 
+def eval_short_side(crop: int) -> int:
+    """The evaluation resize for a ``crop``-pixel centre crop: 256 for 224, the same ratio otherwise."""
+    return int(round(crop * 256 / 224))
+
+
 def frontend_for(data: DataConfig) -> Frontend:
     return Frontend(
         ClipSpec(num_frames=data.num_frames, frames_per_second=data.frames_per_second, audio_window=data.audio_window),
         AudioFrontendConfig(target_frames=data.audio_frames, num_mel_bins=data.mel_bins, mean=data.fbank_mean,
                             std=data.fbank_std),
-        VideoTransformConfig(output_size=data.image_size, eval_short_side=data.image_size),
+        # Evaluation resizes the short side to 256/224 of the crop, then centre-crops (V-JEPA 2's protocol).
+        VideoTransformConfig(output_size=data.image_size, eval_short_side=eval_short_side(data.image_size)),
     )
 
 
