@@ -35,3 +35,18 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     assert len(blocks) >= 2, "README lost its Python examples"
     for code in blocks:
         exec(compile(code, str(README), "exec"), {})
+
+
+def test_device_flag_resolves_or_fails_with_one_line():
+    import pytest
+    import torch
+
+    from mjepa.commands import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="not a torch device"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            resolve_device("cuda")

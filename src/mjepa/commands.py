@@ -38,3 +38,23 @@ def comma_choices(text: str, flag: str, kind: str, allowed: Sequence[str]) -> li
     if unknown:
         raise ValueError(f"{flag}: unknown {kind} {unknown[0]!r}; expected some of {', '.join(allowed)}")
     return names
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=None,
+                        help="torch device to run the encoder on (default: cuda when present, else cpu)")
+
+
+def resolve_device(requested: str | None):
+    """``--device``'s value as a ``torch.device``; a CUDA device asked for where there is none is an error."""
+    import torch
+
+    if requested is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise ValueError(f"--device: {requested!r} is not a torch device (expected e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {requested}: no CUDA device is available")
+    return device

@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 
 from mjepa.api import MJEPAModel, load
-from mjepa.commands import run_reporting_errors
+from mjepa.commands import add_device_argument, resolve_device, run_reporting_errors
 from mjepa.data.decode import ClipSpec, MediaError, decode_entry_isolated
 from mjepa.data.isolation import IsolatedRunner
 from mjepa.data.manifest import ManifestEntry, read_manifest
@@ -59,12 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--encoder", choices=ENCODER_CHOICES, default="target")
     parser.add_argument("--layer", type=int, default=-1)
     parser.add_argument("--tokens", action="store_true", help="also store token-level features")
+    add_device_argument(parser)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     entries = read_manifest(args.manifest)
-    model = load(args.checkpoint)
+    model = load(args.checkpoint).to(resolve_device(args.device))
     paths, pooled, windows, tokens, skipped = [], [], [], [], []
     runner = IsolatedRunner(DECODE_TIMEOUT_S)
     started = time.perf_counter()

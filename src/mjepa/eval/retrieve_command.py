@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from mjepa.data.manifest import read_manifest
 from mjepa.eval.items import EvalDataset, ViewSpec, collate_eval
-from mjepa.commands import run_reporting_errors
+from mjepa.commands import add_device_argument, resolve_device, run_reporting_errors
 from mjepa.eval.loading import LoadedModel, load_model
 from mjepa.eval.retrieval import cross_modal_retrieval
 from mjepa.models.crossmodal import head_key
@@ -26,24 +26,28 @@ from mjepa.models.encoder import layer_normalise
 
 
 @torch.no_grad()
-def pooled_features(loaded: LoadedModel, entries, workers: int, batch_size: int) -> tuple[dict, int]:
-    """Per modality: context-encoder pooled output and target-encoder pooled normalised output; and skips."""
+@torch.no_grad()
+def pooled_features(loaded: LoadedModel, entries, workers: int, batch_size: int,
+                    device: torch.device = torch.device("cpu")) -> tuple[dict, int]:
+    """Per modality: context-encoder pooled output and target-encoder pooled normalised output (on the CPU), and
+    the number of skipped items. The encoders run on ``device``."""
     fe = loaded.frontend
     vocabulary = sorted({label for entry in entries for label in entry.labels})  # labels are not used here
     dataset = EvalDataset(entries, vocabulary, fe.clip, fe.audio, fe.video, ViewSpec(), need_video=True, need_audio=True)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_eval)
     out = {"context_A": [], "context_V": [], "target_A": [], "target_V": []}
     skipped = 0
+    loaded.model.to(device).eval()
     for items, bad in loader:
         skipped += len(bad)
         if not items:
             continue
-        audio = torch.cat([i.audio for i in items])
-        video = torch.cat([i.video for i in items])
+        audio = torch.cat([i.audio for i in items]).to(device, non_blocking=True)
+        video = torch.cat([i.video for i in items]).to(device, non_blocking=True)
         for mode, kwargs in (("A", {"audio": audio}), ("V", {"video": video})):
-            out[f"context_{mode}"].append(loaded.model.encoder(mode)(mode, **kwargs).tokens.mean(1))
+            out[f"context_{mode}"].append(loaded.model.encoder(mode)(mode, **kwargs).tokens.mean(1).float().cpu())
             target = loaded.model.target_encoder(mode)(mode, **kwargs).tokens
-            out[f"target_{mode}"].append(layer_normalise(target).mean(1))
+            out[f"target_{mode}"].append(layer_normalise(target).mean(1).cpu())
     if not out["target_A"]:
         raise ValueError("no item could be decoded: nothing to retrieve")
     return {k: torch.cat(v) for k, v in out.items()}, skipped
@@ -58,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--out", default=None, help="JSON output (default: retrieval.json next to the checkpoint)")
+    add_device_argument(parser)
     return parser
 
 
@@ -72,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     heads = loaded.model.cross_heads
     if head_key("A", "V") not in heads or head_key("V", "A") not in heads:
         raise ValueError("this checkpoint has no A->V / V->A predictors (model.objective.cross_modal='none')")
-    features, skipped = pooled_features(loaded, entries, args.workers, args.batch_size)
+    features, skipped = pooled_features(loaded, entries, args.workers, args.batch_size, resolve_device(args.device))
+    heads = heads.cpu()
     ks = tuple(int(k) for k in args.ks.split(","))
     results = cross_modal_retrieval(features["target_A"], features["target_V"], heads[head_key("A", "V")],
                                     heads[head_key("V", "A")], ks, audio_queries=features["context_A"],
