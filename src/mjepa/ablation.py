@@ -36,7 +36,7 @@ import torch
 from mjepa.commands import comma_choices, comma_integers, run_reporting_errors
 from mjepa.data.atari import DEFAULT_GAMES, generate_atari_av
 from mjepa.eval.loading import load_model
-from mjepa.eval.probe import ProbeSettings
+from mjepa.eval.probe import ATARI_PROBE_HEADS, ProbeSettings
 from mjepa.eval.run_probe import evaluate
 from mjepa.eval.tasks import TASKS, atari_splits
 from mjepa.models.mjepa import ENCODER_CHOICES
@@ -99,7 +99,7 @@ def run_dir(out: str | Path, name: str, seed: int) -> Path:
 
 def probe_settings(args: argparse.Namespace, seed: int) -> ProbeSettings:
     return ProbeSettings(protocol="attentive", learning_rates=(1e-3,), weight_decays=(0.05,),
-                         epochs=args.probe_epochs, batch_size=32, seed=seed)
+                         epochs=args.probe_epochs, batch_size=32, num_heads=ATARI_PROBE_HEADS, seed=seed)
 
 
 def result_file(folder: Path, encoder: str) -> Path:

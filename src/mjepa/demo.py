@@ -22,7 +22,7 @@ import torch
 from mjepa.commands import run_reporting_errors
 from mjepa.data.atari import DEFAULT_GAMES, generate_atari_av
 from mjepa.eval.loading import load_model
-from mjepa.eval.probe import ProbeSettings
+from mjepa.eval.probe import ATARI_PROBE_HEADS, ProbeSettings
 from mjepa.eval.report import write_results
 from mjepa.eval.run_probe import EncoderResult, evaluate
 from mjepa.eval.tasks import TASKS, atari_splits
@@ -64,7 +64,7 @@ def probe_all(checkpoint: Path, args: argparse.Namespace) -> list[EncoderResult]
     task = TASKS["atari"]
     folds = [atari_splits(args.atari_dir)]
     settings = ProbeSettings(protocol="attentive", learning_rates=(1e-3,), weight_decays=(0.05,),
-                             epochs=args.probe_epochs, batch_size=32)
+                             epochs=args.probe_epochs, batch_size=32, num_heads=ATARI_PROBE_HEADS)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     results = []
     for label, random_init in (("trained", False), ("random-init", True)):

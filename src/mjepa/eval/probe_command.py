@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -11,7 +11,7 @@ import torch
 
 from mjepa.commands import run_reporting_errors
 from mjepa.eval.loading import load_model
-from mjepa.eval.probe import ProbeSettings
+from mjepa.eval.probe import VJEPA2_LEARNING_RATES, VJEPA2_PROBE_HEADS, VJEPA2_WEIGHT_DECAYS, ProbeSettings
 from mjepa.eval.report import markdown_table, write_results
 from mjepa.eval.run_probe import evaluate
 from mjepa.eval.tasks import TASKS, TaskSpec, atari_splits, esc50_folds, manifest_splits
@@ -38,8 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metric", choices=("map", "top1"), default=None, help="metric of the manifest task")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=32, help="probe training batch")
-    parser.add_argument("--lrs", default="1e-4,3e-4,1e-3", help="learning rates of the head grid")
-    parser.add_argument("--wds", default="0.01,0.1", help="weight decays of the head grid")
+    parser.add_argument("--lrs", default=",".join(map(str, VJEPA2_LEARNING_RATES)),
+                        help="learning rates of the head grid (default: V-JEPA 2's five)")
+    parser.add_argument("--wds", default=",".join(map(str, VJEPA2_WEIGHT_DECAYS)),
+                        help="weight decays of the head grid (default: V-JEPA 2's four)")
+    parser.add_argument("--probe-heads", type=int, default=VJEPA2_PROBE_HEADS,
+                        help="attention heads of the attentive probe (default: V-JEPA 2's 16)")
+    parser.add_argument("--clips", type=int, default=None, help="temporal clips per test item (default: the task's)")
+    parser.add_argument("--spatial-views", type=int, default=None,
+                        help="spatial crops per clip at test time (default: the task's)")
     parser.add_argument("--layer", type=int, default=-1, help="encoder block whose output is probed (default: last)")
     parser.add_argument("--encoder", choices=ENCODER_CHOICES, default="target",
                         help="probe the EMA target encoder (default, as in the paper) or the context encoder")
@@ -73,11 +80,16 @@ def _floats(text: str, flag: str) -> tuple[float, ...]:
 def run(args: argparse.Namespace) -> int:
     task = TASKS[args.task]
     if args.task == "manifest" and args.metric:
-        task = TaskSpec(task.name, args.metric, task.views, task.audio_only, task.description)
+        task = replace(task, metric=args.metric)
     if task.audio_only and args.modality != "audio":
         raise ValueError(f"task {task.name} has no video; use --modality audio")
+    if args.clips is not None or args.spatial_views is not None:
+        views = replace(task.views, clips=args.clips or task.views.clips,
+                        spatial_views=args.spatial_views or task.views.spatial_views)
+        task = replace(task, views=views)
     settings = ProbeSettings(protocol=args.protocol, learning_rates=_floats(args.lrs, "--lrs"),
-                             weight_decays=_floats(args.wds, "--wds"), epochs=args.epochs, batch_size=args.batch_size)
+                             weight_decays=_floats(args.wds, "--wds"), epochs=args.epochs, batch_size=args.batch_size,
+                             num_heads=args.probe_heads)
     folds = task_folds(task, args)
     # Under torchrun / SLURM every rank encodes a shard of each split; the probes then train on the gathered
     # features (the same on every rank) and rank 0 writes the results.

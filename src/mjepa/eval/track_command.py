@@ -30,7 +30,7 @@ import torch
 from mjepa.commands import comma_choices, comma_integers, run_reporting_errors
 from mjepa.eval.heldout import heldout_batches, heldout_evaluation
 from mjepa.eval.loading import load_model
-from mjepa.eval.probe import ProbeSettings
+from mjepa.eval.probe import ATARI_PROBE_HEADS, ProbeSettings
 from mjepa.eval.probe_command import task_folds
 from mjepa.eval.run_probe import evaluate
 from mjepa.eval.tasks import TASKS
@@ -113,7 +113,7 @@ def probe_scores(loaded, modalities: Sequence[str], args: argparse.Namespace, fo
         for seed in args.probe_seeds:
             settings = ProbeSettings(protocol="attentive", learning_rates=(args.probe_lr,),
                                      weight_decays=(args.probe_wd,), epochs=args.probe_epochs, batch_size=32,
-                                     seed=seed)
+                                     num_heads=ATARI_PROBE_HEADS, seed=seed)
             values.append(evaluate(loaded, "trained", task, folds, modality, settings, -1, args.batch_size,
                                    args.workers, cache_dir, device, args.encoder).score)
         std = statistics.stdev(values) if len(values) > 1 else 0.0
