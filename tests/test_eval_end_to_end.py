@@ -96,7 +96,7 @@ def test_retrieve_reports_both_methods(trained_checkpoint, capsys):
     assert "| predictor_l1 | A->V |" in capsys.readouterr().out
 
 
-def test_two_process_probe_encodes_shards_and_gathers_the_same_features(trained_checkpoint):
+def test_two_process_probe_keeps_a_shard_per_rank_and_scores_like_one_process(trained_checkpoint):
     import subprocess
     import sys
 
@@ -116,13 +116,20 @@ def test_two_process_probe_encodes_shards_and_gathers_the_same_features(trained_
         capture_output=True, text=True, timeout=300, env=cli_env())
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("wrote ") == 1  # only rank 0 reports
-    single_files = sorted((root / "cache-single").glob("features-*.pt"))
-    two_files = sorted((root / "cache-two").glob("features-*.pt"))
-    assert [f.name for f in single_files] == [f.name for f in two_files] and len(single_files) == 3  # train/val/test
-    for a, b in zip(single_files, two_files):
-        one, two = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
-        assert torch.equal(one["indices"], two["indices"]) and torch.equal(one["labels"], two["labels"])
-        assert torch.allclose(one["tokens"].float(), two["tokens"].float(), atol=1e-2)
-    single = json.loads((root / "single" / "results.json").read_text())["results"][0]["score"]
+    single = [torch.load(f, weights_only=True) for f in sorted((root / "cache-single").glob("features-*.pt"))]
+    shards = [torch.load(f, weights_only=True) for f in sorted((root / "cache-two").glob("features-*.pt"))]
+    assert len(single) == 3 and len(shards) == 6  # train/val/test, one file per rank in the 2-process run
+    for whole in single:
+        items = json.loads(whole["key"])["items"]
+        parts = [s for s in shards if json.loads(s["key"])["items"] == items]
+        assert len(parts) == 2, "each split is held as two shards"
+        for part in parts:  # no rank holds more than its share
+            assert part["tokens"].shape[0] <= -(-whole["tokens"].shape[0] // 2)
+        joined = torch.cat([p["indices"] for p in parts])
+        order = joined.argsort()
+        assert torch.equal(joined[order], whole["indices"])
+        tokens = torch.cat([p["tokens"] for p in parts])[order]
+        assert torch.allclose(tokens.float(), whole["tokens"].float(), atol=1e-2)
+    one = json.loads((root / "single" / "results.json").read_text())["results"][0]["score"]
     two = json.loads((root / "two" / "results.json").read_text())["results"][0]["score"]
-    assert abs(single - two) < 0.05
+    assert abs(one - two) < 0.02  # the same batches and summed gradients: float rounding apart, the same heads

@@ -76,27 +76,11 @@ def encode_batches(encoder: MultimodalEncoder, modality: str,
     return FeatureSet(torch.cat(tokens), torch.cat(labels), views, torch.cat(indices))
 
 
-def gather_features(local: FeatureSet, device: torch.device) -> FeatureSet:
-    """Every rank's features, padding-free and back in manifest order (identity without a process group)."""
-    import torch.distributed as dist
-
-    from mjepa.eval.metrics import gather_without_padding
-
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return local
-    n = local.labels.shape[0]
-    per_item = local.tokens.view(n, local.views, *local.tokens.shape[1:])
-    gathered = [gather_without_padding(t.to(device), n).cpu()
-                for t in (per_item, local.labels, local.indices)]
-    order = gathered[2].argsort()
-    tokens = gathered[0][order].flatten(0, 1)
-    return FeatureSet(tokens, gathered[1][order], local.views, gathered[2][order])
-
-
 def cached_features(cache_dir: Path | None, key_parts: dict, compute: Callable[[], FeatureSet],
                     write: bool = True) -> tuple[FeatureSet, bool]:
-    """Features from ``cache_dir`` when a file with this key exists, else computed and (if ``write``: one rank of a
-    distributed run writes) stored. Returns ``(features, came_from_cache)``."""
+    """Features from ``cache_dir`` when a file with this key exists, else computed and (if ``write``) stored.
+    Under torchrun each rank's key names its shard, so each rank reads and writes only its own features.
+    Returns ``(features, came_from_cache)``."""
     if cache_dir is None:
         return compute(), False
     path = Path(cache_dir) / f"features-{cache_key(key_parts)}.pt"

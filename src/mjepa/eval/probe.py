@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -118,10 +119,15 @@ def build_probe(settings: ProbeSettings, dim: int, num_classes: int) -> nn.Modul
     raise ValueError(f"probe protocol {settings.protocol!r} is not valid; expected 'attentive' or 'linear'")
 
 
-def probe_loss(logits: torch.Tensor, targets: torch.Tensor, multi_label: bool) -> torch.Tensor:
+def probe_loss(logits: torch.Tensor, targets: torch.Tensor, multi_label: bool, batch_rows: int | None = None
+               ) -> torch.Tensor:
+    """Binary cross-entropy (multi-label) or cross-entropy, averaged over a batch of ``batch_rows`` rows (default:
+    these rows). With the rows of one batch split across ranks, each rank passes the whole batch's row count, and
+    the sum of the ranks' losses (and gradients) is the loss of the whole batch."""
+    rows = logits.shape[0] if batch_rows is None else batch_rows
     if multi_label:
-        return F.binary_cross_entropy_with_logits(logits, targets)
-    return F.cross_entropy(logits, targets.argmax(dim=1))
+        return F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / (rows * targets.shape[1])
+    return F.cross_entropy(logits, targets.argmax(dim=1), reduction="sum") / rows
 
 
 def _lr_factor(step: int, total: int, warmup: int) -> float:
@@ -131,28 +137,62 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def _several_ranks() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _collective_device(fallback: torch.device) -> torch.device:
+    """Where tensors for collectives must live: the CPU under gloo, the GPU under NCCL."""
+    return fallback if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def global_row_order(row_keys: torch.Tensor, device: torch.device) -> tuple[int, torch.Tensor]:
+    """``(rows in all ranks, local row of each global row or -1)``: every rank's rows sorted by key, so the rows
+    line up in the same order however the items are spread over ranks."""
+    if not _several_ranks():
+        return row_keys.numel(), row_keys.argsort()
+    from mjepa.eval.metrics import gather_without_padding
+
+    where = _collective_device(device)
+    all_keys = gather_without_padding(row_keys.to(where), row_keys.numel()).cpu()
+    sorted_keys = all_keys.sort().values
+    positions = torch.searchsorted(sorted_keys, row_keys)
+    lookup = torch.full((sorted_keys.numel(),), -1, dtype=torch.long)
+    lookup[positions] = torch.arange(row_keys.numel())
+    return sorted_keys.numel(), lookup
+
+
 def train_probe_grid(
     settings: ProbeSettings, tokens: torch.Tensor, valid: torch.Tensor | None, targets: torch.Tensor,
-    multi_label: bool, device: torch.device | str = "cpu",
+    multi_label: bool, device: torch.device | str = "cpu", row_keys: torch.Tensor | None = None,
 ) -> list[nn.Module]:
     """Train one probe per (lr, wd) of the grid on the same frozen features; returns them in grid order, on
     ``device``. The features may stay where they are (CPU memory, for large tasks): each batch is moved to
-    ``device`` as it is used, once for the whole grid."""
+    ``device`` as it is used, once for the whole grid.
+
+    Under ``torch.distributed`` each rank passes only its own rows, with ``row_keys`` (a global key per row, e.g.
+    ``item index * views + view``): the probes train data-parallel on the batches a single process would draw over
+    all rows, each rank computing its part of every batch and the gradients being summed, so no rank ever holds
+    more than its share of the features."""
     device = torch.device(device)
     torch.manual_seed(settings.seed)
     dim, num_classes = tokens.shape[-1], targets.shape[1]
     probes = [build_probe(settings, dim, num_classes).to(device) for _ in settings.grid()]
     optimizers = [torch.optim.AdamW(p.parameters(), lr=lr, weight_decay=wd)
                   for p, (lr, wd) in zip(probes, settings.grid())]
-    num_items = tokens.shape[0]
-    steps_per_epoch = max(1, math.ceil(num_items / settings.batch_size))
+    keys = torch.arange(tokens.shape[0]) if row_keys is None else row_keys.cpu()
+    num_rows, local_of = global_row_order(keys, device)
+    parallel = _several_ranks()
+    steps_per_epoch = max(1, math.ceil(num_rows / settings.batch_size))
     total = settings.epochs * steps_per_epoch
     gen = torch.Generator().manual_seed(settings.seed)
     step = 0
     for _ in range(settings.epochs):
-        order = torch.randperm(num_items, generator=gen)
-        for start in range(0, num_items, settings.batch_size):
-            rows = order[start:start + settings.batch_size]
+        order = torch.randperm(num_rows, generator=gen)
+        for start in range(0, num_rows, settings.batch_size):
+            batch_positions = order[start:start + settings.batch_size]
+            rows = local_of[batch_positions]
+            rows = rows[rows >= 0]
             x = tokens[rows.to(tokens.device)].to(device, non_blocking=True).float()
             mask = None if valid is None else valid[rows.to(valid.device)].to(device, non_blocking=True)
             y = targets[rows.to(targets.device)].to(device, non_blocking=True)
@@ -160,12 +200,45 @@ def train_probe_grid(
             for probe, optimizer, (lr, _) in zip(probes, optimizers, settings.grid()):
                 for group in optimizer.param_groups:
                     group["lr"] = lr * factor
-                loss = probe_loss(probe(x, mask), y, multi_label)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                optimizer.zero_grad(set_to_none=False)
+                if rows.numel():
+                    probe_loss(probe(x, mask), y, multi_label, batch_positions.numel()).backward()
+                if parallel:
+                    _sum_gradients(probe, device)
                 optimizer.step()
             step += 1
     return probes
+
+
+def _sum_gradients(probe: nn.Module, device: torch.device) -> None:
+    """Every rank's gradients summed, in one collective (a rank without rows in the batch adds zeros)."""
+    params = list(probe.parameters())
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    where = _collective_device(device)
+    buffer = flat.to(where)
+    dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+    flat = buffer.to(device)
+    offset = 0
+    for p in params:
+        p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
+        offset += p.numel()
+
+
+def gather_items(values: torch.Tensor, indices: torch.Tensor, device: torch.device | str = "cpu"
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every rank's per-item rows (probabilities, labels, ...) and item indices, in index order (identity order
+    without a process group). Padded duplicates never enter: ranks contribute only their real rows."""
+    if _several_ranks():
+        from mjepa.eval.metrics import gather_without_padding
+
+        where = _collective_device(torch.device(device))
+        values = gather_without_padding(values.to(where), values.shape[0]).cpu()
+        indices = gather_without_padding(indices.to(where), indices.shape[0]).cpu()
+    order = indices.argsort()
+    return values[order], indices[order]
 
 
 def class_probabilities(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:

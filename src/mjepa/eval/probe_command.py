@@ -91,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
                              weight_decays=_floats(args.wds, "--wds"), epochs=args.epochs, batch_size=args.batch_size,
                              num_heads=args.probe_heads)
     folds = task_folds(task, args)
-    # Under torchrun / SLURM every rank encodes a shard of each split; the probes then train on the gathered
-    # features (the same on every rank) and rank 0 writes the results.
+    # Under torchrun / SLURM every rank encodes and keeps a shard of each split; the probes train data-parallel on
+    # the shards, and rank 0 writes the results.
     ctx = init_distributed("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device("cuda", ctx.local_rank) if torch.cuda.is_available() else torch.device("cpu")
     try:

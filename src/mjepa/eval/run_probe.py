@@ -11,13 +11,11 @@ from torch.utils.data import DataLoader
 
 from mjepa.data.dataset import SkippedItem
 from mjepa.data.samplers import DistributedShardSampler
-from mjepa.eval.features import (
-    MODALITY_MODES, FeatureSet, cached_features, encode_batches, encoder_fingerprint, gather_features,
-)
+from mjepa.eval.features import MODALITY_MODES, FeatureSet, cached_features, encode_batches, encoder_fingerprint
 from mjepa.eval.items import EvalDataset, EvalItem, ViewSpec, collate_eval
 from mjepa.eval.loading import LoadedModel
 from mjepa.eval.metrics import accuracy_from_multi_hot, mean_average_precision
-from mjepa.eval.probe import ProbeSettings, predict, train_probe_grid
+from mjepa.eval.probe import ProbeSettings, gather_items, predict, train_probe_grid
 from mjepa.eval.tasks import TaskSpec, TaskSplits
 from mjepa.objective import Batch
 from mjepa.train.distributed import detect_launch
@@ -84,7 +82,7 @@ def split_features(loaded: LoadedModel, task: TaskSpec, entries, vocabulary, mod
                     yield item_batches(items, modality, views)
 
         frozen = probe_encoder(loaded, modality, encoder)
-        features = gather_features(encode_batches(frozen, modality, batches(), layer, device), device)
+        features = encode_batches(frozen, modality, batches(), layer, device)  # this rank's shard only
         if views.audio_windows > 1:  # concatenate each item's audio windows along the token axis
             t, d = features.tokens.shape[1:]
             features.tokens = features.tokens.view(-1, views.audio_windows * t, d)
@@ -93,7 +91,9 @@ def split_features(loaded: LoadedModel, task: TaskSpec, entries, vocabulary, mod
 
     key = {"encoder": fingerprint, "modality": modality, "layer": layer, "frontend": fe.to_dict(),
            "views": asdict(views), "items": [(e.path, e.start, e.end, e.labels) for e in entries]}
-    features, from_cache = cached_features(cache_dir, key, compute, write=ctx.is_main)
+    if ctx.enabled:  # each rank keeps, and caches, only its shard of the features
+        key["shard"] = (ctx.rank, ctx.world_size)
+    features, from_cache = cached_features(cache_dir, key, compute)
     return SplitFeatures(features, gather_skipped(skipped) if ctx.enabled else skipped, from_cache)
 
 
@@ -103,6 +103,21 @@ def gather_skipped(local: list[SkippedItem]) -> list[SkippedItem]:
     parts: list[list[SkippedItem] | None] = [None] * dist.get_world_size()
     dist.all_gather_object(parts, local)
     return [item for part in parts for item in part]
+
+
+def row_keys(features: FeatureSet) -> torch.Tensor:
+    """A global key per training row (item index x views + view), the same on every rank."""
+    indices = features.indices if features.indices is not None else torch.arange(features.num_items)
+    return (indices.long().unsqueeze(1) * features.views + torch.arange(features.views)).reshape(-1)
+
+
+def item_scores(probe, features: FeatureSet, multi_label: bool, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities and labels of every item of the split (gathered from all ranks, in manifest order)."""
+    indices = features.indices if features.indices is not None else torch.arange(features.num_items)
+    probabilities = predict(probe, features.tokens, None, views=features.views, multi_label=multi_label)
+    probabilities, _ = gather_items(probabilities, indices, device)
+    labels, _ = gather_items(features.labels, indices, device)
+    return probabilities, labels
 
 
 def score(metric: str, probabilities: torch.Tensor, targets: torch.Tensor) -> float:
@@ -118,14 +133,12 @@ def probe_fold(settings: ProbeSettings, task: TaskSpec, train: SplitFeatures, va
     test."""
     tr = train.features
     targets = tr.labels.repeat_interleave(tr.views, dim=0)
-    probes = train_probe_grid(settings, tr.tokens, None, targets, task.multi_label, device)
+    probes = train_probe_grid(settings, tr.tokens, None, targets, task.multi_label, device, row_keys(tr))
     select_on = val.features if val is not None and val.features.num_items else tr
     heads = []
     for probe, (lr, wd) in zip(probes, settings.grid()):
-        probabilities = lambda f: predict(probe, f.tokens, None, views=f.views,  # noqa: E731
-                                          multi_label=task.multi_label)
-        chosen_score = score(task.metric, probabilities(select_on), select_on.labels)
-        test_score = score(task.metric, probabilities(test.features), test.features.labels)
+        chosen_score = score(task.metric, *item_scores(probe, select_on, task.multi_label, device))
+        test_score = score(task.metric, *item_scores(probe, test.features, task.multi_label, device))
         heads.append({"lr": lr, "weight_decay": wd, "selection_score": chosen_score, "test_score": test_score})
     best = max(heads, key=lambda h: h["selection_score"])
     return best, heads
