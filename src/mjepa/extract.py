@@ -39,8 +39,10 @@ def embed_entry(model: MJEPAModel, entry: ManifestEntry, modality: str, layer: i
     frames, fps = None, model.clip.frames_per_second
     if need_video:
         duration = first.duration or model.clip.window_duration
+        # Decoded at the evaluation size (FFmpeg scales while decoding): the transform resizes to it anyway.
         whole = ClipSpec(num_frames=max(1, math.ceil(duration * fps)), frames_per_second=fps,
-                         audio_window="full", sample_rate=model.clip.sample_rate)
+                         audio_window="full", sample_rate=model.clip.sample_rate,
+                         short_side=model.video_config.eval_short_side)
         frames = decode_entry_isolated(runner, entry, whole, window_start=0.0, require_video=True).frames
     pooled = not keep_tokens
     if modality == "audio":
