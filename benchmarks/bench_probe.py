@@ -2,7 +2,8 @@
 
 Measured: the wall time of one epoch of ``train_probe_grid`` on random features of the demo's shapes (the tiny model
 on AtariAV: width 192; 192 audio, 64 video, 256 audio-visual tokens per clip; the AtariAV training split), with the
-demo's probe (one head, 4 attention heads) and with V-JEPA 2's grid (20 heads, 16 attention heads), on ``--device``.
+demo's probe (one head, 4 attention heads) and with V-JEPA 2's grid (20 heads, 16 attention heads), on ``--device``;
+and the grid with 4 and 20 heads per batched (vmapped) pass instead of one at a time.
 
 Predicted (not measured): time and GPU memory of the whole probe grid (V-JEPA 2's 20 heads, 20 epochs, batch 32)
 with a ViT-L encoder (width 1024) on one H100 at 40 % of its 989 TFLOP/s bf16 peak, from the attentive probe's
@@ -92,6 +93,13 @@ def main() -> None:
                              "epoch_seconds": seconds})
             print(f"measured  {modality:5s} {name:24s}: {seconds:6.2f} s per epoch ({args.items} rows, {device})",
                   flush=True)
+
+    for per_pass in (4, None):  # the grid's heads trained together in one vmapped pass, against one at a time
+        settings = ProbeSettings(epochs=1, heads_per_pass=per_pass)
+        seconds = measured_epoch(args.items, 192, 192, settings, device)
+        measured.append({"modality": "audio", "tokens": 192, "probe": f"V-JEPA 2 grid, {per_pass or 20} heads per pass",
+                         "heads": len(settings.grid()), "heads_per_pass": per_pass, "epoch_seconds": seconds})
+        print(f"measured  audio V-JEPA 2 grid, {per_pass or 20:2d} heads per pass: {seconds:6.2f} s per epoch", flush=True)
 
     heads = len(VJEPA2_LEARNING_RATES) * len(VJEPA2_WEIGHT_DECAYS)
     predicted = []

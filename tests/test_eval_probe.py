@@ -94,3 +94,38 @@ def test_feature_cache_is_used_on_the_second_run(tmp_path):
     assert torch.equal(first.tokens, second.tokens) and torch.equal(first.labels, second.labels)
     cached_features(tmp_path, {**key, "modality": "video"}, compute)
     assert calls == [1, 1]  # a different key encodes again
+
+
+def test_heads_trained_together_match_heads_trained_one_by_one():
+    gen = torch.Generator().manual_seed(1)
+    tokens, targets = torch.randn(48, 5, 16, generator=gen), (torch.rand(48, 3, generator=gen) < 0.3).float()
+    results = {}
+    for per_pass in (1, 3, None):
+        settings = ProbeSettings(learning_rates=(1e-3, 3e-3), weight_decays=(0.0, 0.1, 0.4), epochs=2, batch_size=16,
+                                 num_heads=2, heads_per_pass=per_pass)
+        probes = train_probe_grid(settings, tokens, None, targets, multi_label=True)
+        results[per_pass] = torch.stack([predict(p, tokens, None, multi_label=True) for p in probes])
+    assert results[1].shape == (6, 48, 3)
+    assert torch.allclose(results[1], results[3], atol=1e-5) and torch.allclose(results[1], results[None], atol=1e-5)
+    assert not torch.allclose(results[1][0], results[1][5], atol=1e-3)  # the heads differ: each has its own lr, wd
+
+
+def test_per_head_adamw_matches_torch_adamw():
+    from mjepa.eval.probe import StackedAdamW
+
+    gen = torch.Generator().manual_seed(2)
+    start, grads = torch.randn(2, 4, generator=gen), [torch.randn(2, 4, generator=gen) for _ in range(3)]
+    stacked = {"w": start.clone().requires_grad_(True)}
+    ours = StackedAdamW(stacked, [1e-2, 3e-2], [0.1, 0.4])
+    theirs = [torch.nn.Parameter(start[i].clone()) for i in range(2)]
+    reference = [torch.optim.AdamW([theirs[i]], lr=lr, weight_decay=wd) for i, (lr, wd) in enumerate([(1e-2, 0.1),
+                                                                                                      (3e-2, 0.4)])]
+    for grad in grads:
+        stacked["w"].grad = grad.clone()
+        ours.step(0.5)
+        for i in range(2):
+            for group in reference[i].param_groups:
+                group["lr"] = [1e-2, 3e-2][i] * 0.5
+            theirs[i].grad = grad[i].clone()
+            reference[i].step()
+    assert torch.allclose(stacked["w"], torch.stack([t.detach() for t in theirs]), atol=1e-6)

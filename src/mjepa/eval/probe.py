@@ -8,6 +8,7 @@ on a validation split (the rule is written into the results).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -104,6 +105,16 @@ class ProbeSettings:
     warmup_epochs: int = 1
     num_heads: int = VJEPA2_PROBE_HEADS  # attention heads of the attentive probe
     seed: int = 0
+    # Heads of the grid trained together in one batched (vmapped) pass; their activations are held together. On the
+    # CPU this is slower (attention has no vmap batching rule there; docs/performance.md), so one at a time is the
+    # default. None: the whole grid at once.
+    heads_per_pass: int | None = 1
+
+    def __post_init__(self) -> None:
+        if not self.learning_rates or not self.weight_decays:
+            raise ValueError("the probe grid needs at least one learning rate and one weight decay")
+        if self.heads_per_pass is not None and self.heads_per_pass < 1:
+            raise ValueError(f"heads_per_pass must be >= 1 or None, got {self.heads_per_pass}")
 
     def grid(self) -> list[tuple[float, float]]:
         return [(lr, wd) for lr in self.learning_rates for wd in self.weight_decays]
@@ -162,13 +173,50 @@ def global_row_order(row_keys: torch.Tensor, device: torch.device) -> tuple[int,
     return sorted_keys.numel(), lookup
 
 
+class StackedAdamW:
+    """AdamW (PyTorch's update, decoupled weight decay) over parameters stacked along a leading head dimension,
+    each head with its own learning rate and weight decay."""
+
+    def __init__(self, params: dict[str, torch.Tensor], lrs: list[float], wds: list[float],
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.params = params
+        device = next(iter(params.values())).device
+        self.lrs = torch.tensor(lrs, dtype=torch.float32, device=device)
+        self.wds = torch.tensor(wds, dtype=torch.float32, device=device)
+        self.betas, self.eps, self.steps = betas, eps, 0
+        self.moments = {n: (torch.zeros_like(p), torch.zeros_like(p)) for n, p in params.items()}
+
+    @torch.no_grad()
+    def step(self, lr_factor: float) -> None:
+        self.steps += 1
+        beta1, beta2 = self.betas
+        correction1, correction2 = 1 - beta1 ** self.steps, 1 - beta2 ** self.steps
+        for name, param in self.params.items():
+            grad = param.grad if param.grad is not None else torch.zeros_like(param)
+            shape = (-1,) + (1,) * (param.dim() - 1)
+            lr = (self.lrs * lr_factor).view(shape)
+            param.mul_(1 - lr * self.wds.view(shape))
+            m, v = self.moments[name]
+            m.mul_(beta1).add_(grad, alpha=1 - beta1)
+            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            param.sub_(lr / correction1 * m / (v.sqrt() / math.sqrt(correction2) + self.eps))
+
+    def zero_grad(self) -> None:
+        for param in self.params.values():
+            param.grad = None
+
+
 def train_probe_grid(
     settings: ProbeSettings, tokens: torch.Tensor, valid: torch.Tensor | None, targets: torch.Tensor,
     multi_label: bool, device: torch.device | str = "cpu", row_keys: torch.Tensor | None = None,
 ) -> list[nn.Module]:
     """Train one probe per (lr, wd) of the grid on the same frozen features; returns them in grid order, on
-    ``device``. The features may stay where they are (CPU memory, for large tasks): each batch is moved to
-    ``device`` as it is used, once for the whole grid.
+    ``device``.
+
+    The heads train ``settings.heads_per_pass`` at a time in one batched pass (their weights stacked, the forward
+    and backward vmapped over heads), each with its own AdamW learning rate and weight decay: the same updates as
+    training them one by one, in fewer, larger kernels. The features may stay where they are (CPU memory, for large
+    tasks): each batch is moved to ``device`` as it is used, once for the grid.
 
     Under ``torch.distributed`` each rank passes only its own rows, with ``row_keys`` (a global key per row, e.g.
     ``item index * views + view``): the probes train data-parallel on the batches a single process would draw over
@@ -177,9 +225,13 @@ def train_probe_grid(
     device = torch.device(device)
     torch.manual_seed(settings.seed)
     dim, num_classes = tokens.shape[-1], targets.shape[1]
-    probes = [build_probe(settings, dim, num_classes).to(device) for _ in settings.grid()]
-    optimizers = [torch.optim.AdamW(p.parameters(), lr=lr, weight_decay=wd)
-                  for p, (lr, wd) in zip(probes, settings.grid())]
+    grid = settings.grid()
+    probes = [build_probe(settings, dim, num_classes).to(device) for _ in grid]
+    per_pass = len(grid) if settings.heads_per_pass is None else settings.heads_per_pass
+    groups = [list(range(start, min(start + per_pass, len(grid)))) for start in range(0, len(grid), per_pass)]
+    # One head per pass is the plain module and torch's AdamW; more are stacked and vmapped.
+    stacks = [_HeadStack([probes[i] for i in group], [grid[i] for i in group]) if len(group) > 1
+              else _SingleHead(probes[group[0]], grid[group[0]]) for group in groups]
     keys = torch.arange(tokens.shape[0]) if row_keys is None else row_keys.cpu()
     num_rows, local_of = global_row_order(keys, device)
     parallel = _several_ranks()
@@ -197,28 +249,83 @@ def train_probe_grid(
             mask = None if valid is None else valid[rows.to(valid.device)].to(device, non_blocking=True)
             y = targets[rows.to(targets.device)].to(device, non_blocking=True)
             factor = _lr_factor(step, total, settings.warmup_epochs * steps_per_epoch)
-            for probe, optimizer, (lr, _) in zip(probes, optimizers, settings.grid()):
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * factor
-                optimizer.zero_grad(set_to_none=False)
+            for stack in stacks:
+                stack.optimizer.zero_grad()
                 if rows.numel():
-                    probe_loss(probe(x, mask), y, multi_label, batch_positions.numel()).backward()
+                    stack.loss(x, mask, y, multi_label, batch_positions.numel()).backward()
                 if parallel:
-                    _sum_gradients(probe, device)
-                optimizer.step()
+                    _sum_gradients(list(stack.params.values()), device)
+                stack.optimizer.step(factor)
             step += 1
+    for stack in stacks:
+        stack.write_back()
     return probes
 
 
-def _sum_gradients(probe: nn.Module, device: torch.device) -> None:
-    """Every rank's gradients summed, in one collective (a rank without rows in the batch adds zeros)."""
-    params = list(probe.parameters())
+class _SingleHead:
+    """One probe trained as itself (the same interface as :class:`_HeadStack`)."""
+
+    def __init__(self, probe: nn.Module, setting: tuple[float, float]) -> None:
+        self.probe, (self.lr, weight_decay) = probe, setting
+        self.torch_optimizer = torch.optim.AdamW(probe.parameters(), lr=self.lr, weight_decay=weight_decay)
+        self.params = dict(probe.named_parameters())
+        self.optimizer = self
+
+    def zero_grad(self) -> None:
+        self.torch_optimizer.zero_grad(set_to_none=True)
+
+    def step(self, lr_factor: float) -> None:
+        for group in self.torch_optimizer.param_groups:
+            group["lr"] = self.lr * lr_factor
+        self.torch_optimizer.step()
+
+    def loss(self, x: torch.Tensor, mask: torch.Tensor | None, y: torch.Tensor, multi_label: bool,
+             batch_rows: int) -> torch.Tensor:
+        return probe_loss(self.probe(x, mask), y, multi_label, batch_rows)
+
+    def write_back(self) -> None:
+        pass
+
+
+class _HeadStack:
+    """Probes of the same architecture whose weights are stacked along a leading head dimension, with a vmapped
+    forward and a per-head AdamW."""
+
+    def __init__(self, probes: list[nn.Module], grid: list[tuple[float, float]]) -> None:
+        from torch.func import stack_module_state
+
+        self.probes = probes
+        params, self.buffers = stack_module_state(probes)
+        self.params = {name: p.detach().clone().requires_grad_(True) for name, p in params.items()}
+        self.template = copy.deepcopy(probes[0]).to("meta")
+        self.optimizer = StackedAdamW(self.params, [lr for lr, _ in grid], [wd for _, wd in grid])
+
+    def loss(self, x: torch.Tensor, mask: torch.Tensor | None, y: torch.Tensor, multi_label: bool,
+             batch_rows: int) -> torch.Tensor:
+        from torch.func import functional_call, vmap
+
+        def head_loss(params, buffers):
+            logits = functional_call(self.template, (params, buffers), (x, mask))
+            return probe_loss(logits, y, multi_label, batch_rows)
+
+        # Heads are independent: the gradient of the sum is each head's own gradient.
+        return vmap(head_loss)(self.params, self.buffers).sum()
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        for index, probe in enumerate(self.probes):
+            for name, param in probe.named_parameters():
+                param.copy_(self.params[name][index])
+
+
+def _sum_gradients(params: list[torch.Tensor], device: torch.device) -> None:
+    """Every rank's gradients of ``params`` summed, in one collective (a rank without rows in the batch adds
+    zeros)."""
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
     flat = torch.cat([p.grad.reshape(-1) for p in params])
-    where = _collective_device(device)
-    buffer = flat.to(where)
+    buffer = flat.to(_collective_device(device))
     dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
     flat = buffer.to(device)
     offset = 0

@@ -11,7 +11,9 @@ import torch
 
 from mjepa.commands import run_reporting_errors
 from mjepa.eval.loading import load_model
-from mjepa.eval.probe import VJEPA2_LEARNING_RATES, VJEPA2_PROBE_HEADS, VJEPA2_WEIGHT_DECAYS, ProbeSettings
+from mjepa.eval.probe import (
+    ATARI_PROBE_HEADS, VJEPA2_LEARNING_RATES, VJEPA2_PROBE_HEADS, VJEPA2_WEIGHT_DECAYS, ProbeSettings,
+)
 from mjepa.eval.report import markdown_table, write_results
 from mjepa.eval.run_probe import evaluate
 from mjepa.eval.tasks import TASKS, TaskSpec, atari_splits, esc50_folds, manifest_splits
@@ -38,12 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metric", choices=("map", "top1"), default=None, help="metric of the manifest task")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=32, help="probe training batch")
-    parser.add_argument("--lrs", default=",".join(map(str, VJEPA2_LEARNING_RATES)),
-                        help="learning rates of the head grid (default: V-JEPA 2's five)")
-    parser.add_argument("--wds", default=",".join(map(str, VJEPA2_WEIGHT_DECAYS)),
-                        help="weight decays of the head grid (default: V-JEPA 2's four)")
-    parser.add_argument("--probe-heads", type=int, default=VJEPA2_PROBE_HEADS,
-                        help="attention heads of the attentive probe (default: V-JEPA 2's 16)")
+    parser.add_argument("--lrs", default=None,
+                        help="learning rates of the head grid (default: V-JEPA 2's five; atari: 1e-3)")
+    parser.add_argument("--wds", default=None,
+                        help="weight decays of the head grid (default: V-JEPA 2's four; atari: 0.05)")
+    parser.add_argument("--probe-heads", type=int, default=None,
+                        help="attention heads of the attentive probe (default: V-JEPA 2's 16; atari: 4)")
     parser.add_argument("--clips", type=int, default=None, help="temporal clips per test item (default: the task's)")
     parser.add_argument("--spatial-views", type=int, default=None,
                         help="spatial crops per clip at test time (default: the task's)")
@@ -87,9 +89,13 @@ def run(args: argparse.Namespace) -> int:
         views = replace(task.views, clips=args.clips or task.views.clips,
                         spatial_views=args.spatial_views or task.views.spatial_views)
         task = replace(task, views=views)
-    settings = ProbeSettings(protocol=args.protocol, learning_rates=_floats(args.lrs, "--lrs"),
-                             weight_decays=_floats(args.wds, "--wds"), epochs=args.epochs, batch_size=args.batch_size,
-                             num_heads=args.probe_heads)
+    # The paper tasks default to V-JEPA 2's grid; the built-in AtariAV task to the small probe of the CPU demo.
+    small = task.name == "atari"
+    lrs = _floats(args.lrs, "--lrs") if args.lrs else ((1e-3,) if small else VJEPA2_LEARNING_RATES)
+    wds = _floats(args.wds, "--wds") if args.wds else ((0.05,) if small else VJEPA2_WEIGHT_DECAYS)
+    heads = args.probe_heads or (ATARI_PROBE_HEADS if small else VJEPA2_PROBE_HEADS)
+    settings = ProbeSettings(protocol=args.protocol, learning_rates=lrs, weight_decays=wds, epochs=args.epochs,
+                             batch_size=args.batch_size, num_heads=heads)
     folds = task_folds(task, args)
     # Under torchrun / SLURM every rank encodes and keeps a shard of each split; the probes train data-parallel on
     # the shards, and rank 0 writes the results.
