@@ -1,6 +1,7 @@
 """``mjepa extract MANIFEST --checkpoint CKPT --out FILE``: embeddings for every item of a manifest.
 
-Each item is decoded whole (its segment bounds respected), cut into windows of the training clip length by
+Each item is decoded whole (its segment bounds respected; video at the evaluation size) in loader workers
+(``--workers``), cut into windows of the training clip length by
 :mod:`mjepa.api`, and embedded. The output (``torch.save``, loadable with ``weights_only=True``) holds:
 ``paths`` (list), ``pooled`` (N, D) — the mean over an item's windows —, ``windows`` (list of (W_i, D)),
 ``tokens`` (list of (W_i, T, D), with ``--tokens``), ``skipped`` (list of {path, reason, detail}) and the settings.
@@ -13,10 +14,12 @@ import argparse
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from mjepa.api import MJEPAModel, load
 from mjepa.commands import add_device_argument, resolve_device, run_reporting_errors
@@ -29,27 +32,59 @@ from mjepa.models.mjepa import ENCODER_CHOICES
 DECODE_TIMEOUT_S = 600.0  # whole files are decoded here: long ones take a while
 
 
-def embed_entry(model: MJEPAModel, entry: ManifestEntry, modality: str, layer: int, encoder: str,
-                keep_tokens: bool, runner: IsolatedRunner):
-    """Embeddings of one item (raises MediaError for unreadable media). Decoding runs in ``runner``'s helper
-    process, so a file that crashes or hangs the decoder is skipped like any other bad file."""
-    need_video = modality != "audio"
-    first = decode_entry_isolated(runner, entry, model.clip, window_start=0.0, require_video=need_video,
-                                  require_audio=modality != "video")
-    frames, fps = None, model.clip.frames_per_second
-    if need_video:
-        duration = first.duration or model.clip.window_duration
-        # Decoded at the evaluation size (FFmpeg scales while decoding): the transform resizes to it anyway.
-        whole = ClipSpec(num_frames=max(1, math.ceil(duration * fps)), frames_per_second=fps,
-                         audio_window="full", sample_rate=model.clip.sample_rate,
-                         short_side=model.video_config.eval_short_side)
-        frames = decode_entry_isolated(runner, entry, whole, window_start=0.0, require_video=True).frames
-    pooled = not keep_tokens
+@dataclass
+class DecodedItem:
+    """What the encoder needs of one manifest item, decoded in a loader worker."""
+
+    path: str
+    waveform: torch.Tensor | None
+    sample_rate: int
+    frames: torch.Tensor | None  # (T, H, W, 3) uint8 at the evaluation size, the whole segment
+
+
+class ExtractItems(Dataset):
+    """Manifest items decoded whole (segment bounds respected) for :func:`embed_item`; an unreadable item comes
+    back as a MediaError (not raised), so a worker never stops on it. Decoding runs in an isolating helper process
+    (:mod:`mjepa.data.isolation`)."""
+
+    def __init__(self, entries: list[ManifestEntry], clip: ClipSpec, eval_short_side: int, modality: str) -> None:
+        self.entries, self.clip, self.eval_short_side, self.modality = entries, clip, eval_short_side, modality
+        self.runner = IsolatedRunner(DECODE_TIMEOUT_S)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> DecodedItem | MediaError:
+        entry = self.entries[index]
+        try:
+            with media_errors(entry.path):  # whatever one file makes the decoder raise skips that file
+                return self._decode(entry)
+        except MediaError as err:
+            return err
+
+    def _decode(self, entry: ManifestEntry) -> DecodedItem:
+        need_video = self.modality != "audio"
+        first = decode_entry_isolated(self.runner, entry, self.clip, window_start=0.0, require_video=need_video,
+                                      require_audio=self.modality != "video")
+        frames = None
+        if need_video:
+            fps = self.clip.frames_per_second
+            duration = first.duration or self.clip.window_duration
+            # Decoded at the evaluation size (FFmpeg scales while decoding): the transform resizes to it anyway.
+            whole = ClipSpec(num_frames=max(1, math.ceil(duration * fps)), frames_per_second=fps,
+                             audio_window="full", sample_rate=self.clip.sample_rate, short_side=self.eval_short_side)
+            frames = decode_entry_isolated(self.runner, entry, whole, window_start=0.0, require_video=True).frames
+        return DecodedItem(entry.path, first.waveform, first.sample_rate, frames)
+
+
+def embed_item(model: MJEPAModel, item: DecodedItem, modality: str, layer: int, encoder: str, keep_tokens: bool):
+    """Embeddings of one decoded item, on the model's device."""
+    pooled, fps = not keep_tokens, model.clip.frames_per_second
     if modality == "audio":
-        return model.encode_audio(first.waveform, first.sample_rate, pooled, layer, encoder)
+        return model.encode_audio(item.waveform, item.sample_rate, pooled, layer, encoder)
     if modality == "video":
-        return model.encode_video(frames, fps, pooled, layer, encoder)
-    return model.encode_av(first.waveform, first.sample_rate, frames, fps, pooled, layer, encoder)
+        return model.encode_video(item.frames, fps, pooled, layer, encoder)
+    return model.encode_av(item.waveform, item.sample_rate, item.frames, fps, pooled, layer, encoder)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--encoder", choices=ENCODER_CHOICES, default="target")
     parser.add_argument("--layer", type=int, default=-1)
     parser.add_argument("--tokens", action="store_true", help="also store token-level features")
+    parser.add_argument("--workers", type=int, default=2, help="decoding processes (default 2; 0 decodes here)")
     add_device_argument(parser)
     return parser
 
@@ -69,16 +105,23 @@ def run(args: argparse.Namespace) -> int:
     entries = read_manifest(args.manifest)
     model = load(args.checkpoint).to(resolve_device(args.device))
     paths, pooled, windows, tokens, skipped = [], [], [], [], []
-    runner = IsolatedRunner(DECODE_TIMEOUT_S)
+    if args.workers < 0:
+        raise ValueError(f"--workers must be >= 0, got {args.workers}")
+    items = ExtractItems(entries, model.clip, model.video_config.eval_short_side, args.modality)
+    # Items are decoded ahead in worker processes while the encoder runs here.
+    loader = DataLoader(items, batch_size=None, num_workers=args.workers, prefetch_factor=2 if args.workers else None)
     started = time.perf_counter()
-    for number, entry in enumerate(entries, start=1):
+    for number, item in enumerate(loader, start=1):
+        if isinstance(item, MediaError):
+            skipped.append({"path": str(item.path), "reason": item.reason, "detail": item.detail})
+            continue
         try:
-            with media_errors(entry.path):  # whatever one file makes the decoder raise skips that file
-                emb = embed_entry(model, entry, args.modality, args.layer, args.encoder, args.tokens, runner)
+            with media_errors(item.path):  # a file whose content the encoder's input path cannot take
+                emb = embed_item(model, item, args.modality, args.layer, args.encoder, args.tokens)
         except MediaError as err:
             skipped.append({"path": str(err.path), "reason": err.reason, "detail": err.detail})
             continue
-        paths.append(entry.path)
+        paths.append(item.path)
         pooled.append(emb.mean)
         windows.append(emb.pooled)
         if args.tokens:

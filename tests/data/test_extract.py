@@ -37,3 +37,17 @@ def test_extract_embeds_every_readable_item_and_lists_the_rest(media, checkpoint
     if modality == "av":
         assert record["tokens"][0].dim() == 3
     assert "2 unreadable items skipped" in capsys.readouterr().out
+
+
+def test_extract_with_decoding_workers_matches_decoding_in_process(media, checkpoint, tmp_path):
+    manifest = tmp_path / "items.jsonl"
+    write_manifest(manifest, [ManifestEntry(str(media[k])) for k in ("mp4", "missing", "mkv", "webm")])
+    records = {}
+    for workers in (0, 2):
+        out = tmp_path / f"features-{workers}.pt"
+        assert main(["extract", str(manifest), "--checkpoint", str(checkpoint), "--out", str(out), "--modality", "av",
+                     "--workers", str(workers), "--device", "cpu"]) == 0
+        records[workers] = torch.load(out, weights_only=True)
+    assert records[0]["paths"] == records[2]["paths"]  # manifest order, whichever worker decoded an item
+    assert torch.allclose(records[0]["pooled"], records[2]["pooled"], atol=1e-5)
+    assert records[0]["skipped"] == records[2]["skipped"]
