@@ -12,6 +12,7 @@ from typing import Sequence
 
 from mjepa.data import importers
 from mjepa.data.manifest import ManifestError, write_manifest
+from mjepa.data.segments import MEDIA_PATTERNS, media_files, segment_entries
 
 
 def _patterns(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -25,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--out", required=True, help="manifest to write (JSON lines)")
+        p.add_argument("--segment-seconds", type=float, default=None, metavar="S",
+                       help="cut entries longer than S seconds into consecutive S-second segments (long videos)")
+        p.add_argument("--min-segment-seconds", type=float, default=None, metavar="M",
+                       help="drop a last segment shorter than M seconds (default S/2)")
         return p
 
     p = add("audioset", "AudioSet segment CSV + class_labels_indices.csv")
@@ -53,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--media-root", required=True)
     p.add_argument("--patterns")
     p.add_argument("--full-videos", action="store_true")
+    p = add("files", "every media file under a folder, unlabelled (e.g. HowTo100M videos)")
+    p.add_argument("media_root")
+    p.add_argument("--patterns", help="comma-separated glob patterns (default: *.mp4,*.mkv,*.webm,*.avi,*.mov)")
     p = add("ssv2", "Something-Something v2 annotation JSON + labels.json")
     p.add_argument("annotations_json")
     p.add_argument("--labels-json", required=True)
@@ -81,6 +89,8 @@ def run_import(args: argparse.Namespace) -> importers.ImportResult:
     if fmt == "kinetics":
         return importers.import_kinetics(args.csv_path, args.media_root, _patterns(
             args.patterns, ("{label}/{ytid}_{start:06.0f}_{end:06.0f}.mp4",)), args.full_videos)
+    if fmt == "files":
+        return media_files(args.media_root, _patterns(args.patterns, MEDIA_PATTERNS))
     return importers.import_ssv2(args.annotations_json, args.labels_json, args.media_root,
                                  _patterns(args.patterns, ("{id}.webm",)))
 
@@ -92,7 +102,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ManifestError, ValueError, OSError) as err:
         print(f"mjepa data import: error: {err}", file=sys.stderr)
         return 2
-    write_manifest(args.out, list(result.entries))
+    entries, unknown = list(result.entries), 0
+    if args.segment_seconds is not None:
+        try:
+            entries, unknown = segment_entries(entries, args.segment_seconds, args.min_segment_seconds)
+        except ValueError as err:
+            print(f"mjepa data import: error: {err}", file=sys.stderr)
+            return 2
+        print(f"segmented {len(result.entries)} items into {len(entries)} entries of at most {args.segment_seconds:g} s"
+              + (f"; {unknown} files whose duration could not be read were kept whole" if unknown else ""))
+    write_manifest(args.out, entries)
     if result.missing:
         Path(str(args.out) + ".missing.txt").write_text("\n".join(result.missing) + "\n")
     print(f"{result.summary()}; wrote {args.out}" + (f" (missing ids in {args.out}.missing.txt)"
