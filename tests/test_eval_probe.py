@@ -129,3 +129,24 @@ def test_per_head_adamw_matches_torch_adamw():
             theirs[i].grad = grad[i].clone()
             reference[i].step()
     assert torch.allclose(stacked["w"], torch.stack([t.detach() for t in theirs]), atol=1e-6)
+
+
+def test_class_balanced_probe_sampling_draws_rare_classes_as_often_as_common_ones(monkeypatch):
+    from mjepa.eval import probe as probe_module
+
+    targets = torch.zeros(100, 2)
+    targets[:90, 0] = 1.0  # 90 rows of a common class, 10 of a rare one
+    targets[90:, 1] = 1.0
+    drawn = []
+    original = probe_module.probe_loss
+
+    def recording(logits, y, multi_label, batch_rows=None):
+        drawn.append(y.argmax(1))
+        return original(logits, y, multi_label, batch_rows)
+
+    monkeypatch.setattr(probe_module, "probe_loss", recording)
+    settings = ProbeSettings(protocol="linear", learning_rates=(1e-3,), weight_decays=(0.0,), epochs=20,
+                             batch_size=50, class_balanced=True)
+    train_probe_grid(settings, torch.randn(100, 2, 4), None, targets, multi_label=True)
+    rare_share = float(torch.cat(drawn).float().mean())
+    assert 0.4 < rare_share < 0.6  # about half the draws, against 10 % without balancing

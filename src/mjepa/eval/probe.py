@@ -109,6 +109,8 @@ class ProbeSettings:
     # CPU this is slower (attention has no vmap batching rule there; docs/performance.md), so one at a time is the
     # default. None: the whole grid at once.
     heads_per_pass: int | None = 1
+    # Draw each epoch's rows with AudioSet's class-balanced weights (with replacement) instead of a permutation.
+    class_balanced: bool = False
 
     def __post_init__(self) -> None:
         if not self.learning_rates or not self.weight_decays:
@@ -173,6 +175,14 @@ def global_row_order(row_keys: torch.Tensor, device: torch.device) -> tuple[int,
     return sorted_keys.numel(), lookup
 
 
+def balanced_row_weights(targets: torch.Tensor, row_keys: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """AudioSet's class-balanced weight of every row of every rank, in the global (key-sorted) row order."""
+    from mjepa.data.samplers import class_balance_weights
+
+    labels, _ = gather_items(targets.float().cpu(), row_keys.cpu(), device)
+    return class_balance_weights(labels).double()
+
+
 class StackedAdamW:
     """AdamW (PyTorch's update, decoupled weight decay) over parameters stacked along a leading head dimension,
     each head with its own learning rate and weight decay."""
@@ -234,13 +244,17 @@ def train_probe_grid(
               else _SingleHead(probes[group[0]], grid[group[0]]) for group in groups]
     keys = torch.arange(tokens.shape[0]) if row_keys is None else row_keys.cpu()
     num_rows, local_of = global_row_order(keys, device)
+    weights = balanced_row_weights(targets, keys, device) if settings.class_balanced else None
     parallel = _several_ranks()
     steps_per_epoch = max(1, math.ceil(num_rows / settings.batch_size))
     total = settings.epochs * steps_per_epoch
     gen = torch.Generator().manual_seed(settings.seed)
     step = 0
     for _ in range(settings.epochs):
-        order = torch.randperm(num_rows, generator=gen)
+        if weights is None:
+            order = torch.randperm(num_rows, generator=gen)
+        else:
+            order = torch.multinomial(weights, num_rows, replacement=True, generator=gen)
         for start in range(0, num_rows, settings.batch_size):
             batch_positions = order[start:start + settings.batch_size]
             rows = local_of[batch_positions]

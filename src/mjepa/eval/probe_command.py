@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="learning rates of the head grid (default: V-JEPA 2's five; atari: 1e-3)")
     parser.add_argument("--wds", default=None,
                         help="weight decays of the head grid (default: V-JEPA 2's four; atari: 0.05)")
+    parser.add_argument("--balanced", action="store_true",
+                        help="draw the probe's training rows with AudioSet's class-balanced weights")
     parser.add_argument("--probe-heads", type=int, default=None,
                         help="attention heads of the attentive probe (default: V-JEPA 2's 16; atari: 4)")
     parser.add_argument("--clips", type=int, default=None, help="temporal clips per test item (default: the task's)")
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     wds = _floats(args.wds, "--wds") if args.wds else ((0.05,) if small else VJEPA2_WEIGHT_DECAYS)
     heads = args.probe_heads or (ATARI_PROBE_HEADS if small else VJEPA2_PROBE_HEADS)
     settings = ProbeSettings(protocol=args.protocol, learning_rates=lrs, weight_decays=wds, epochs=args.epochs,
-                             batch_size=args.batch_size, num_heads=heads)
+                             batch_size=args.batch_size, num_heads=heads, class_balanced=args.balanced)
     folds = task_folds(task, args)
     # Under torchrun / SLURM every rank encodes and keeps a shard of each split; the probes train data-parallel on
     # the shards, and rank 0 writes the results.
