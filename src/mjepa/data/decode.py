@@ -338,40 +338,43 @@ def _audio_bounds(
     return window_file_start, audio_to
 
 
+_TENSOR_FIELDS = ("frames", "frame_times", "waveform")
+
+
+def _state_bytes(generator: torch.Generator | None) -> bytes | None:
+    return None if generator is None else generator.get_state().numpy().tobytes()
+
+
+def _restore_state(generator: torch.Generator, state: bytes) -> None:
+    generator.set_state(torch.from_numpy(np.frombuffer(state, dtype=np.uint8).copy()))
+
+
 def _portable_decode(entry: ManifestEntry, spec: ClipSpec, window_start: float | None, generator_state: bytes | None,
                      require_video: bool, require_audio: bool) -> tuple[dict, bytes | None]:
     """:func:`decode_entry` in a form that crosses a process boundary: NumPy arrays and bytes, no tensors."""
     generator = None
     if generator_state is not None:
         generator = torch.Generator()
-        generator.set_state(torch.from_numpy(np.frombuffer(generator_state, dtype=np.uint8).copy()))
+        _restore_state(generator, generator_state)
     clip = decode_entry(entry, spec, window_start, generator, require_video, require_audio)
     fields = {f.name: getattr(clip, f.name) for f in dataclasses.fields(clip)}  # asdict would deep-copy the frames
-    for name in ("frames", "frame_times", "waveform"):
+    for name in _TENSOR_FIELDS:
         if fields[name] is not None:
             fields[name] = fields[name].numpy()
-    state = None if generator is None else generator.get_state().numpy().tobytes()
-    return fields, state
+    return fields, _state_bytes(generator)
 
 
-def decode_entry_isolated(
-    runner,
-    entry: ManifestEntry,
-    spec: ClipSpec,
-    window_start: float | None = None,
-    generator: torch.Generator | None = None,
-    require_video: bool = False,
-    require_audio: bool = False,
-) -> DecodedClip:
+def decode_entry_isolated(runner, entry: ManifestEntry, spec: ClipSpec, window_start: float | None = None,
+                          generator: torch.Generator | None = None, require_video: bool = False,
+                          require_audio: bool = False) -> DecodedClip:
     """:func:`decode_entry` run by ``runner`` (a :class:`mjepa.data.isolation.IsolatedRunner`): a decoder crash or
     hang on this file raises MediaError (``crashed`` / ``timeout``) instead of taking the caller down. The same
     clip, and the same generator state afterwards, as the direct call."""
-    state = None if generator is None else generator.get_state().numpy().tobytes()
-    fields, state = runner(entry.path, _portable_decode, entry, spec, window_start, state, require_video,
-                           require_audio)
+    fields, state = runner(entry.path, _portable_decode, entry, spec, window_start, _state_bytes(generator),
+                           require_video, require_audio)
     if generator is not None:
-        generator.set_state(torch.from_numpy(np.frombuffer(state, dtype=np.uint8).copy()))
-    for name in ("frames", "frame_times", "waveform"):
+        _restore_state(generator, state)
+    for name in _TENSOR_FIELDS:
         if fields[name] is not None:
             fields[name] = torch.from_numpy(fields[name])
     return DecodedClip(**fields)

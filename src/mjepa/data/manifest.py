@@ -21,6 +21,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 _KEYS = ("path", "audio_path", "start", "end", "labels", "has_audio")
 
@@ -83,13 +84,11 @@ def _parse_line(obj: object, where: str) -> ManifestEntry:
     return ManifestEntry(path, audio_path, bounds["start"], bounds["end"], tuple(labels), has_audio)
 
 
-def read_manifest(path: str | os.PathLike, resolve_paths: bool = True) -> list[ManifestEntry]:
-    """Read and check a JSON-lines manifest; relative media paths are resolved against its folder."""
-    path = Path(path)
+def _entries(path: Path) -> Iterator[ManifestEntry]:
+    """The manifest's entries as written (paths not resolved), checked line by line; its errors name the file."""
     if not path.is_file():
         raise ManifestError(f"{path}: manifest file does not exist")
-    root = path.parent
-    entries = []
+    found = False
     try:
         with open(path, encoding="utf-8") as handle:
             for number, line in enumerate(handle, start=1):
@@ -100,35 +99,26 @@ def read_manifest(path: str | os.PathLike, resolve_paths: bool = True) -> list[M
                     obj = json.loads(line)
                 except json.JSONDecodeError as err:
                     raise ManifestError(f"{where}: not valid JSON ({err.msg})") from None
-                entry = _parse_line(obj, where)
-                entries.append(entry.resolved(root) if resolve_paths else entry)
+                found = True
+                yield _parse_line(obj, where)
     except UnicodeDecodeError:
         raise ManifestError(f"{path}: not a text manifest (expected UTF-8 JSON lines, one object per line)") from None
     except IsADirectoryError:
         raise ManifestError(f"{path}: is a folder, expected a JSON-lines manifest file") from None
-    if not entries:
+    if not found:
         raise ManifestError(f"{path}: the manifest has no entries (expected one JSON object per line)")
-    return entries
+
+
+def read_manifest(path: str | os.PathLike, resolve_paths: bool = True) -> list[ManifestEntry]:
+    """Read and check a JSON-lines manifest; relative media paths are resolved against its folder."""
+    path = Path(path)
+    return [entry.resolved(path.parent) if resolve_paths else entry for entry in _entries(path)]
 
 
 def check_manifest_opens(path: str | os.PathLike) -> None:
     """Fail now, with :func:`read_manifest`'s message, if ``path`` is missing, empty, not text or its first entry is
     malformed; cheap (reads up to the first entry), for checks before a run writes anything."""
-    path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"{path}: manifest file does not exist")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    try:
-                        _parse_line(json.loads(line), f"{path}:{number}")
-                    except json.JSONDecodeError as err:
-                        raise ManifestError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-                    return
-    except UnicodeDecodeError:
-        raise ManifestError(f"{path}: not a text manifest (expected UTF-8 JSON lines, one object per line)") from None
-    raise ManifestError(f"{path}: the manifest has no entries (expected one JSON object per line)")
+    next(_entries(Path(path)))
 
 
 def write_manifest(path: str | os.PathLike, entries: list[ManifestEntry],

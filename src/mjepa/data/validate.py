@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import av
-import numpy as np
 
 from mjepa.data.container_check import find_truncation
 from mjepa.data.decode import MediaError, audio_statistics, probe_media

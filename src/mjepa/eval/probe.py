@@ -264,12 +264,12 @@ def train_probe_grid(
             y = targets[rows.to(targets.device)].to(device, non_blocking=True)
             factor = _lr_factor(step, total, settings.warmup_epochs * steps_per_epoch)
             for stack in stacks:
-                stack.optimizer.zero_grad()
+                stack.zero_grad()
                 if rows.numel():
                     stack.loss(x, mask, y, multi_label, batch_positions.numel()).backward()
                 if parallel:
                     _sum_gradients(list(stack.params.values()), device)
-                stack.optimizer.step(factor)
+                stack.step(factor)
             step += 1
     for stack in stacks:
         stack.write_back()
@@ -281,17 +281,16 @@ class _SingleHead:
 
     def __init__(self, probe: nn.Module, setting: tuple[float, float]) -> None:
         self.probe, (self.lr, weight_decay) = probe, setting
-        self.torch_optimizer = torch.optim.AdamW(probe.parameters(), lr=self.lr, weight_decay=weight_decay)
+        self.optimizer = torch.optim.AdamW(probe.parameters(), lr=self.lr, weight_decay=weight_decay)
         self.params = dict(probe.named_parameters())
-        self.optimizer = self
 
     def zero_grad(self) -> None:
-        self.torch_optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)
 
     def step(self, lr_factor: float) -> None:
-        for group in self.torch_optimizer.param_groups:
+        for group in self.optimizer.param_groups:
             group["lr"] = self.lr * lr_factor
-        self.torch_optimizer.step()
+        self.optimizer.step()
 
     def loss(self, x: torch.Tensor, mask: torch.Tensor | None, y: torch.Tensor, multi_label: bool,
              batch_rows: int) -> torch.Tensor:
@@ -313,6 +312,12 @@ class _HeadStack:
         self.params = {name: p.detach().clone().requires_grad_(True) for name, p in params.items()}
         self.template = copy.deepcopy(probes[0]).to("meta")
         self.optimizer = StackedAdamW(self.params, [lr for lr, _ in grid], [wd for _, wd in grid])
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad()
+
+    def step(self, lr_factor: float) -> None:
+        self.optimizer.step(lr_factor)
 
     def loss(self, x: torch.Tensor, mask: torch.Tensor | None, y: torch.Tensor, multi_label: bool,
              batch_rows: int) -> torch.Tensor:

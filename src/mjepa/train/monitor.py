@@ -12,18 +12,17 @@ import torch
 
 
 def _nan_unless_finite(value: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
-    """``value``, or NaN when ``pooled`` holds a non-finite entry or fewer than 2 clips (decided on the device)."""
-    if pooled.shape[0] < 2:
-        return torch.full((), float("nan"), device=pooled.device)
+    """``value``, or NaN when ``pooled`` holds a non-finite entry (decided on the device, no host read)."""
     return torch.where(torch.isfinite(pooled).all(), value, torch.full_like(value, float("nan")))
 
 
 def feature_std_tensor(pooled: torch.Tensor) -> torch.Tensor:
     """:func:`feature_std` as a device scalar (no host read)."""
+    if pooled.shape[0] < 2:
+        return torch.full((), float("nan"), device=pooled.device)
     safe = torch.nan_to_num(pooled.float(), nan=0.0, posinf=0.0, neginf=0.0)
     normed = torch.nn.functional.normalize(safe, dim=-1)
-    value = normed.std(dim=0).mean() if pooled.shape[0] >= 2 else normed.sum() * 0.0
-    return _nan_unless_finite(value, pooled)
+    return _nan_unless_finite(normed.std(dim=0).mean(), pooled)
 
 
 def feature_std(pooled: torch.Tensor) -> float:
@@ -35,18 +34,24 @@ def feature_std(pooled: torch.Tensor) -> float:
     return float(feature_std_tensor(pooled))
 
 
+def _centred_svdvals(pooled: torch.Tensor) -> torch.Tensor:
+    """Singular values of the batch-centred features (non-finite entries read as 0; callers mask the result)."""
+    x = torch.nan_to_num(pooled.float(), nan=0.0, posinf=0.0, neginf=0.0)
+    return torch.linalg.svdvals(x - x.mean(dim=0, keepdim=True))
+
+
 def centred_singular_values(pooled: torch.Tensor) -> torch.Tensor | None:
     """Singular values of the batch-centred features; None for fewer than 2 clips or non-finite features."""
     if pooled.shape[0] < 2 or not bool(torch.isfinite(pooled).all()):
         return None
-    x = pooled.float() - pooled.float().mean(dim=0, keepdim=True)
-    return torch.linalg.svdvals(x)
+    return _centred_svdvals(pooled)
 
 
 def effective_rank_tensor(pooled: torch.Tensor) -> torch.Tensor:
     """:func:`effective_rank` as a device scalar (no host read)."""
-    safe = torch.nan_to_num(pooled.float(), nan=0.0, posinf=0.0, neginf=0.0)
-    singular = torch.linalg.svdvals(safe - safe.mean(dim=0, keepdim=True))
+    if pooled.shape[0] < 2:
+        return torch.full((), float("nan"), device=pooled.device)
+    singular = _centred_svdvals(pooled)
     total = singular.sum()
     p = singular / total.clamp_min(torch.finfo(singular.dtype).tiny)
     entropy = -(torch.where(p > 0, p * p.clamp_min(torch.finfo(p.dtype).tiny).log(), torch.zeros_like(p))).sum()
