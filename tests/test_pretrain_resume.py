@@ -121,3 +121,46 @@ def test_pretraining_on_user_manifests_with_mixture_or_class_balance(sampling, t
         "data.num_workers=0", "run.steps=4", "run.batch_size=4", f"run.out_dir={tmp_path / 'run'}"])
     result = pretrain(config)
     assert result.last_step == 4 and all(loss == loss for loss in result.losses.values())
+
+
+def test_shards_resume_exactly_after_sigkill_with_two_ranks_and_two_workers(tmp_path):
+    """The whole job (both ranks, their loader workers and decoding helpers) is SIGKILLed mid-run, as on a node
+    failure; the resumed run's losses and final parameters equal an uninterrupted run's bit for bit."""
+    import torch
+
+    from mjepa.data.atari import atari_av_manifest_path, generate_atari_av
+    from mjepa.data.shard_command import main as shard_main
+    from mjepa.train.checkpoint import load_checkpoint
+
+    data_dir = tmp_path / "atari"
+    generate_atari_av(data_dir, games=("pong", "breakout"), clips_per_game=6, clip_seconds=2.0, progress=None)
+    shards = tmp_path / "shards"
+    assert shard_main([str(atari_av_manifest_path(data_dir, "train")), "--out", str(shards),
+                       "--items-per-shard", "3", "--workers", "2"]) == 0
+    steps = 8
+
+    def args(out_dir):
+        return [*TINY_RUN, "data.source=shards", f"data.shards=[{shards}]", "data.num_workers=2",
+                f"run.steps={steps}", "run.batch_size=4", "run.checkpoint_every=2", "run.distributed=ddp",
+                f"run.out_dir={out_dir}"]
+
+    def torchrun(out_dir):
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                "-m", "mjepa.cli", "pretrain", *args(out_dir)]
+
+    reference_dir, run_dir = tmp_path / "reference", tmp_path / "killed"
+    done = subprocess.run(torchrun(reference_dir), capture_output=True, text=True, timeout=600, env=cli_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    proc = subprocess.Popen(torchrun(run_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cli_env(), start_new_session=True)
+    _wait_for_step(run_dir, 4, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert max(step_losses(run_dir)) < steps
+    resumed = subprocess.run(torchrun(run_dir), capture_output=True, text=True, timeout=600, env=cli_env())
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout
+    assert step_losses(run_dir) == step_losses(reference_dir)
+    final = [load_checkpoint(d / "checkpoints" / "latest.pt")["model"] for d in (reference_dir, run_dir)]
+    assert final[0].keys() == final[1].keys()
+    assert all(torch.equal(final[0][name], final[1][name]) for name in final[0])

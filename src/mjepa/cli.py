@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("ablate", help="the central ablation on AtariAV: four settings x seeds, probed A/V/AV, table + plot",
                    add_help=False)
-    data = sub.add_parser("data", help="data tools: validate a manifest, fbank statistics, built-in AtariAV data")
+    data = sub.add_parser("data", help="data tools: import, validate and shard manifests, fbank statistics, built-in AtariAV data")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     # The tools parse their own arguments; these entries only make them show up in --help.
     data_sub.add_parser("import", help="dataset metadata (AudioSet, ESC-50, FSD50K, ...) to a manifest",
@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub.add_parser("validate", help="scan every file of a manifest and report the bad ones", add_help=False)
     data_sub.add_parser("stats", help="fbank mean / std over a manifest", add_help=False)
     data_sub.add_parser("atari", help="generate the built-in AtariAV dataset", add_help=False)
+    data_sub.add_parser("shard", help="pack a manifest into WebDataset tar shards for training and evaluation",
+                        add_help=False)
     return parser
 
 
@@ -50,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 TOOLS = {"plot": "mjepa.train.plot", "probe": "mjepa.eval.probe_command", "retrieve": "mjepa.eval.retrieve_command",
          "extract": "mjepa.extract", "demo": "mjepa.demo", "ablate": "mjepa.ablation",
          "track": "mjepa.eval.track_command"}
-DATA_TOOLS = {"import": "mjepa.data.import_command", "validate": "mjepa.data.validate", "stats": "mjepa.data.stats", "atari": "mjepa.data.atari_command"}
+DATA_TOOLS = {"import": "mjepa.data.import_command", "validate": "mjepa.data.validate", "stats": "mjepa.data.stats",
+              "atari": "mjepa.data.atari_command", "shard": "mjepa.data.shard_command"}
 
 
 def _run_data_tool(argv: list[str]) -> int:

@@ -69,7 +69,8 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from mjepa.data.atari_encode import AUDIO_SAMPLE_RATE, video_codec, write_clip
+from mjepa.data.atari_encode import AUDIO_SAMPLE_RATE, write_clip
+from mjepa.data.shard_pack import video_codec
 from mjepa.data.atari_play import (
     ALE_AUDIO_RATE,
     ALE_AUDIO_SAMPLES_PER_FRAME,

@@ -23,11 +23,6 @@ AAC_FRAME_SAMPLES = 1024  # the AAC encoder takes exactly this many samples per 
 DC_WINDOW_SAMPLES = ALE_AUDIO_RATE // 30  # 1/30 s moving average: removes the chip's offset, keeps audible sound
 
 
-def video_codec() -> str:
-    """libx264 where this PyAV build has it, mpeg4 otherwise."""
-    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
-
-
 def write_clip(path: Path, clip: dict, fps: int, size: int, codec: str, reformatter: VideoReformatter) -> None:
     """Encode a clip from :func:`mjepa.data.atari_play.play_segment` to ``path`` as a size x size mp4."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,9 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
+
+from mjepa.data.members import is_url, read_text
 
 _KEYS = ("path", "audio_path", "start", "end", "labels", "has_audio")
 
@@ -84,40 +86,82 @@ def _parse_line(obj: object, where: str) -> ManifestEntry:
     return ManifestEntry(path, audio_path, bounds["start"], bounds["end"], tuple(labels), has_audio)
 
 
+# The manifest inside a shard folder written by ``mjepa data shard``.
+SHARD_FOLDER_MANIFEST = "manifest.jsonl"
+
+
+def _parse_lines(lines: Iterable[str], name: str) -> Iterator[ManifestEntry]:
+    found = False
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{name}:{number}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ManifestError(f"{where}: not valid JSON ({err.msg})") from None
+        found = True
+        yield _parse_line(obj, where)
+    if not found:
+        raise ManifestError(f"{name}: the manifest has no entries (expected one JSON object per line)")
+
+
 def _entries(path: Path) -> Iterator[ManifestEntry]:
     """The manifest's entries as written (paths not resolved), checked line by line; its errors name the file."""
-    if not path.is_file():
+    if path.is_dir() and (path / SHARD_FOLDER_MANIFEST).is_file():
+        path = path / SHARD_FOLDER_MANIFEST
+    if not path.exists():
         raise ManifestError(f"{path}: manifest file does not exist")
-    found = False
+    if path.is_dir():
+        raise ManifestError(f"{path}: is a folder without a {SHARD_FOLDER_MANIFEST}; expected a JSON-lines manifest "
+                            "file or a shard folder written by mjepa data shard")
     try:
         with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{number}"
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ManifestError(f"{where}: not valid JSON ({err.msg})") from None
-                found = True
-                yield _parse_line(obj, where)
+            yield from _parse_lines(handle, str(path))
     except UnicodeDecodeError:
         raise ManifestError(f"{path}: not a text manifest (expected UTF-8 JSON lines, one object per line)") from None
-    except IsADirectoryError:
-        raise ManifestError(f"{path}: is a folder, expected a JSON-lines manifest file") from None
-    if not found:
-        raise ManifestError(f"{path}: the manifest has no entries (expected one JSON object per line)")
+
+
+def _url_entries(url: str) -> tuple[str, list[ManifestEntry]]:
+    """The manifest at a URL (a shard folder's URL means its manifest.jsonl) and the URL it was read from."""
+    if not url.endswith(".jsonl"):
+        url = url.rstrip("/") + "/" + SHARD_FOLDER_MANIFEST
+    try:
+        text = read_text(url)
+    except FileNotFoundError:
+        raise ManifestError(f"{url}: manifest does not exist") from None
+    except UnicodeDecodeError:
+        raise ManifestError(f"{url}: not a text manifest (expected UTF-8 JSON lines, one object per line)") from None
+    return url, list(_parse_lines(text.splitlines(), url))
+
+
+def _under_url(entry: ManifestEntry, base: str) -> ManifestEntry:
+    def fix(p: str | None) -> str | None:
+        return p if p is None or is_url(p) or p.startswith("/") else f"{base}/{p}"
+
+    return ManifestEntry(fix(entry.path), fix(entry.audio_path), entry.start, entry.end, entry.labels, entry.has_audio)
 
 
 def read_manifest(path: str | os.PathLike, resolve_paths: bool = True) -> list[ManifestEntry]:
-    """Read and check a JSON-lines manifest; relative media paths are resolved against its folder."""
+    """Read and check a JSON-lines manifest; relative media paths are resolved against its folder.
+
+    ``path`` may also be a shard folder (``mjepa data shard``'s output, read through its ``manifest.jsonl``) or the
+    URL of one, or of a manifest (``file://``, ``s3://``, ``gs://``: read through fsspec)."""
+    if is_url(str(path)):
+        url, entries = _url_entries(str(path))
+        base = url.rsplit("/", 1)[0]
+        return [_under_url(entry, base) if resolve_paths else entry for entry in entries]
     path = Path(path)
-    return [entry.resolved(path.parent) if resolve_paths else entry for entry in _entries(path)]
+    root = path if path.is_dir() else path.parent
+    return [entry.resolved(root) if resolve_paths else entry for entry in _entries(path)]
 
 
 def check_manifest_opens(path: str | os.PathLike) -> None:
     """Fail now, with :func:`read_manifest`'s message, if ``path`` is missing, empty, not text or its first entry is
     malformed; cheap (reads up to the first entry), for checks before a run writes anything."""
+    if is_url(str(path)):
+        _url_entries(str(path))
+        return
     next(_entries(Path(path)))
 
 

@@ -6,6 +6,7 @@ Shared by :mod:`mjepa.data.decode` and its decoding internals (:mod:`mjepa.data.
 
 from __future__ import annotations
 
+import io
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Iterator
 import av
 
 from mjepa.data.container_check import find_truncation
+from mjepa.data.members import MemberReadError, parse_member, read_member
 
 MEDIA_ERROR_REASONS = (
     "missing",
@@ -91,7 +93,12 @@ class MediaInfo:
 
 
 def check_file(path: str) -> int:
-    """Size in bytes of an existing, non-empty regular file; MediaError otherwise."""
+    """Size in bytes of an existing, non-empty regular file (or shard member); MediaError otherwise."""
+    member = parse_member(path)
+    if member is not None:
+        if member.size == 0:
+            raise MediaError(path, "zero_length", "shard member is empty (0 bytes)")
+        return member.size
     if not os.path.exists(path):
         raise MediaError(path, "missing", "file does not exist")
     if not os.path.isfile(path):
@@ -103,7 +110,10 @@ def check_file(path: str) -> int:
 
 
 def truncation_or_none(path: str) -> str | None:
-    """:func:`find_truncation`'s finding, or None when there is none or the file cannot be read for it."""
+    """:func:`find_truncation`'s finding, or None when there is none or the file cannot be read for it (shard
+    members are not checked: packing decoded every one of them)."""
+    if parse_member(path) is not None:
+        return None
     try:
         return find_truncation(path)
     except OSError:
@@ -113,9 +123,16 @@ def truncation_or_none(path: str) -> str | None:
 def open_media(path: str) -> av.container.InputContainer:
     """Open a file for decoding; failures become MediaError (``truncated`` when the structure shows why)."""
     check_file(path)
+    source = path
+    member = parse_member(path)
+    if member is not None:
+        try:
+            source = io.BytesIO(read_member(member))
+        except MemberReadError as err:
+            raise MediaError(path, err.reason, err.detail) from None
     try:
         # Tags are free text in any encoding (Latin-1 is common in AVI and WAV): never a reason to reject a file.
-        return av.open(path, mode="r", metadata_errors="replace")
+        return av.open(source, mode="r", metadata_errors="replace")
     except av.error.FFmpegError as err:
         truncation = truncation_or_none(path)
         if truncation is not None:

@@ -35,10 +35,9 @@ from typing import Sequence
 
 import av
 
-from mjepa.data.container_check import find_truncation
 from mjepa.data.decode import MediaError, audio_statistics, probe_media
 from mjepa.data.isolation import IsolatedRunner
-from mjepa.data.media_info import open_media, unexpected_error
+from mjepa.data.media_info import open_media, truncation_or_none, unexpected_error
 from mjepa.data.manifest import ManifestEntry, ManifestError, read_manifest, write_manifest
 
 VERDICTS = (
@@ -127,7 +126,7 @@ def _check_video(path: str, full_decode: bool) -> None:
                 if not full_decode:
                     break
     except av.error.FFmpegError as err:
-        truncation = find_truncation(path)
+        truncation = truncation_or_none(path)
         if truncation is not None:
             raise MediaError(path, "truncated", truncation) from None
         raise MediaError(path, "unreadable", f"video decoding failed ({err})") from None
@@ -144,7 +143,7 @@ def _validate_one(
 ) -> _ItemResult:
     try:
         info = probe_media(entry.path)
-        truncation = find_truncation(entry.path)
+        truncation = truncation_or_none(entry.path)
         if truncation is not None:
             raise MediaError(entry.path, "truncated", truncation)
         audio_info = probe_media(entry.audio_path) if entry.audio_path is not None else info

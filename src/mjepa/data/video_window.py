@@ -47,7 +47,7 @@ def _frame_rgb(frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
     return frame.reformat(width=width, height=height, format="rgb24", interpolation=interpolation).to_ndarray()
 
 
-def _iter_frames_from(container, stream, start_time: float):
+def iter_timed_frames(container, stream, start_time: float):
     """Decoded frames from the key frame before ``start_time`` (or the file start) on, with their times."""
     if start_time > 0:
         container.seek(max(0, math.floor(start_time / stream.time_base)), stream=stream, backward=True)
@@ -73,11 +73,11 @@ def _frames_on_screen(
     next_target = 0
     start = targets[0]
     try:
-        frames = _iter_frames_from(container, stream, start)
+        frames = iter_timed_frames(container, stream, start)
         current = next(frames, None)
         if current is not None and current[1] > start + TIME_EPSILON_S and start > 0:
             # The seek overshot (missing index or cues); decode from the beginning instead.
-            frames = _iter_frames_from(container, stream, 0.0)
+            frames = iter_timed_frames(container, stream, 0.0)
             current = next(frames, None)
         while current is not None:
             frame, time = current

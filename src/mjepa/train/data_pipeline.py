@@ -75,7 +75,7 @@ def _atari_manifest(data: DataConfig, ctx: DistributedContext) -> tuple[list[Man
 
 
 def _manifest_entries(data: DataConfig) -> tuple[list[ManifestEntry], list[str], torch.Tensor | None]:
-    parts = [read_manifest(path) for path in data.manifests]
+    parts = [read_manifest(path) for path in data.item_sources()]
     entries = [entry for part in parts for entry in part]
     vocabulary = sorted({label for entry in entries for label in entry.labels})
     weights = None

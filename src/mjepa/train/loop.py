@@ -380,9 +380,8 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
     if run.batch_size % (run.grad_accumulation * ctx.world_size):  # before anything is written
         raise ValueError(f"run.batch_size={run.batch_size} must be divisible by run.grad_accumulation x world size "
                          f"= {run.grad_accumulation} x {ctx.world_size}")
-    if config.data.source == "manifest":
-        for manifest in config.data.manifests:
-            check_manifest_opens(manifest)
+    for manifest in config.data.item_sources():
+        check_manifest_opens(manifest)
     preemption = PreemptionFlag()
     writer = None
     try:

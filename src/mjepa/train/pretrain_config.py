@@ -19,10 +19,11 @@ PRESET_PACKAGE = "mjepa.configs"
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: Literal["atari", "synthetic", "manifest"] = "atari"
+    source: Literal["atari", "synthetic", "manifest", "shards"] = "atari"
     manifests: tuple[str, ...] = ()  # JSON-lines manifests (source=manifest); several make a mixture
-    mixture_weights: tuple[float, ...] = ()  # one per manifest; empty = every item equally likely
-    class_balanced: bool = False  # AudioSet-style class-balanced sampling (single manifest)
+    shards: tuple[str, ...] = ()  # shard folders or their URLs from `mjepa data shard` (source=shards)
+    mixture_weights: tuple[float, ...] = ()  # one per manifest or shard folder; empty = every item equally likely
+    class_balanced: bool = False  # AudioSet-style class-balanced sampling over the items' labels
     atari_dir: str = "data/atari"  # AtariAV folder; generated there on first use
     atari_games: tuple[str, ...] = ("pong", "breakout", "space_invaders", "seaquest", "ms_pacman", "enduro",
                                     "asteroids", "frogger")
@@ -48,9 +49,15 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.source == "manifest" and not self.manifests:
             raise ValueError("data.source='manifest' needs data.manifests (one or more manifest paths)")
-        if self.mixture_weights and len(self.mixture_weights) != len(self.manifests):
+        if self.source == "shards" and not self.shards:
+            raise ValueError("data.source='shards' needs data.shards (one or more shard folders or URLs)")
+        sources = self.item_sources()
+        if self.mixture_weights and len(self.mixture_weights) != len(sources):
             raise ValueError(f"data.mixture_weights has {len(self.mixture_weights)} values for "
-                             f"{len(self.manifests)} manifests")
+                             f"{len(sources)} {'shard folders' if self.source == 'shards' else 'manifests'}")
+        if self.mixture_weights and self.class_balanced:
+            raise ValueError("data.mixture_weights and data.class_balanced both set the sampling weights; "
+                             "choose one")
         for name in ("num_frames", "image_size", "audio_frames", "mel_bins", "atari_clips_per_game"):
             if getattr(self, name) < 1:
                 raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
@@ -60,6 +67,10 @@ class DataConfig:
             raise ValueError(f"data.decode_timeout_s must be > 0, got {self.decode_timeout_s}")
         if not 0.0 <= self.max_skip_fraction <= 1.0:
             raise ValueError(f"data.max_skip_fraction must be in [0, 1], got {self.max_skip_fraction}")
+
+    def item_sources(self) -> tuple[str, ...]:
+        """The manifests or shard folders the items come from (empty for atari and synthetic data)."""
+        return {"manifest": self.manifests, "shards": self.shards}.get(self.source, ())
 
 
 @dataclass(frozen=True)
