@@ -25,7 +25,7 @@ from mjepa.api import MJEPAModel, load
 from mjepa.commands import add_device_argument, resolve_device, run_reporting_errors
 from mjepa.data.decode import ClipSpec, MediaError, decode_entry_isolated
 from mjepa.data.isolation import IsolatedRunner
-from mjepa.data.manifest import ManifestEntry, read_manifest
+from mjepa.data.manifest import EntryTable, ManifestEntry, read_manifest
 from mjepa.data.media_info import media_errors
 from mjepa.models.mjepa import ENCODER_CHOICES
 
@@ -48,7 +48,8 @@ class ExtractItems(Dataset):
     (:mod:`mjepa.data.isolation`)."""
 
     def __init__(self, entries: list[ManifestEntry], clip: ClipSpec, eval_short_side: int, modality: str) -> None:
-        self.entries, self.clip, self.eval_short_side, self.modality = entries, clip, eval_short_side, modality
+        self.entries = EntryTable(entries)  # shared by forked loader workers, not copied
+        self.clip, self.eval_short_side, self.modality = clip, eval_short_side, modality
         self.runner = IsolatedRunner(DECODE_TIMEOUT_S)
 
     def __len__(self) -> int:

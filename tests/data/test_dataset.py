@@ -80,3 +80,21 @@ def test_audio_only_dataset_yields_audio_batches(media):
     loaded = collate_samples([ds[0], ds[1]])
     assert loaded.batch.video is None and loaded.batch.audio.shape == (2, 192, 64)
     assert loaded.batch.has_audio.all()
+
+
+def test_entry_table_gives_back_the_entries_in_a_fraction_of_the_memory():
+    import sys
+
+    from mjepa.data.manifest import EntryTable, ManifestEntry
+
+    entries = [ManifestEntry(f"/data/shards/shard-{i // 1000:06d}.tar#{i:09d}.mp4@{1536 + i}:{400000 + i}",
+                             f"/data/shards/shard-{i // 1000:06d}.tar#{i:09d}.flac@{512 + i}:{250000 + i}",
+                             None if i % 2 else 1.5, None if i % 2 else 11.5, ("/m/09x0r", "Dog") if i % 3 else (),
+                             [True, False, None][i % 3]) for i in range(3000)]
+    table = EntryTable(entries)
+    assert len(table) == len(entries) and list(table) == entries and table[-1] == entries[-1]
+    with pytest.raises(IndexError):
+        table[len(entries)]
+    as_objects = sum(sys.getsizeof(e) + sys.getsizeof(e.__dict__) + sys.getsizeof(e.path) + sys.getsizeof(e.audio_path)
+                     for e in entries)
+    assert table.nbytes < 0.6 * as_objects  # and none of it is Python objects whose reference counts workers touch

@@ -25,7 +25,7 @@ from mjepa.data.decode import ClipSpec, MediaError, decode_entry, decode_entry_i
 from mjepa.data.isolation import IsolatedRunner
 from mjepa.data.media_info import media_errors
 from mjepa.data.fbank import AudioFrontendConfig, audio_features
-from mjepa.data.manifest import ManifestEntry
+from mjepa.data.manifest import EntryTable, ManifestEntry
 from mjepa.data.video_transforms import VideoTransformConfig, eval_video_transform, train_video_transform
 from mjepa.objective import Batch
 from mjepa.seeding import derived_generator
@@ -123,7 +123,7 @@ class AudioVisualDataset(Dataset):
             raise ValueError(f"missing_audio={missing_audio!r} is not valid; expected one of {MISSING_AUDIO_CHOICES}")
         if len(set(label_vocabulary)) != len(label_vocabulary):
             raise ValueError("label_vocabulary holds duplicate labels")
-        self.entries = list(entries)
+        self.entries = EntryTable(entries)  # shared by forked loader workers, not copied (see EntryTable)
         self.vocabulary = {label: i for i, label in enumerate(label_vocabulary)}
         if training and clip.audio_window == "full" and clip.audio_seconds is None:
             # Training uses one window of audio: decode only that much, around the video window.

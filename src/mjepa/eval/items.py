@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from mjepa.data.dataset import SkippedItem, multi_hot
 from mjepa.data.decode import ClipSpec, MediaError, decode_entry
 from mjepa.data.fbank import AudioFrontendConfig, fbank_for_config, normalize_fbank, pad_or_trim
-from mjepa.data.manifest import ManifestEntry
+from mjepa.data.manifest import EntryTable, ManifestEntry
 from mjepa.data.video_transforms import (
     VideoTransformConfig, eval_video_transform, evenly_spaced_window_starts, spatial_views,
 )
@@ -57,7 +57,7 @@ class EvalDataset(Dataset):
     def __init__(self, entries: list[ManifestEntry], vocabulary: list[str], clip: ClipSpec,
                  audio: AudioFrontendConfig, video: VideoTransformConfig, views: ViewSpec, need_video: bool,
                  need_audio: bool) -> None:
-        self.entries = entries
+        self.entries = EntryTable(entries)  # shared by forked loader workers, not copied
         self.vocabulary = {label: i for i, label in enumerate(vocabulary)}
         self.clip, self.audio, self.video, self.views = clip, audio, video, views
         self.need_video, self.need_audio = need_video, need_audio
