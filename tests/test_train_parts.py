@@ -117,3 +117,27 @@ def test_evaluation_resizes_to_256_over_224_of_the_crop_before_centre_cropping()
     assert frontend_for(DataConfig(image_size=224)).video.eval_short_side == 256
     assert frontend_for(DataConfig(image_size=256)).video.eval_short_side == 293
     assert frontend_for(DataConfig(image_size=64)).video.eval_short_side == 73
+
+
+def test_class_balanced_pretraining_draws_each_class_about_equally(tmp_path):
+    """AudioSet-like imbalance (1000 / 100 / 10 items per class): with data.class_balanced=true the training stream,
+    split over 2 ranks, draws each class about a third of the time; uniformly, the rarest about 1 %."""
+    from mjepa.data.manifest import ManifestEntry, write_manifest
+    from mjepa.train.data_pipeline import training_items
+    from mjepa.train.pretrain_config import DataConfig
+
+    entries = [ManifestEntry(f"{label}-{i}.mp4", labels=(label,))
+               for label, count in (("speech", 1000), ("dog", 100), ("yodel", 10)) for i in range(count)]
+    manifest = tmp_path / "as.jsonl"
+    write_manifest(manifest, entries)
+    for balanced, expected in ((True, {"speech": 1 / 3, "dog": 1 / 3, "yodel": 1 / 3}),
+                               (False, {"speech": 1000 / 1110, "dog": 100 / 1110, "yodel": 10 / 1110})):
+        items, vocabulary, weights = training_items(DataConfig(source="manifest", manifests=(str(manifest),),
+                                                               class_balanced=balanced))
+        draws = []
+        for rank in range(2):
+            sampler = StepBatchSampler(len(items), 64, 1, 2, rank, seed=0, start_step=0, total_steps=200,
+                                       weights=weights)
+            draws += [items[index].labels[0] for batch in sampler for index, _ in batch]
+        for label, share in expected.items():
+            assert abs(draws.count(label) / len(draws) - share) < 0.02, (balanced, label)

@@ -74,7 +74,9 @@ def _atari_manifest(data: DataConfig, ctx: DistributedContext) -> tuple[list[Man
     return read_manifest(atari_av_manifest_path(data.atari_dir, "train")), read_atari_av_labels(data.atari_dir)
 
 
-def _manifest_entries(data: DataConfig) -> tuple[list[ManifestEntry], list[str], torch.Tensor | None]:
+def training_items(data: DataConfig) -> tuple[list[ManifestEntry], list[str], torch.Tensor | None]:
+    """The entries of the run's manifests or shard folders, their label vocabulary, and per-entry sampling weights
+    (mixture or AudioSet class balance; None for uniform sampling)."""
     parts = [read_manifest(path) for path in data.item_sources()]
     entries = [entry for part in parts for entry in part]
     vocabulary = sorted({label for entry in entries for label in entry.labels})
@@ -145,7 +147,7 @@ def build_train_stream(config: PretrainConfig, ctx: DistributedContext, start_st
         if data.source == "atari":
             entries, vocabulary = _atari_manifest(data, ctx)
         else:
-            entries, vocabulary, weights = _manifest_entries(data)
+            entries, vocabulary, weights = training_items(data)
         frontend = frontend_for(data)
         dataset = AudioVisualDataset(entries, vocabulary, frontend.clip, frontend.audio, frontend.video,
                                      training=True, seed=run.seed, require_video=True,
