@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Sequence
 
@@ -63,12 +64,29 @@ def _remove_temporaries(out: Path) -> None:
         stale.unlink()  # a shard that was being written when the packing stopped; it is packed again
 
 
-def _progress(done: int, total: int, items: int, skipped: int, started: float, stream) -> None:
-    elapsed = time.monotonic() - started
-    rate = items / elapsed if elapsed > 0 else 0.0
-    end = "\r" if stream.isatty() and done < total else "\n"
-    stream.write(f"shards {done}/{total}  items {items}  skipped {skipped}  {rate:.1f} items/s{end}")
-    stream.flush()
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+class _Progress:
+    """One status line: shards and items done, skipped, rate and time left; rewritten in place on a terminal."""
+
+    def __init__(self, total_items: int, total_shards: int, shards_done: int, stream) -> None:
+        self.total_items, self.total_shards, self.stream = total_items, total_shards, stream
+        self.items = self.skipped = 0
+        self.shards = shards_done
+        self.started = time.monotonic()
+
+    def show(self, final: bool = False) -> None:
+        elapsed = time.monotonic() - self.started
+        rate = self.items / elapsed if elapsed > 0 else 0.0
+        left = f"  {_duration((self.total_items - self.items) / rate)} left" if rate > 0 and not final else ""
+        end = "\r" if self.stream.isatty() and not final else "\n"
+        self.stream.write(f"shards {self.shards}/{self.total_shards}  items {self.items}/{self.total_items}  "
+                          f"skipped {self.skipped}  {rate:.1f} items/s{left}{end}")
+        self.stream.flush()
 
 
 def pack_manifest(manifest: str, out: str | os.PathLike, settings: PackSettings, items_per_shard: int,
@@ -82,14 +100,24 @@ def pack_manifest(manifest: str, out: str | os.PathLike, settings: PackSettings,
     _remove_temporaries(out)
     jobs = plan_shards(entries, items_per_shard)
     todo = [job for job in jobs if not shard_complete(out, job.number)]
-    started = time.monotonic()
-    done, items, skipped = len(jobs) - len(todo), 0, 0
-    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(todo) or 1))) as pool:
-        futures = [pool.submit(pack_shard, job, out, settings) for job in todo]
-        for future in as_completed(futures):
-            counts = future.result()
-            done, items, skipped = done + 1, items + counts["items"], skipped + counts["skipped"]
-            _progress(done, len(jobs), items, skipped, started, progress)
+    status = _Progress(sum(len(job.entries) for job in todo), len(jobs), len(jobs) - len(todo), progress)
+    last_shown = 0.0
+    with multiprocessing.Manager() as manager, \
+            ProcessPoolExecutor(max_workers=max(1, min(workers, len(todo) or 1))) as pool:
+        items_done = manager.Queue()
+        pending = {pool.submit(pack_shard, job, out, settings, items_done) for job in todo}
+        while pending:
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            while not items_done.empty():
+                status.items += items_done.get()
+            for future in finished:
+                counts = future.result()
+                status.shards += 1
+                status.skipped += counts["skipped"]
+            if pending and (finished or time.monotonic() - last_shown > 2.0):
+                status.show()
+                last_shown = time.monotonic()
+    status.show(final=True)
     return _finish(out, len(jobs), record)
 
 

@@ -202,8 +202,9 @@ def shard_complete(out_dir: Path, number: int) -> bool:
     return (out_dir / f"{shard_name(number)}.jsonl").is_file()
 
 
-def pack_shard(job: ShardJob, out_dir: str | os.PathLike, settings: PackSettings) -> dict:
-    """Write one shard, its skipped list and its manifest (last); returns its counts."""
+def pack_shard(job: ShardJob, out_dir: str | os.PathLike, settings: PackSettings, progress=None) -> dict:
+    """Write one shard, its skipped list and its manifest (last); returns its counts. ``progress``, a queue,
+    receives a 1 per item done (packed or skipped)."""
     import webdataset
 
     out_dir = Path(out_dir)
@@ -221,6 +222,10 @@ def pack_shard(job: ShardJob, out_dir: str | os.PathLike, settings: PackSettings
                 except MediaError as err:
                     skipped.append({"index": job.first_index + offset, "path": err.path, "reason": err.reason,
                                     "detail": err.detail})
+                    members = None
+                if progress is not None:
+                    progress.put(1)
+                if members is None:
                     continue
                 record = {"source": entry.path, "audio_source": entry.audio_path, "start": entry.start,
                           "end": entry.end, "labels": list(entry.labels)}
