@@ -3,12 +3,14 @@
 Measured: the wall time of one epoch of ``train_probe_grid`` on random features of the demo's shapes (the tiny model
 on AtariAV: width 192; 192 audio, 64 video, 256 audio-visual tokens per clip; the AtariAV training split), with the
 demo's probe (one head, 4 attention heads) and with V-JEPA 2's grid (20 heads, 16 attention heads), on ``--device``;
-and the grid with 4 and 20 heads per batched (vmapped) pass instead of one at a time.
+and the grid with 4 and 20 heads per batched pass (stacked weights, ``mjepa.eval.stacked_probe``) instead of one at a
+time.
 
 Predicted (not measured): time and GPU memory of the whole probe grid (V-JEPA 2's 20 heads, 20 epochs, batch 32)
 with a ViT-L encoder (width 1024) on one H100 at 40 % of its 989 TFLOP/s bf16 peak, from the attentive probe's
 analytic FLOPs, for AS-20K (A / V / AV), ESC-50 (5 folds) and K400 (video). Features stay in CPU memory and stream
-to the GPU a batch at a time, so GPU memory is the probes' weights and optimiser state plus one head's activations.
+to the GPU a batch at a time, so GPU memory is the probes' weights and optimiser state plus the activations of the
+heads trained together (``heads_per_pass="auto"`` on an 80 GB H100 with 75 GiB free: as many as half of that holds).
 
     python benchmarks/bench_probe.py                     # results: benchmarks/results/bench_probe.json
     python benchmarks/bench_probe.py --device cuda --items 2048
@@ -24,15 +26,14 @@ from pathlib import Path
 
 import torch
 
-from mjepa.cost_model import block_saved_bytes
 from mjepa.eval.probe import (
-    ATARI_PROBE_HEADS, VJEPA2_LEARNING_RATES, VJEPA2_PROBE_HEADS, VJEPA2_WEIGHT_DECAYS, ProbeSettings, build_probe,
-    train_probe_grid,
+    ATARI_PROBE_HEADS, AUTO_PASS_MEMORY_SHARE, SELF_ATTENTION_BLOCKS, VJEPA2_LEARNING_RATES, VJEPA2_PROBE_HEADS,
+    VJEPA2_WEIGHT_DECAYS, ProbeSettings, build_probe, probe_activation_bytes, train_probe_grid,
 )
 
 H100_BF16_TFLOPS = 989.0
 ASSUMED_MFU = 0.4
-SELF_ATTENTION_BLOCKS = 3
+H100_FREE_BYTES = 75 * 2**30
 # (task, modality): training rows per fold, folds, tokens per row, feature rows kept per item (test views)
 PAPER_TASKS = {
     ("as20k", "audio"): (20_550, 1, 512),
@@ -56,10 +57,11 @@ def predicted_grid(rows: int, folds: int, tokens: int, width: int, heads: int, e
     probe_params = sum(p.numel() for p in build_probe(ProbeSettings(num_heads=VJEPA2_PROBE_HEADS), width, 527)
                        .parameters())
     state_bytes = probe_params * heads * (4 + 4 + 8)  # weights, gradients, AdamW moments (fp32)
-    activation_bytes = batch * tokens * SELF_ATTENTION_BLOCKS * block_saved_bytes(width, VJEPA2_PROBE_HEADS,
-                                                                                  4 * width, amp=True)
+    per_head = probe_activation_bytes(ProbeSettings(batch_size=batch), tokens, width)
+    per_pass = max(1, min(heads, int(AUTO_PASS_MEMORY_SHARE * H100_FREE_BYTES // per_head)))
     feature_bytes = rows * tokens * width * 2  # fp16, in CPU memory
-    return {"tflop": flops / 1e12, "hours": seconds / 3600, "gpu_memory_gib": (state_bytes + activation_bytes) / 2**30,
+    return {"tflop": flops / 1e12, "hours": seconds / 3600, "heads_per_pass_auto": per_pass,
+            "gpu_memory_gib": (state_bytes + per_pass * per_head) / 2**30,
             "cpu_feature_memory_gib": feature_bytes / 2**30}
 
 
@@ -94,7 +96,7 @@ def main() -> None:
             print(f"measured  {modality:5s} {name:24s}: {seconds:6.2f} s per epoch ({args.items} rows, {device})",
                   flush=True)
 
-    for per_pass in (4, None):  # the grid's heads trained together in one vmapped pass, against one at a time
+    for per_pass in (4, None):  # the grid's heads trained together in one batched pass, against one at a time
         settings = ProbeSettings(epochs=1, heads_per_pass=per_pass)
         seconds = measured_epoch(args.items, 192, 192, settings, device)
         measured.append({"modality": "audio", "tokens": 192, "probe": f"V-JEPA 2 grid, {per_pass or 20} heads per pass",
@@ -107,7 +109,8 @@ def main() -> None:
         row = predicted_grid(rows, folds, tokens, 1024, heads, epochs=20, batch=32)
         row.update(task=task, modality=modality, rows=rows, folds=folds, tokens=tokens)
         predicted.append(row)
-        print(f"predicted {task:6s} {modality:5s}: {row['hours']:6.2f} h on one H100, GPU {row['gpu_memory_gib']:.1f} "
+        print(f"predicted {task:6s} {modality:5s}: {row['hours']:6.2f} h on one H100, {row['heads_per_pass_auto']} heads "
+              f"per pass, GPU {row['gpu_memory_gib']:.1f} "
               f"GiB, features {row['cpu_feature_memory_gib']:.0f} GiB in CPU memory", flush=True)
 
     record = {"benchmark": "bench_probe", "command": f"python benchmarks/bench_probe.py --device {args.device} "

@@ -4,7 +4,8 @@
   SDPA restricted to the flash kernel, activation checkpointing), with and without ``torch.compile``: step time,
   device reads per step, MFU against the GPU's bf16 dense peak, peak memory against the cost model.
 - FSDP2 on one GPU (a process group of one): the sharded step gives the loss of the plain step.
-- One epoch of an attentive probe on device-resident features.
+- One epoch of V-JEPA 2's probe grid (20 attentive heads) at AS-20K audio's shape, one head at a time and with
+  ``heads_per_pass="auto"`` (batched heads), features streamed from CPU memory.
 
 Each part reports its figures or its error; the whole prints one JSON object (and writes it with ``--json``).
 """
@@ -147,28 +148,27 @@ def fsdp_one_gpu(steps: int, device: torch.device = torch.device("cuda")) -> dic
         dist.destroy_process_group()
 
 
-def probe_epoch(items: int, tokens: int, width: int, device: torch.device = torch.device("cuda")) -> dict:
-    from mjepa.eval.probe import ProbeSettings, build_probe, probe_loss
+def probe_epoch(items: int, tokens: int, width: int, heads_per_pass, device: torch.device = torch.device("cuda")
+                ) -> dict:
+    """One epoch of V-JEPA 2's probe grid (20 heads) through ``train_probe_grid``, features in CPU memory (fp16)
+    streamed to the GPU a batch at a time, as ``mjepa probe`` does at paper scale."""
+    from mjepa.eval.probe import ProbeSettings, resolve_heads_per_pass, train_probe_grid
 
-    settings = ProbeSettings()
-    gen = torch.Generator(device=device).manual_seed(0)
-    features = torch.randn(items, tokens, width, device=device, dtype=torch.bfloat16, generator=gen)
-    targets = (torch.rand(items, 527, device=device, generator=gen) < 0.02).float()
-    probe = build_probe(settings, width, 527).to(device)
-    optimizer = build_optimizer(list(probe.named_parameters()), 1e-3, 0.01)
+    settings = ProbeSettings(epochs=1, heads_per_pass=heads_per_pass)
+    gen = torch.Generator().manual_seed(0)
+    features = torch.randn(items, tokens, width, generator=gen).half()
+    targets = (torch.rand(items, 527, generator=gen) < 0.02).float()
+    per_pass = resolve_heads_per_pass(settings, device, tokens, width)
+    torch.cuda.reset_peak_memory_stats(device)
     _sync(device)
     started = time.perf_counter()
-    for start in range(0, items, settings.batch_size):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = probe_loss(probe(features[start:start + settings.batch_size].float()).float(),
-                              targets[start:start + settings.batch_size], multi_label=True)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    train_probe_grid(settings, features, None, targets, multi_label=True, device=device)
     _sync(device)
     seconds = time.perf_counter() - started
-    return {"items": items, "tokens_per_item": tokens, "width": width, "epoch_seconds": seconds,
-            "items_per_second": items / seconds, "loss": float(loss.detach())}
+    return {"items": items, "tokens_per_item": tokens, "width": width, "heads": len(settings.grid()),
+            "heads_per_pass": per_pass, "epoch_seconds": seconds,
+            "head_rows_per_second": items * len(settings.grid()) / seconds,
+            "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30}
 
 
 def main() -> None:
@@ -192,7 +192,11 @@ def main() -> None:
         section(results, "vit_step_compiled", lambda: vit_step(args.preset, per_gpu, True, args.steps, args.warmup))
         torch.cuda.empty_cache()
     section(results, "fsdp2_one_gpu", lambda: fsdp_one_gpu(3))
-    section(results, "probe_epoch", lambda: probe_epoch(2048, 512, config.model.encoder.width))
+    # AS-20K audio's shape (512 tokens of a ViT-L), V-JEPA 2's grid: one head at a time, then batched heads.
+    for per_pass in (1, "auto"):
+        section(results, f"probe_grid_epoch_{per_pass}",
+                lambda: probe_epoch(1024, 512, config.model.encoder.width, per_pass))
+        torch.cuda.empty_cache()
     text = json.dumps(results, indent=2)
     if args.json:
         with open(args.json, "w") as handle:

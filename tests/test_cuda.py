@@ -66,3 +66,20 @@ def test_pretrain_on_cuda_writes_a_checkpoint_that_loads_on_the_cpu(tmp_path):
     assert pretrain(config).last_step == 4
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["model"]
     assert all(v.device.type == "cpu" and torch.isfinite(v).all() for v in state.values())
+
+
+def test_probe_grid_trains_on_cuda_batched_heads_agreeing_with_one_at_a_time():
+    from mjepa.eval.probe import ProbeSettings, predict, train_probe_grid
+
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randn(64, 12, 32, generator=gen).half()  # features stay in CPU memory
+    targets = (torch.rand(64, 5, generator=gen) < 0.3).float()
+    scores = {}
+    for per_pass in (1, None):
+        settings = ProbeSettings(learning_rates=(1e-3, 3e-4), weight_decays=(0.01, 0.1), epochs=2, batch_size=16,
+                                 num_heads=4, heads_per_pass=per_pass)
+        probes = train_probe_grid(settings, tokens, None, targets, multi_label=True, device=CUDA)
+        assert all(p.head.weight.device.type == "cuda" for p in probes)
+        scores[per_pass] = torch.stack([predict(p, tokens, None, multi_label=True) for p in probes])
+    assert scores[1].device.type == "cpu"
+    assert torch.allclose(scores[1], scores[None], atol=2e-2)  # bf16 products, summed in a different order

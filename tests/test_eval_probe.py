@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from mjepa.eval.features import FeatureSet, cached_features
@@ -150,3 +151,37 @@ def test_class_balanced_probe_sampling_draws_rare_classes_as_often_as_common_one
     train_probe_grid(settings, torch.randn(100, 2, 4), None, targets, multi_label=True)
     rare_share = float(torch.cat(drawn).float().mean())
     assert 0.4 < rare_share < 0.6  # about half the draws, against 10 % without balancing
+
+
+@pytest.mark.parametrize("protocol", ["attentive", "linear"])
+def test_stacked_forward_computes_each_heads_own_logits_with_padding(protocol):
+    from torch.func import stack_module_state
+
+    from mjepa.eval.probe import build_probe
+    from mjepa.eval.stacked_probe import attentive_logits, linear_logits
+
+    torch.manual_seed(3)
+    settings = ProbeSettings(protocol=protocol, num_heads=4)
+    probes = [build_probe(settings, 32, 6) for _ in range(3)]
+    for probe in probes:  # away from the shared initial values, so each head really differs
+        for param in probe.parameters():
+            param.data += 0.05 * torch.randn_like(param)
+    params, _ = stack_module_state(probes)
+    tokens, valid = torch.randn(5, 9, 32), torch.ones(5, 9, dtype=torch.bool)
+    valid[2, 5:] = False
+    expected = torch.stack([probe(tokens, valid) for probe in probes])
+    if protocol == "attentive":
+        got = attentive_logits(params, tokens, valid, num_heads=4, num_blocks=3)
+    else:
+        got = linear_logits(params, tokens, valid)
+    assert got.shape == (3, 5, 6) and torch.allclose(got, expected, atol=1e-5)
+
+
+def test_heads_per_pass_auto_is_one_on_a_cpu_and_checked():
+    from mjepa.eval.probe import resolve_heads_per_pass
+
+    assert resolve_heads_per_pass(ProbeSettings(), torch.device("cpu"), 512, 1024) == 1
+    assert resolve_heads_per_pass(ProbeSettings(heads_per_pass=None), torch.device("cpu"), 512, 1024) == 20
+    assert resolve_heads_per_pass(ProbeSettings(heads_per_pass=50), torch.device("cpu"), 512, 1024) == 20
+    with pytest.raises(ValueError, match="heads_per_pass"):
+        ProbeSettings(heads_per_pass=0)

@@ -2,13 +2,19 @@
 
     import mjepa
     model = mjepa.load("runs/tiny-cpu/checkpoints/latest.pt")     # or a model directory, or a Hub repo id
-    emb = model.encode_audio(waveform, sample_rate=44100)          # -> Embeddings
+    emb = model.encode_audio(waveform, sample_rate=44100)          # -> Embeddings; a list of clips -> a list
 
 Defaults: the **target (EMA) encoder** (the one the paper probes; ``encoder="context"`` for the other), the last
 layer after the final norm, mean pooling over tokens that hold signal (padding is never pooled). Inputs longer than
 the training clip are cut into consecutive windows of the training length; each window gets its own embedding and
-``Embeddings.mean`` averages them. Preprocessing (sample rate, fbank settings and statistics, frame rate, crop) comes
-from the checkpoint, so it cannot be mismatched.
+``Embeddings.mean`` averages them weighted by the tokens that hold signal. Windows of all the clips of a call run
+through the encoder together, ``batch_size`` at a time. Preprocessing (sample rate, fbank settings and statistics,
+frame rate, crop) comes from the checkpoint, so it cannot be mismatched. Accepted inputs: :mod:`mjepa.embedding_inputs`.
+
+Audio token layout: each window of ``target_frames`` fbank frames (1024 at 10 ms: 10.24 s) becomes a time-major
+grid of ``target_frames / audio_patch_time`` time steps x ``num_mel_bins / audio_patch_freq`` frequency patches
+(64 x 8 by default), so a time step covers ``audio_hop_ms`` (160 ms). ``timestamps=True`` averages each time step's
+frequency patches into one frame embedding, stamped at the centre of its span.
 """
 
 from __future__ import annotations
@@ -19,25 +25,36 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from mjepa.data.decode import ClipSpec
 from mjepa.data.fbank import AudioFrontendConfig, fbank_for_config, normalize_fbank, pad_or_trim
 from mjepa.data.video_transforms import VideoTransformConfig, eval_video_transform
+from mjepa.embedding_inputs import audio_clips, decode_video_file, path_list, video_clips
 from mjepa.models.encoder import MultimodalEncoder
 from mjepa.models.mjepa import MJEPA
-from mjepa.packaging import download_from_hub, is_model_dir, load_model_dir, save_model_dir
+from mjepa.packaging import PARTS, download_from_hub, is_model_dir, load_model_dir, save_model_dir
+
 
 @dataclass
 class Embeddings:
-    pooled: torch.Tensor  # (windows, D): one embedding per window
-    tokens: torch.Tensor | None  # (windows, T, D) when tokens were asked for
+    """One clip's embeddings. With several ``layers``, a layer axis follows the window axis."""
+
+    pooled: torch.Tensor  # (windows, D) or (windows, layers, D): one embedding per window
+    tokens: torch.Tensor | None  # (windows, T, D) or (windows, layers, T, D) when tokens were asked for
     window_starts: list[float]  # seconds
     valid_tokens: torch.Tensor  # (windows, T) bool: tokens that hold signal
+    frames: torch.Tensor | None = None  # timestamps=True: (N, D) or (N, layers, D) audio frame embeddings
+    frame_times: torch.Tensor | None = None  # (N,) seconds: the centre of each frame's span
 
     @property
     def mean(self) -> torch.Tensor:
-        """(D,) the average over windows."""
-        return self.pooled.mean(dim=0)
+        """(D,) or (layers, D): the average over windows, each weighted by its tokens that hold signal (a nearly
+        empty last window counts for little)."""
+        counts = self.valid_tokens.sum(1).float()
+        weights = (counts / counts.sum().clamp_min(1.0)).to(self.pooled.device)
+        weights = weights.view(-1, *([1] * (self.pooled.dim() - 1)))
+        return (self.pooled.float() * weights).sum(0).to(self.pooled.dtype)
 
 
 def resample(waveform: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray:
@@ -54,94 +71,148 @@ def resample(waveform: np.ndarray, sample_rate: int, target_rate: int) -> np.nda
     return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
 
-def _as_mono(waveform) -> np.ndarray:
-    array = waveform.detach().cpu().numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform)
-    if array.ndim == 2:  # (channels, samples)
-        array = array.mean(axis=0)
-    if array.ndim != 1:
-        raise ValueError(f"waveform must be (samples,) or (channels, samples), got shape {array.shape}")
-    return array.astype(np.float32)
+@dataclass
+class _Windows:
+    """Model inputs of one clip: its windows, and what is needed to turn tokens back into its embeddings."""
+
+    audio: torch.Tensor | None  # (W, frames, bins)
+    video: torch.Tensor | None  # (W, 3, T, S, S)
+    valid_frames: torch.Tensor | None  # (W,) fbank frames holding audio
+    starts: list[float]
+
+    @property
+    def count(self) -> int:
+        return len(self.starts)
 
 
-class MJEPAModel:
-    """A trained MJEPA model with its preprocessing, for embedding audio, video and both."""
+class MJEPAModel(nn.Module):
+    """A trained MJEPA model with its preprocessing, for embedding audio, video and both.
+
+    An ``nn.Module``: ``.to(device)``, ``.to(torch.bfloat16)``, ``.eval()`` work as usual; outputs come back on the
+    model's device in its dtype."""
 
     def __init__(self, model: MJEPA, frontend: dict, config: dict) -> None:
+        super().__init__()
         self.model = model.eval()
         self.clip = ClipSpec.from_dict(frontend["clip"])
         self.audio_config = AudioFrontendConfig.from_dict(frontend["audio"])
         self.video_config = VideoTransformConfig.from_dict(frontend["video"])
         self.frontend = frontend
         self.config = config
-        self.device = torch.device("cpu")
 
     # -- construction ----------------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path_or_repo: str, revision: str | None = None) -> "MJEPAModel":
-        """A model directory (``save_pretrained``), a training checkpoint (``.pt``), or a Hub repository id."""
+    def from_pretrained(cls, path_or_repo: str, revision: str | None = None, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None) -> "MJEPAModel":
+        """A model directory (``save_pretrained``), a training checkpoint (``.pt``), or a Hub repository id; moved to
+        ``device`` and cast to ``dtype`` when given."""
         path = Path(path_or_repo)
         if path.is_file():
             from mjepa.eval.loading import load_model
-
             from mjepa.typed_config import to_dict
 
             loaded = load_model(path)
-            config = {"pretrain": to_dict(loaded.config), "step": loaded.step}
-            return cls(loaded.model, loaded.frontend.to_dict(), config)
-        if not is_model_dir(path):
-            if path.exists() or path_or_repo.count("/") != 1:
-                raise ValueError(f"{path_or_repo!r} is neither an mjepa checkpoint, a model directory nor a Hub id")
-            path = download_from_hub(path_or_repo, revision)
-        model, frontend, config = load_model_dir(path)
-        return cls(model, frontend, config)
+            config = {"pretrain": to_dict(loaded.config), "step": loaded.step, "parts": "all"}
+            instance = cls(loaded.model, loaded.frontend.to_dict(), config)
+        else:
+            if not is_model_dir(path):
+                if path.exists() or str(path_or_repo).count("/") != 1:
+                    raise ValueError(f"{path_or_repo!r} is neither an mjepa checkpoint, a model directory nor a "
+                                     "Hub id")
+                path = download_from_hub(str(path_or_repo), revision)
+            model, frontend, config = load_model_dir(path)
+            instance = cls(model, frontend, config)
+        return instance.to(device=device, dtype=dtype) if device is not None or dtype is not None else instance
 
-    def save_pretrained(self, directory: str | Path) -> Path:
+    def save_pretrained(self, directory: str | Path, parts: str = "all", dtype: torch.dtype | None = None) -> Path:
+        """A model directory: ``parts="all"`` (every part, to resume research from) or ``"target"`` (the target
+        encoder only: what embedding needs, about a third of the size); ``dtype`` casts the stored weights."""
+        if parts == "all" and self.config.get("parts", "all") == "target":
+            raise ValueError("this model holds only its target encoder; save it with parts='target'")
         return save_model_dir(directory, self.model, self.frontend, self.config.get("pretrain"),
-                              int(self.config.get("step", 0)))
+                              int(self.config.get("step", 0)), parts=parts, dtype=dtype)
 
-    def to(self, device: str | torch.device) -> "MJEPAModel":
-        self.device = torch.device(device)
-        self.model.to(self.device)
-        return self
+    def push_to_hub(self, repo_id: str, parts: str = "target", dtype: torch.dtype | None = None,
+                    private: bool = False, token: str | None = None) -> str:
+        """Upload a model directory to the Hugging Face Hub (needs ``pip install 'mjepa[hub]'``); returns the URL
+        of the commit. Loading it back: ``mjepa.load(repo_id)``."""
+        import tempfile
 
-    def _encoder(self, mode: str, encoder: str) -> MultimodalEncoder:
-        return self.model.frozen_encoder(mode, encoder)
+        try:
+            from huggingface_hub import HfApi
+        except ImportError:
+            raise ImportError("push_to_hub needs huggingface_hub (pip install 'mjepa[hub]')") from None
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, parts=parts, dtype=dtype)
+            info = api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message="mjepa save_pretrained")
+        return str(getattr(info, "commit_url", info))
+
+    # -- properties ------------------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def sample_rate(self) -> int:
+        return self.audio_config.sample_rate
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.model.config.encoder.width
+
+    @property
+    def audio_hop_ms(self) -> float:
+        """Milliseconds of audio per time step of the token grid (160 with the default front end)."""
+        return self.model.config.encoder.audio_patch_time * self.audio_config.frame_shift_ms
+
+    def forward(self, *args, **kwargs):
+        raise TypeError("call encode_audio, encode_video or encode_av")
 
     # -- audio -----------------------------------------------------------------------------------------------
-    def _audio_windows(self, waveform, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
-        """(windows, frames, bins) normalised log-mel, valid frames per window, window start times."""
+    @torch.no_grad()
+    def encode_audio(self, audio, sample_rate: int | None = None, pooled: bool = True, layer: int | list[int] = -1,
+                     encoder: str = "target", batch_size: int = 8, timestamps: bool = False):
+        """Embeddings of one clip (-> :class:`Embeddings`) or several (a list or a ``(clips, samples)`` batch, of
+        any lengths, or file paths -> a list, in order). ``timestamps=True`` adds frame-level embeddings with their
+        times. ``layer``: -1 (the last, after the final norm), a block index, or a list of them."""
+        clips = audio_clips(audio, sample_rate, self.sample_rate, self.audio_config.frame_length_ms / 1000.0)
+        windows = [self._audio_windows(w, clips.sample_rate) for w in clips.waveforms]
+        results = self._encode("A", windows, layer, encoder, batch_size, pooled, timestamps)
+        return results[0] if clips.single else results
+
+    def _fbank(self, waveform: np.ndarray, sample_rate: int) -> torch.Tensor:
+        mono = resample(waveform, int(sample_rate), self.audio_config.sample_rate)
+        return fbank_for_config(torch.from_numpy(mono), self.audio_config)
+
+    def _audio_windows(self, waveform: np.ndarray, sample_rate: int) -> _Windows:
         cfg = self.audio_config
-        mono = resample(_as_mono(waveform), int(sample_rate), cfg.sample_rate)
-        fbank = fbank_for_config(torch.from_numpy(mono), cfg)
+        fbank = self._fbank(waveform, sample_rate)
         frames = cfg.target_frames
         count = max(1, math.ceil(fbank.shape[0] / frames))
         padded = pad_or_trim(fbank, count * frames)
         windows = normalize_fbank(padded, cfg.mean, cfg.std).view(count, frames, -1)
         valid = torch.tensor([min(frames, max(0, fbank.shape[0] - i * frames)) for i in range(count)])
         starts = [i * frames * cfg.frame_shift_ms / 1000.0 for i in range(count)]
-        return windows, valid, starts
-
-    def _audio_token_mask(self, valid_frames: torch.Tensor, num_tokens: int) -> torch.Tensor:
-        patch_time = self.model.config.encoder.audio_patch_time
-        freq_tokens = num_tokens // (self.audio_config.target_frames // patch_time)
-        time_index = torch.arange(num_tokens) // freq_tokens
-        return (time_index.unsqueeze(0) * patch_time) < valid_frames.unsqueeze(1)
-
-    @torch.no_grad()
-    def encode_audio(self, waveform, sample_rate: int, pooled: bool = True, layer: int = -1,
-                     encoder: str = "target") -> Embeddings:
-        """Embeddings of a waveform ``(samples,)`` or ``(channels, samples)`` at ``sample_rate``."""
-        windows, valid, starts = self._audio_windows(waveform, sample_rate)
-        tokens = self._run(self._encoder("A", encoder), "A", windows, None, layer)
-        mask = self._audio_token_mask(valid, tokens.shape[1])
-        return _embeddings(tokens, mask, starts, pooled)
+        return _Windows(windows, None, valid, starts)
 
     # -- video -----------------------------------------------------------------------------------------------
-    def _video_windows(self, frames, fps: float) -> tuple[torch.Tensor, list[float]]:
-        frames = torch.as_tensor(frames)
-        if frames.dim() != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
-            raise ValueError(f"frames must be uint8 (time, height, width, 3), got {frames.dtype} "
-                             f"{tuple(frames.shape)}")
+    @torch.no_grad()
+    def encode_video(self, video, fps: float | None = None, pooled: bool = True, layer: int | list[int] = -1,
+                     encoder: str = "target", batch_size: int = 8):
+        """Embeddings of RGB frames ``(time, height, width, 3)`` uint8 decoded at ``fps``, of a list or batch of
+        them, or of video files (decoded at the model's frame rate)."""
+        clips = video_clips(video, fps, self.clip, self.video_config.eval_short_side)
+        windows = [self._video_windows(frames, clips.fps) for frames in clips.frames]
+        results = self._encode("V", windows, layer, encoder, batch_size, pooled, False)
+        return results[0] if clips.single else results
+
+    def _video_starts_and_windows(self, frames: torch.Tensor, fps: float) -> tuple[torch.Tensor, list[float]]:
         duration = frames.shape[0] / fps
         window = self.clip.window_duration
         count = max(1, math.ceil(duration / window - 1e-9))
@@ -154,25 +225,50 @@ class MJEPAModel:
             starts.append(start)
         return torch.stack(out), starts
 
-    @torch.no_grad()
-    def encode_video(self, frames, fps: float, pooled: bool = True, layer: int = -1,
-                     encoder: str = "target") -> Embeddings:
-        """Embeddings of RGB frames ``(time, height, width, 3)`` uint8 decoded at ``fps``."""
-        video, starts = self._video_windows(frames, fps)
-        tokens = self._run(self._encoder("V", encoder), "V", None, video, layer)
-        return _embeddings(tokens, torch.ones(tokens.shape[:2], dtype=torch.bool), starts, pooled)
+    def _video_windows(self, frames: torch.Tensor, fps: float) -> _Windows:
+        video, starts = self._video_starts_and_windows(frames, fps)
+        return _Windows(None, video, None, starts)
 
     # -- audio-visual ----------------------------------------------------------------------------------------
     @torch.no_grad()
-    def encode_av(self, waveform, sample_rate: int, frames, fps: float, pooled: bool = True, layer: int = -1,
-                  encoder: str = "target") -> Embeddings:
-        """Joint ``[video ; audio]`` embeddings. Video windows are the training clip length; each is paired with
-        the audio window of the training audio length that starts at the same time (training used the full clip
-        audio, so for clips up to that length this is the same input)."""
-        video, starts = self._video_windows(frames, fps)
+    def encode_av(self, audio, sample_rate: int | None = None, video=None, fps: float | None = None,
+                  pooled: bool = True, layer: int | list[int] = -1, encoder: str = "target", batch_size: int = 8):
+        """Joint ``[video ; audio]`` embeddings of a waveform and its frames (or lists of both), or of video files
+        with their sound (``encode_av("clip.mp4")`` or a list of paths). Video windows are the training clip
+        length; each is paired with the audio window of the training audio length that starts at the same time
+        (training used the full clip audio, so for clips up to that length this is the same input)."""
+        paths = path_list(audio)
+        if paths is not None:
+            decoded = [decode_video_file(p, self.clip, self.video_config.eval_short_side) for p in paths]
+            for path, (_, waveform) in zip(paths, decoded):
+                if waveform is None:
+                    raise ValueError(f"{path}: the file has no audio stream; use encode_video")
+            audio_input = [waveform.numpy() for _, waveform in decoded]
+            video_input = [frames for frames, _ in decoded]
+            single = len(paths) == 1 and not isinstance(audio, (list, tuple))
+            audio_clip_set = audio_clips(audio_input, self.clip.sample_rate, self.sample_rate,
+                                         self.audio_config.frame_length_ms / 1000.0)
+            video_clip_set = video_clips(video_input, self.clip.frames_per_second, self.clip,
+                                         self.video_config.eval_short_side)
+        else:
+            if video is None:
+                raise ValueError("encode_av needs the video frames too (or video file paths as the first argument)")
+            audio_clip_set = audio_clips(audio, sample_rate, self.sample_rate,
+                                         self.audio_config.frame_length_ms / 1000.0)
+            video_clip_set = video_clips(video, fps, self.clip, self.video_config.eval_short_side)
+            single = audio_clip_set.single and video_clip_set.single
+        if len(audio_clip_set.waveforms) != len(video_clip_set.frames):
+            raise ValueError(f"encode_av got {len(audio_clip_set.waveforms)} audio clips and "
+                             f"{len(video_clip_set.frames)} videos")
+        windows = [self._av_windows(w, audio_clip_set.sample_rate, frames, video_clip_set.fps)
+                   for w, frames in zip(audio_clip_set.waveforms, video_clip_set.frames)]
+        results = self._encode("AV", windows, layer, encoder, batch_size, pooled, False)
+        return results[0] if single else results
+
+    def _av_windows(self, waveform: np.ndarray, sample_rate: int, frames: torch.Tensor, fps: float) -> _Windows:
+        video, starts = self._video_starts_and_windows(frames, fps)
         cfg = self.audio_config
-        mono = resample(_as_mono(waveform), int(sample_rate), cfg.sample_rate)
-        fbank = fbank_for_config(torch.from_numpy(mono), cfg)
+        fbank = self._fbank(waveform, sample_rate)
         frames_per_second = 1000.0 / cfg.frame_shift_ms
         audio, valid = [], []
         for start in starts:
@@ -180,30 +276,108 @@ class MJEPAModel:
             piece = fbank[first:first + cfg.target_frames]
             valid.append(piece.shape[0])
             audio.append(normalize_fbank(pad_or_trim(piece, cfg.target_frames), cfg.mean, cfg.std))
-        tokens = self._run(self._encoder("AV", encoder), "AV", torch.stack(audio), video, layer)
-        num_video = tokens.shape[1] - self._audio_tokens()
-        audio_mask = self._audio_token_mask(torch.tensor(valid), self._audio_tokens())
-        mask = torch.cat([torch.ones(len(starts), num_video, dtype=torch.bool), audio_mask], dim=1)
-        return _embeddings(tokens, mask, starts, pooled)
+        return _Windows(torch.stack(audio), video, torch.tensor(valid), starts)
+
+    # -- shared ----------------------------------------------------------------------------------------------
+    def _layers(self, layer: int | list[int]) -> list[int]:
+        depth = self.model.config.encoder.depth
+        layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+        if not layers:
+            raise ValueError("layer=[] asks for no layer")
+        for value in layers:
+            if isinstance(value, bool) or not isinstance(value, int) or not (value == -1 or 0 <= value < depth):
+                raise ValueError(f"layer {value!r} is outside this {depth}-block encoder: use 0..{depth - 1}, or -1 "
+                                 "for the last block after the final norm")
+        return layers
+
+    def _encoder(self, mode: str, encoder: str) -> MultimodalEncoder:
+        if encoder != "target" and self.config.get("parts", "all") == "target":
+            raise ValueError(f"encoder={encoder!r}: this model holds only its target encoder")
+        return self.model.frozen_encoder(mode, encoder)
+
+    def _encode(self, mode: str, clips: list[_Windows], layer, encoder: str, batch_size: int, pooled_only: bool,
+                timestamps: bool) -> list[Embeddings]:
+        """All the clips' windows through the encoder ``batch_size`` at a time, split back into each clip's
+        embeddings."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        layers = self._layers(layer)
+        net = self._encoder(mode, encoder)
+        audio = torch.cat([c.audio for c in clips]) if clips[0].audio is not None else None
+        video = torch.cat([c.video for c in clips]) if clips[0].video is not None else None
+        total = sum(c.count for c in clips)
+        chunks = []
+        for start in range(0, total, batch_size):
+            part = lambda t: None if t is None else t[start:start + batch_size].to(self.device, self.dtype)  # noqa: E731
+            chunks.append(self._run(net, mode, part(audio), part(video), layers))
+        tokens = torch.cat(chunks)  # (windows, layers, T, D)
+        results, offset = [], 0
+        for clip in clips:
+            mine = tokens[offset:offset + clip.count]
+            offset += clip.count
+            results.append(self._embeddings(mine, clip, mode, len(layers) > 1, pooled_only, timestamps))
+        return results
+
+    def _run(self, net: MultimodalEncoder, mode: str, audio, video, layers: list[int]) -> torch.Tensor:
+        blocks = tuple(sorted({value for value in layers if value != -1}))
+        out = net(mode, audio, video, collect_layers=blocks)
+        by_block = dict(zip(blocks, out.layers))
+        return torch.stack([out.tokens if value == -1 else by_block[value] for value in layers], dim=1)
+
+    def _token_mask(self, clip: _Windows, mode: str, num_tokens: int) -> torch.Tensor:
+        if clip.valid_frames is None:
+            return torch.ones(clip.count, num_tokens, dtype=torch.bool)
+        audio_tokens = self._audio_tokens()
+        audio_mask = self._audio_token_mask(clip.valid_frames, audio_tokens)
+        video = torch.ones(clip.count, num_tokens - audio_tokens, dtype=torch.bool)
+        return torch.cat([video, audio_mask], dim=1)  # the AV sequence is [video ; audio]
 
     def _audio_tokens(self) -> int:
         enc = self.model.config.encoder
         return (self.audio_config.target_frames // enc.audio_patch_time) * (
             self.audio_config.num_mel_bins // enc.audio_patch_freq)
 
-    def _run(self, encoder: MultimodalEncoder, mode: str, audio, video, layer: int) -> torch.Tensor:
-        move = lambda t: None if t is None else t.to(self.device)  # noqa: E731
-        out = encoder(mode, move(audio), move(video), collect_layers=() if layer == -1 else (layer,))
-        return (out.tokens if layer == -1 else out.layers[0]).float().cpu()
+    def _audio_token_mask(self, valid_frames: torch.Tensor, num_tokens: int) -> torch.Tensor:
+        patch_time = self.model.config.encoder.audio_patch_time
+        freq_tokens = num_tokens // (self.audio_config.target_frames // patch_time)
+        time_index = torch.arange(num_tokens) // freq_tokens
+        return (time_index.unsqueeze(0) * patch_time) < valid_frames.unsqueeze(1)
+
+    def _embeddings(self, tokens: torch.Tensor, clip: _Windows, mode: str, several_layers: bool, pooled_only: bool,
+                    timestamps: bool) -> Embeddings:
+        """Pooled over the tokens that hold signal (in float32, returned in the model's dtype)."""
+        mask = self._token_mask(clip, mode, tokens.shape[2])
+        weights = mask.to(tokens.device, torch.float32)[:, None, :, None]
+        pooled = ((tokens.float() * weights).sum(2) / weights.sum(2).clamp_min(1.0)).to(tokens.dtype)
+        frames = frame_times = None
+        if timestamps:
+            frames, frame_times = self._frame_embeddings(tokens, clip)
+            frames = frames if several_layers else frames[:, 0]
+        if not several_layers:
+            pooled, tokens = pooled[:, 0], tokens[:, 0]
+        return Embeddings(pooled, None if pooled_only else tokens, clip.starts, mask, frames, frame_times)
+
+    def _frame_embeddings(self, tokens: torch.Tensor, clip: _Windows) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, layers, D) audio frame embeddings (a time step's frequency patches averaged) and their centre
+        times in seconds, for the time steps that hold audio."""
+        patch_time = self.model.config.encoder.audio_patch_time
+        steps = self.audio_config.target_frames // patch_time
+        w, n_layers, t, d = tokens.shape
+        per_step = tokens.float().view(w, n_layers, steps, t // steps, d).mean(3).to(tokens.dtype)
+        hop = self.audio_hop_ms / 1000.0
+        frames, times = [], []
+        for index in range(w):
+            kept = int(math.ceil(int(clip.valid_frames[index]) / patch_time))
+            frames.append(per_step[index, :, :kept].transpose(0, 1))
+            times.append(clip.starts[index] + (torch.arange(kept, dtype=torch.float64) + 0.5) * hop)
+        return torch.cat(frames), torch.cat(times)
 
 
-def _embeddings(tokens: torch.Tensor, mask: torch.Tensor, starts: list[float], pooled_only: bool) -> Embeddings:
-    """Mean over the tokens that hold signal; the tokens themselves too unless only pooled output was asked for."""
-    weights = mask.float().unsqueeze(-1)
-    pooled = (tokens * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-    return Embeddings(pooled, None if pooled_only else tokens, starts, mask)
+def load(path_or_repo: str, revision: str | None = None, device: str | torch.device | None = None,
+         dtype: torch.dtype | None = None) -> MJEPAModel:
+    """A trained model from a model directory, a training checkpoint (``.pt``) or a Hugging Face Hub id, on
+    ``device`` in ``dtype`` when given."""
+    return MJEPAModel.from_pretrained(path_or_repo, revision, device=device, dtype=dtype)
 
 
-def load(path_or_repo: str, revision: str | None = None) -> MJEPAModel:
-    """A trained model from a model directory, a training checkpoint (``.pt``) or a Hugging Face Hub id."""
-    return MJEPAModel.from_pretrained(path_or_repo, revision)
+__all__ = ["Embeddings", "MJEPAModel", "PARTS", "load", "resample"]

@@ -2,8 +2,9 @@
 
     model_dir/
       model.safetensors   every part, with plain keys: encoders.*, target_encoders.*, predictors.*, cross_heads.*
+                          (or, saved with parts="target", only target_encoders.*: what embedding needs)
       config.json         {"format": "mjepa-pretrained-v1", "model": ModelConfig, "pretrain": full run config|null,
-                           "step": int, "mjepa_version": str}
+                           "step": int, "parts": "all"|"target", "mjepa_version": str}
       frontend.json       clip, fbank and video-transform settings (the preprocessing the model was trained with)
 
 safetensors holds only tensors and JSON is only data, so loading a model directory can never run code.
@@ -15,6 +16,7 @@ import json
 import os
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 
 from mjepa.config import ModelConfig
@@ -29,16 +31,27 @@ class PretrainedFormatError(ValueError):
     """A folder that is not an mjepa model directory."""
 
 
+PARTS = ("all", "target")
+TARGET_PREFIX = "target_encoders."
+
+
 def save_model_dir(directory: str | os.PathLike, model: MJEPA, frontend: dict, pretrain_config: dict | None,
-                   step: int) -> Path:
+                   step: int, parts: str = "all", dtype: torch.dtype | None = None) -> Path:
+    """Write a model directory: every part, or (``parts="target"``) the target encoder only; weights cast to
+    ``dtype`` when given (floating-point tensors only)."""
     from mjepa import __version__
 
+    if parts not in PARTS:
+        raise ValueError(f"parts={parts!r} is not valid; expected one of {PARTS}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
+             if parts == "all" or k.startswith(TARGET_PREFIX)}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": PRETRAINED_FORMAT})
     config = {"format": PRETRAINED_FORMAT, "model": to_dict(model.config), "pretrain": pretrain_config,
-              "step": step, "mjepa_version": __version__}
+              "step": step, "parts": parts, "mjepa_version": __version__}
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2))
     (directory / FRONTEND_NAME).write_text(json.dumps(frontend, indent=2))
     return directory
@@ -60,7 +73,12 @@ def load_model_dir(directory: str | os.PathLike) -> tuple[MJEPA, dict, dict]:
                                     f"{PRETRAINED_FORMAT!r}")
     model = MJEPA(ModelConfig.from_dict(config["model"]))
     state = load_file(str(directory / WEIGHTS_NAME))
+    dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
+    if len(dtypes) == 1:
+        model = model.to(dtypes.pop())  # a bf16 export loads as bf16
     missing, unexpected = model.load_state_dict(state, strict=False)
+    if config.get("parts", "all") == "target":  # the other parts were not saved: they stay unused
+        missing = [k for k in missing if k.startswith(TARGET_PREFIX)]
     if missing or unexpected:
         raise PretrainedFormatError(f"{directory}: weights do not fit config.json (missing {missing[:3]}, "
                                     f"unexpected {unexpected[:3]})")

@@ -11,6 +11,7 @@ from mjepa.data.decode import ClipSpec
 from mjepa.data.fbank import AudioFrontendConfig
 from mjepa.data.video_transforms import VideoTransformConfig
 from mjepa.models.mjepa import MJEPA
+from mjepa.packaging import is_model_dir, load_model_dir
 from mjepa.train.checkpoint import CheckpointError, load_checkpoint
 from mjepa.train.data_pipeline import Frontend
 from mjepa.train.pretrain_config import PretrainConfig
@@ -32,9 +33,14 @@ def frontend_from_dict(data: dict) -> Frontend:
 
 
 def load_model(path: str | Path, random_init: bool = False, init_seed: int | None = None) -> LoadedModel:
-    """The model of a training checkpoint; with ``random_init`` the same architecture, freshly initialised
+    """The model of a training checkpoint or a model folder (``save_pretrained``); with ``random_init`` the same architecture, freshly initialised
     from ``init_seed`` (default: the run's seed + 1, a baseline the run never saw). With the run's own seed
     (``config.run.seed``) it is the run's step-0 model: pretraining initialises from that seed the same way."""
+    if is_model_dir(path):
+        return _load_model_dir(Path(path), random_init, init_seed)
+    if Path(path).is_dir():
+        raise CheckpointError(f"{path} is a folder but not an mjepa model folder (it needs config.json and "
+                              "model.safetensors, as save_pretrained writes them)")
     payload = load_checkpoint(path)
     try:
         config = build(PretrainConfig, payload["config"])
@@ -50,3 +56,17 @@ def load_model(path: str | Path, random_init: bool = False, init_seed: int | Non
                                   f"unexpected {unexpected[:3]}")
     model.eval()
     return LoadedModel(model, frontend, config, int(payload["step"]), str(path))
+
+
+def _load_model_dir(path: Path, random_init: bool, init_seed: int | None) -> LoadedModel:
+    """A ``save_pretrained`` folder as a LoadedModel: its run config when it kept one, else the defaults around its
+    model config (only the model, its preprocessing and the run's seed are used downstream)."""
+    model, frontend, record = load_model_dir(path)
+    try:
+        config = build(PretrainConfig, record["pretrain"] or {"model": record["model"]})
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: config.json has no usable run config: {err}") from None
+    if random_init:
+        torch.manual_seed(config.run.seed + 1 if init_seed is None else init_seed)
+        model = MJEPA(config.model).eval()
+    return LoadedModel(model, frontend_from_dict(frontend), config, int(record.get("step", 0)), str(path))

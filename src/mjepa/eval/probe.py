@@ -8,7 +8,6 @@ on a validation split (the rule is written into the results).
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from mjepa.eval.stacked_probe import attentive_logits, linear_logits
 from mjepa.models.vit import Block, Mlp
 
 
@@ -85,6 +85,8 @@ class LinearProbe(nn.Module):
         return self.head(F.layer_norm(pooled, (pooled.shape[-1],)))
 
 
+SELF_ATTENTION_BLOCKS = 3  # of the attentive probe, before its cross-attention block
+
 # V-JEPA 2's frozen-probe grid (its public evaluation configs): 5 learning rates x 4 weight decays = 20 heads,
 # probes with 16 attention heads, 20 epochs. The MJEPA paper follows V-JEPA 2's probe and does not list a grid.
 VJEPA2_LEARNING_RATES = (5e-3, 3e-3, 1e-3, 3e-4, 1e-4)
@@ -105,28 +107,58 @@ class ProbeSettings:
     warmup_epochs: int = 1
     num_heads: int = VJEPA2_PROBE_HEADS  # attention heads of the attentive probe
     seed: int = 0
-    # Heads of the grid trained together in one batched (vmapped) pass; their activations are held together. On the
-    # CPU this is slower (attention has no vmap batching rule there; docs/performance.md), so one at a time is the
-    # default. None: the whole grid at once.
-    heads_per_pass: int | None = 1
+    # Heads of the grid trained together in one batched pass (mjepa.eval.stacked_probe); their activations are held
+    # together. "auto": one at a time on a CPU (fastest there, docs/performance.md); on a GPU as many as fit in half
+    # its free memory by the cost model. None: the whole grid at once.
+    heads_per_pass: int | str | None = "auto"
     # Draw each epoch's rows with AudioSet's class-balanced weights (with replacement) instead of a permutation.
     class_balanced: bool = False
 
     def __post_init__(self) -> None:
         if not self.learning_rates or not self.weight_decays:
             raise ValueError("the probe grid needs at least one learning rate and one weight decay")
-        if self.heads_per_pass is not None and self.heads_per_pass < 1:
-            raise ValueError(f"heads_per_pass must be >= 1 or None, got {self.heads_per_pass}")
+        per_pass = self.heads_per_pass
+        if not (per_pass is None or per_pass == "auto" or (isinstance(per_pass, int) and per_pass >= 1)):
+            raise ValueError(f"heads_per_pass must be 'auto', an integer >= 1 or None (all), got {per_pass!r}")
 
     def grid(self) -> list[tuple[float, float]]:
         return [(lr, wd) for lr in self.learning_rates for wd in self.weight_decays]
+
+
+# Share of the GPU's free memory the activations of one batched pass may take under heads_per_pass="auto".
+AUTO_PASS_MEMORY_SHARE = 0.5
+
+
+def probe_activation_bytes(settings: ProbeSettings, tokens_per_row: int, dim: int) -> float:
+    """Predicted bytes one attentive head saves for its backward on one batch: the self-attention blocks by the cost
+    model's per-token rule (bf16 products), plus the cross-attention block's key / value side, about one more."""
+    from mjepa.cost_model import block_saved_bytes
+
+    heads = max(h for h in range(1, settings.num_heads + 1) if dim % h == 0)
+    per_token = block_saved_bytes(dim, heads, 4 * dim, amp=True)
+    return settings.batch_size * tokens_per_row * per_token * (SELF_ATTENTION_BLOCKS + 1)
+
+
+def resolve_heads_per_pass(settings: ProbeSettings, device: torch.device, tokens_per_row: int, dim: int) -> int:
+    """How many heads of the grid train together: the setting, or for ``"auto"`` one on a CPU and on a GPU as many
+    as :data:`AUTO_PASS_MEMORY_SHARE` of its free memory holds."""
+    grid = len(settings.grid())
+    if settings.heads_per_pass is None:
+        return grid
+    if settings.heads_per_pass != "auto":
+        return min(settings.heads_per_pass, grid)
+    if device.type != "cuda" or settings.protocol != "attentive":
+        return 1 if device.type != "cuda" else grid
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(1, min(grid, int(AUTO_PASS_MEMORY_SHARE * free // probe_activation_bytes(settings, tokens_per_row,
+                                                                                         dim))))
 
 
 def build_probe(settings: ProbeSettings, dim: int, num_classes: int) -> nn.Module:
     if settings.protocol == "attentive":
         # The most heads up to the setting that divide the width (16 for ViT-L's 1024, 12 for tiny's 192).
         heads = max(h for h in range(1, settings.num_heads + 1) if dim % h == 0)
-        return AttentiveProbe(dim, num_classes, heads)
+        return AttentiveProbe(dim, num_classes, heads, SELF_ATTENTION_BLOCKS)
     if settings.protocol == "linear":
         return LinearProbe(dim, num_classes)
     raise ValueError(f"probe protocol {settings.protocol!r} is not valid; expected 'attentive' or 'linear'")
@@ -223,9 +255,9 @@ def train_probe_grid(
     """Train one probe per (lr, wd) of the grid on the same frozen features; returns them in grid order, on
     ``device``.
 
-    The heads train ``settings.heads_per_pass`` at a time in one batched pass (their weights stacked, the forward
-    and backward vmapped over heads), each with its own AdamW learning rate and weight decay: the same updates as
-    training them one by one, in fewer, larger kernels. The features may stay where they are (CPU memory, for large
+    The heads train ``settings.heads_per_pass`` at a time in one batched pass (their weights stacked, every product
+    batched over heads: :mod:`mjepa.eval.stacked_probe`), each with its own AdamW learning rate and weight decay:
+    the same updates as training them one by one, in fewer, larger kernels. On a GPU the products run in bf16. The features may stay where they are (CPU memory, for large
     tasks): each batch is moved to ``device`` as it is used, once for the grid.
 
     Under ``torch.distributed`` each rank passes only its own rows, with ``row_keys`` (a global key per row, e.g.
@@ -237,7 +269,7 @@ def train_probe_grid(
     dim, num_classes = tokens.shape[-1], targets.shape[1]
     grid = settings.grid()
     probes = [build_probe(settings, dim, num_classes).to(device) for _ in grid]
-    per_pass = len(grid) if settings.heads_per_pass is None else settings.heads_per_pass
+    per_pass = resolve_heads_per_pass(settings, device, tokens.shape[1], dim)
     groups = [list(range(start, min(start + per_pass, len(grid)))) for start in range(0, len(grid), per_pass)]
     # One head per pass is the plain module and torch's AdamW; more are stacked and vmapped.
     stacks = [_HeadStack([probes[i] for i in group], [grid[i] for i in group]) if len(group) > 1
@@ -266,7 +298,10 @@ def train_probe_grid(
             for stack in stacks:
                 stack.zero_grad()
                 if rows.numel():
-                    stack.loss(x, mask, y, multi_label, batch_positions.numel()).backward()
+                    # bf16 products on a GPU (the weights, optimiser and loss stay fp32); fp32 on a CPU.
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                        loss = stack.loss(x, mask, y, multi_label, batch_positions.numel())
+                    loss.backward()
                 if parallel:
                     _sum_gradients(list(stack.params.values()), device)
                 stack.step(factor)
@@ -294,24 +329,26 @@ class _SingleHead:
 
     def loss(self, x: torch.Tensor, mask: torch.Tensor | None, y: torch.Tensor, multi_label: bool,
              batch_rows: int) -> torch.Tensor:
-        return probe_loss(self.probe(x, mask), y, multi_label, batch_rows)
+        return probe_loss(self.probe(x, mask).float(), y, multi_label, batch_rows)
 
     def write_back(self) -> None:
         pass
 
 
 class _HeadStack:
-    """Probes of the same architecture whose weights are stacked along a leading head dimension, with a vmapped
-    forward and a per-head AdamW."""
+    """Probes of the same architecture whose weights are stacked along a leading head dimension, trained in one
+    pass (:mod:`mjepa.eval.stacked_probe`) with a per-head AdamW."""
 
     def __init__(self, probes: list[nn.Module], grid: list[tuple[float, float]]) -> None:
         from torch.func import stack_module_state
 
         self.probes = probes
-        params, self.buffers = stack_module_state(probes)
+        params, _ = stack_module_state(probes)
         self.params = {name: p.detach().clone().requires_grad_(True) for name, p in params.items()}
-        self.template = copy.deepcopy(probes[0]).to("meta")
         self.optimizer = StackedAdamW(self.params, [lr for lr, _ in grid], [wd for _, wd in grid])
+        first = probes[0]
+        if isinstance(first, AttentiveProbe):
+            self.num_heads, self.num_blocks = first.cross.attn.num_heads, len(first.blocks)
 
     def zero_grad(self) -> None:
         self.optimizer.zero_grad()
@@ -319,16 +356,15 @@ class _HeadStack:
     def step(self, lr_factor: float) -> None:
         self.optimizer.step(lr_factor)
 
+    def logits(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if isinstance(self.probes[0], AttentiveProbe):
+            return attentive_logits(self.params, x, mask, self.num_heads, self.num_blocks)
+        return linear_logits(self.params, x, mask)
+
     def loss(self, x: torch.Tensor, mask: torch.Tensor | None, y: torch.Tensor, multi_label: bool,
              batch_rows: int) -> torch.Tensor:
-        from torch.func import functional_call, vmap
-
-        def head_loss(params, buffers):
-            logits = functional_call(self.template, (params, buffers), (x, mask))
-            return probe_loss(logits, y, multi_label, batch_rows)
-
         # Heads are independent: the gradient of the sum is each head's own gradient.
-        return vmap(head_loss)(self.params, self.buffers).sum()
+        return sum(probe_loss(head.float(), y, multi_label, batch_rows) for head in self.logits(x, mask))
 
     @torch.no_grad()
     def write_back(self) -> None:
@@ -384,7 +420,9 @@ def predict(probe: nn.Module, tokens: torch.Tensor, valid: torch.Tensor | None, 
     for start in range(0, tokens.shape[0], batch_size):
         x = tokens[start:start + batch_size].to(device, non_blocking=True).float()
         mask = None if valid is None else valid[start:start + batch_size].to(device, non_blocking=True)
-        out.append(class_probabilities(probe(x, mask).float(), multi_label).cpu())
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = probe(x, mask)
+        out.append(class_probabilities(logits.float(), multi_label).cpu())
     probe.train()
     probabilities = torch.cat(out)
     if views > 1:

@@ -21,6 +21,18 @@ from mjepa.models.mjepa import ENCODER_CHOICES
 from mjepa.train.distributed import init_distributed, shutdown
 
 
+def _heads_per_pass(text: str):
+    if text in ("auto", "all"):
+        return None if text == "all" else text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto, all or a number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected auto, all or a number >= 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mjepa probe",
@@ -46,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="weight decays of the head grid (default: V-JEPA 2's four; atari: 0.05)")
     parser.add_argument("--balanced", action="store_true",
                         help="draw the probe's training rows with AudioSet's class-balanced weights")
+    parser.add_argument("--heads-per-pass", default="auto", type=_heads_per_pass,
+                        help="grid heads trained together: auto (one at a time on a CPU, as many as fit on a GPU), "
+                             "all, or a number")
     parser.add_argument("--probe-heads", type=int, default=None,
                         help="attention heads of the attentive probe (default: V-JEPA 2's 16; atari: 4)")
     parser.add_argument("--clips", type=int, default=None, help="temporal clips per test item (default: the task's)")
@@ -97,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     wds = _floats(args.wds, "--wds") if args.wds else ((0.05,) if small else VJEPA2_WEIGHT_DECAYS)
     heads = args.probe_heads or (ATARI_PROBE_HEADS if small else VJEPA2_PROBE_HEADS)
     settings = ProbeSettings(protocol=args.protocol, learning_rates=lrs, weight_decays=wds, epochs=args.epochs,
-                             batch_size=args.batch_size, num_heads=heads, class_balanced=args.balanced)
+                             batch_size=args.batch_size, num_heads=heads, class_balanced=args.balanced,
+                             heads_per_pass=args.heads_per_pass)
     folds = task_folds(task, args)
     # Under torchrun / SLURM every rank encodes and keeps a shard of each split; the probes train data-parallel on
     # the shards, and rank 0 writes the results.

@@ -1,0 +1,161 @@
+"""What the embedding API accepts, turned into checked mono float waveforms and uint8 frame stacks.
+
+Audio: a waveform (NumPy array or tensor) ``(samples,)``; a batch ``(clips, samples)``; a list of waveforms of any
+lengths (an element ``(channels, samples)`` is averaged to mono); a file path or a list of them (decoded with the
+project's decoder, at the model's sample rate). Integer PCM is scaled by its type's range (int16 by 1/32768, uint8
+centred on 128); floats are taken as they are, nominally in [-1, 1]. An empty clip, one shorter than one analysis
+frame, or one holding NaN or infinite samples is a one-line error naming the clip.
+
+Video: frames ``(time, height, width, 3)`` uint8; a batch ``(clips, time, height, width, 3)``; a list of those; a
+file path or a list of them (decoded at the model's frame rate and evaluation size).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mjepa.data.decode import ClipSpec, decode_audio, decode_clip
+
+PathLike = (str, os.PathLike)
+
+
+@dataclass
+class AudioClips:
+    waveforms: list[np.ndarray]  # mono float32 at ``sample_rate``
+    sample_rate: int
+    single: bool  # one clip was given (not a list or a batch): one result is returned
+
+
+@dataclass
+class VideoClips:
+    frames: list[torch.Tensor]  # (time, height, width, 3) uint8
+    fps: float
+    single: bool
+
+
+def _is_path(value) -> bool:
+    return isinstance(value, PathLike)
+
+
+def pcm_to_float(array: np.ndarray, where: str) -> np.ndarray:
+    """Float32 samples from float or integer PCM (scaled by the integer type's range)."""
+    if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.number)):
+        raise ValueError(f"{where}: audio samples must be numbers, got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.floating):
+        return array.astype(np.float32, copy=False)
+    info = np.iinfo(array.dtype)
+    if info.min == 0:  # unsigned PCM (8-bit WAV): centred on the middle of its range
+        middle = (info.max + 1) / 2
+        return ((array.astype(np.float64) - middle) / middle).astype(np.float32)
+    return (array.astype(np.float64) / -info.min).astype(np.float32)
+
+
+def _as_array(value) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        if value.dtype == torch.bfloat16:
+            value = value.float()
+        return value.numpy()
+    return np.asarray(value)
+
+
+def _mono(array: np.ndarray, where: str) -> np.ndarray:
+    if array.ndim == 2:  # (channels, samples)
+        array = array.mean(axis=0)
+    if array.ndim != 1:
+        raise ValueError(f"{where}: a waveform must be (samples,) or (channels, samples), got shape {array.shape}")
+    return array
+
+
+def check_waveform(waveform: np.ndarray, sample_rate: int, min_seconds: float, where: str) -> np.ndarray:
+    if waveform.size == 0:
+        raise ValueError(f"{where}: the audio is empty (0 samples)")
+    if not np.isfinite(waveform).all():
+        bad = int((~np.isfinite(waveform)).sum())
+        raise ValueError(f"{where}: {bad} of {waveform.size} audio samples are NaN or infinite")
+    if waveform.size < math.ceil(min_seconds * sample_rate):
+        raise ValueError(f"{where}: {waveform.size} samples at {sample_rate} Hz is shorter than one analysis frame "
+                         f"({min_seconds * 1000:g} ms)")
+    return waveform
+
+
+def audio_clips(audio, sample_rate: int | None, model_rate: int, min_seconds: float) -> AudioClips:
+    """Checked mono float32 waveforms from any accepted audio input (see the module docstring)."""
+    single = _is_path(audio) or (not isinstance(audio, (list, tuple)) and _as_array(audio).ndim == 1)
+    if _is_path(audio):
+        items = [audio]
+    elif isinstance(audio, (list, tuple)):
+        items = list(audio)
+    else:
+        array = _as_array(audio)
+        if array.ndim not in (1, 2):
+            raise ValueError(f"audio must be (samples,), a batch (clips, samples) or a list of clips, got shape "
+                             f"{array.shape}")
+        items = [array] if array.ndim == 1 else list(array)
+    if not items:
+        raise ValueError("no audio clips were given (an empty list)")
+    if any(_is_path(item) for item in items):
+        if not all(_is_path(item) for item in items):
+            raise ValueError("give either file paths or waveforms, not a mix of both")
+        waveforms = [decode_audio(item, sample_rate=model_rate)[0].numpy() for item in items]
+        rate = model_rate
+    else:
+        if sample_rate is None:
+            raise ValueError("sample_rate is needed for waveforms (it is read from the file for paths)")
+        waveforms = [_mono(pcm_to_float(_as_array(item), f"clip {i}"), f"clip {i}") for i, item in enumerate(items)]
+        rate = int(sample_rate)
+    checked = [check_waveform(w, rate, min_seconds, f"clip {i}" if not _is_path(items[i]) else str(items[i]))
+               for i, w in enumerate(waveforms)]
+    return AudioClips(checked, rate, single)
+
+
+def _check_frames(frames: torch.Tensor, where: str) -> torch.Tensor:
+    if frames.dim() != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
+        raise ValueError(f"{where}: frames must be uint8 (time, height, width, 3), got {frames.dtype} "
+                         f"{tuple(frames.shape)}")
+    if frames.shape[0] == 0:
+        raise ValueError(f"{where}: the video has no frames")
+    return frames
+
+
+def decode_video_file(path, spec: ClipSpec, short_side: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The whole file's frames at ``spec.frames_per_second`` (short side ``short_side``) and its audio (None when
+    it has none)."""
+    first = decode_clip(path, spec, window_start=0.0, require_video=True)
+    duration = first.duration or spec.window_duration
+    whole = ClipSpec(num_frames=max(1, math.ceil(duration * spec.frames_per_second)),
+                     frames_per_second=spec.frames_per_second, audio_window="full", sample_rate=spec.sample_rate,
+                     short_side=short_side)
+    return decode_clip(path, whole, window_start=0.0, require_video=True).frames, first.waveform
+
+
+def video_clips(video, fps: float | None, spec: ClipSpec, short_side: int) -> VideoClips:
+    """Checked frame stacks from any accepted video input (see the module docstring)."""
+    single = _is_path(video) or (not isinstance(video, (list, tuple)) and torch.as_tensor(video).dim() == 4)
+    items = [video] if single else list(video) if isinstance(video, (list, tuple)) else list(torch.as_tensor(video))
+    if not items:
+        raise ValueError("no videos were given (an empty list)")
+    if any(_is_path(item) for item in items):
+        if not all(_is_path(item) for item in items):
+            raise ValueError("give either file paths or frames, not a mix of both")
+        frames = [decode_video_file(item, spec, short_side)[0] for item in items]
+        return VideoClips(frames, spec.frames_per_second, single)
+    if fps is None:
+        raise ValueError("fps is needed for frames (it is read from the file for paths)")
+    return VideoClips([_check_frames(torch.as_tensor(item), f"video {i}") for i, item in enumerate(items)],
+                      float(fps), single)
+
+
+def path_list(value) -> list[Path] | None:
+    """The paths of a path or list of paths; None for in-memory inputs."""
+    if _is_path(value):
+        return [Path(value)]
+    if isinstance(value, (list, tuple)) and value and all(_is_path(v) for v in value):
+        return [Path(v) for v in value]
+    return None
