@@ -8,8 +8,9 @@
 __version__ = "0.1.0.dev0"
 
 
-def load(path_or_repo: str, revision: str | None = None):
-    """A trained model (see :mod:`mjepa.api`): model directory, training checkpoint or Hugging Face Hub id."""
+def load(path_or_repo: str, revision: str | None = None, device=None, dtype=None):
+    """A trained model (see :mod:`mjepa.api`): model directory, training checkpoint or Hugging Face Hub id, on
+    ``device`` (e.g. ``"cuda"``) in ``dtype`` (e.g. ``torch.bfloat16``) when given."""
     from mjepa.api import load as _load
 
-    return _load(path_or_repo, revision)
+    return _load(path_or_repo, revision, device=device, dtype=dtype)

@@ -180,7 +180,8 @@ class MJEPAModel(nn.Module):
                      encoder: str = "target", batch_size: int = 8, timestamps: bool = False):
         """Embeddings of one clip (-> :class:`Embeddings`) or several (a list or a ``(clips, samples)`` batch, of
         any lengths, or file paths -> a list, in order). ``timestamps=True`` adds frame-level embeddings with their
-        times. ``layer``: -1 (the last, after the final norm), a block index, or a list of them."""
+        times. ``layer``: a block index (-1, the default, is the last; every block's output goes through the final
+        norm), or a list of them."""
         clips = audio_clips(audio, sample_rate, self.sample_rate, self.audio_config.frame_length_ms / 1000.0)
         windows = [self._audio_windows(w, clips.sample_rate) for w in clips.waveforms]
         results = self._encode("A", windows, layer, encoder, batch_size, pooled, timestamps)
@@ -280,15 +281,17 @@ class MJEPAModel(nn.Module):
 
     # -- shared ----------------------------------------------------------------------------------------------
     def _layers(self, layer: int | list[int]) -> list[int]:
+        """Block indices, negative ones counted from the end (-1 = the last block); every block's output is
+        normalised by the encoder's final norm, so -1 is the default output."""
         depth = self.model.config.encoder.depth
         layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
         if not layers:
             raise ValueError("layer=[] asks for no layer")
         for value in layers:
-            if isinstance(value, bool) or not isinstance(value, int) or not (value == -1 or 0 <= value < depth):
-                raise ValueError(f"layer {value!r} is outside this {depth}-block encoder: use 0..{depth - 1}, or -1 "
-                                 "for the last block after the final norm")
-        return layers
+            if isinstance(value, bool) or not isinstance(value, int) or not -depth <= value < depth:
+                raise ValueError(f"layer {value!r} is outside this {depth}-block encoder: use 0..{depth - 1}, or "
+                                 f"-1..-{depth} counting from the last")
+        return [value % depth for value in layers]
 
     def _encoder(self, mode: str, encoder: str) -> MultimodalEncoder:
         if encoder != "target" and self.config.get("parts", "all") == "target":
@@ -319,10 +322,11 @@ class MJEPAModel(nn.Module):
         return results
 
     def _run(self, net: MultimodalEncoder, mode: str, audio, video, layers: list[int]) -> torch.Tensor:
-        blocks = tuple(sorted({value for value in layers if value != -1}))
+        last = self.model.config.encoder.depth - 1
+        blocks = tuple(sorted({value for value in layers if value != last}))
         out = net(mode, audio, video, collect_layers=blocks)
         by_block = dict(zip(blocks, out.layers))
-        return torch.stack([out.tokens if value == -1 else by_block[value] for value in layers], dim=1)
+        return torch.stack([out.tokens if value == last else by_block[value] for value in layers], dim=1)
 
     def _token_mask(self, clip: _Windows, mode: str, num_tokens: int) -> torch.Tensor:
         if clip.valid_frames is None:

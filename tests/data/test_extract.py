@@ -51,3 +51,29 @@ def test_extract_with_decoding_workers_matches_decoding_in_process(media, checkp
     assert records[0]["paths"] == records[2]["paths"]  # manifest order, whichever worker decoded an item
     assert torch.allclose(records[0]["pooled"], records[2]["pooled"], atol=1e-5)
     assert records[0]["skipped"] == records[2]["skipped"]
+
+
+def test_extract_on_a_model_folder_picks_the_items_modality(media, checkpoint, tmp_path, capsys):
+    import mjepa
+
+    folder = mjepa.load(str(checkpoint)).save_pretrained(tmp_path / "model", parts="target")
+    manifest = tmp_path / "audio_only.jsonl"
+    write_manifest(manifest, [ManifestEntry(str(media[k])) for k in ("wav", "flac")])
+    out = tmp_path / "features.pt"
+    assert main(["extract", str(manifest), "--checkpoint", str(folder), "--out", str(out), "--workers", "0"]) == 0
+    record = torch.load(out, weights_only=True)
+    assert record["modality"] == "audio" and record["pooled"].shape == (2, 64) and not record["skipped"]
+    assert "--modality audio" in capsys.readouterr().err
+
+
+def test_probe_loading_accepts_a_model_folder(checkpoint, tmp_path):
+    import mjepa
+    from mjepa.eval.loading import load_model
+
+    folder = mjepa.load(str(checkpoint)).save_pretrained(tmp_path / "model")
+    from_folder, from_checkpoint = load_model(folder), load_model(checkpoint)
+    assert from_folder.step == from_checkpoint.step and from_folder.frontend == from_checkpoint.frontend
+    state = from_checkpoint.model.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in from_folder.model.state_dict().items())
+    baseline = load_model(folder, random_init=True).model.state_dict()
+    assert any(not torch.equal(v, state[k]) for k, v in baseline.items())  # the random-init baseline of the probes

@@ -35,6 +35,7 @@ from mjepa.eval.probe_command import task_folds
 from mjepa.eval.run_probe import evaluate
 from mjepa.eval.tasks import TASKS
 from mjepa.models.mjepa import ENCODER_CHOICES
+from mjepa.packaging import is_model_dir
 from mjepa.train.checkpoint import periodic_checkpoints
 
 MODALITIES = ("audio", "video", "av")
@@ -43,8 +44,9 @@ MODALITIES = ("audio", "video", "av")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mjepa track", description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                        help="pretraining run folder(s) (with checkpoints/step_XXXXXXXX.pt), or a track.json written "
-                             "earlier, drawn in the --compare-out figure as it is (its checkpoints may be gone)")
+                        help="pretraining run folder(s) (with checkpoints/step_XXXXXXXX.pt), model folders "
+                             "(save_pretrained), or a track.json written earlier, drawn in the --compare-out figure "
+                             "as it is (its checkpoints may be gone)")
     parser.add_argument("--task", default="atari", choices=sorted(t for t in TASKS if not TASKS[t].audio_only),
                         help="probe task with video (default atari); its first test split holds the held-out clips")
     parser.add_argument("--atari-dir", default="data/atari", help="AtariAV folder (generated when missing)")
@@ -85,8 +87,16 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def select_checkpoints(run_dir: Path, steps_text: str) -> list[tuple[int, Path]]:
-    """(step, path) of the run's periodic checkpoints, optionally only the listed steps (each must exist)."""
-    found = dict(periodic_checkpoints(run_dir / "checkpoints"))
+    """(step, path) of the run's periodic checkpoints, optionally only the listed steps (each must exist). A model
+    folder (``save_pretrained``) is one checkpoint, at the step it was saved at."""
+    if is_model_dir(run_dir):
+        record = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        if record.get("parts", "all") != "all":
+            raise ValueError(f"{run_dir} holds only the target encoder; track's held-out losses need every part "
+                             "(save_pretrained(..., parts='all'))")
+        found = {int(record.get("step", 0)): run_dir}
+    else:
+        found = dict(periodic_checkpoints(run_dir / "checkpoints"))
     if not found:
         raise ValueError(f"{run_dir / 'checkpoints'} holds no step_XXXXXXXX.pt checkpoints "
                          f"(set run.checkpoint_every and run.keep_checkpoints when pretraining)")
