@@ -26,7 +26,7 @@ import json, sys, torch
 from mjepa.config import MaskConfig, ModelConfig
 from mjepa.masks import MaskSampler
 from mjepa.models.mjepa import MJEPA
-from mjepa.objective import Batch
+from mjepa.data.batch import Batch
 from mjepa.train.optim import build_optimizer
 from mjepa.train.step import train_step
 

@@ -40,8 +40,8 @@ from mjepa.models.encoder import MultimodalEncoder
 from mjepa.train import loop
 from mjepa.train.data_pipeline import build_train_stream, token_grids
 from mjepa.train.device_reads import DeviceReadCounter
-from mjepa.train.distributed import DistributedContext
-from mjepa.train.pretrain_config import PretrainConfig, load_pretrain_config
+from mjepa.distributed import DistributedContext
+from mjepa.pretrain_config import PretrainConfig, load_pretrain_config
 
 H100_BF16_TFLOPS = 989.0
 ASSUMED_MFU = 0.4

@@ -25,7 +25,7 @@ from mjepa.config import MaskConfig, ModelConfig
 from mjepa.flops import step_flops
 from mjepa.masks import MaskSampler
 from mjepa.models.mjepa import MJEPA
-from mjepa.objective import Batch
+from mjepa.data.batch import Batch
 from mjepa.terms import active_modes
 from mjepa.train.optim import build_optimizer
 from mjepa.train.step import train_step

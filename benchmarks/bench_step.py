@@ -33,10 +33,10 @@ from mjepa.flops import step_flops
 from mjepa.masks import MaskSampler
 from mjepa.models.kernels import reference_kernels
 from mjepa.models.mjepa import MJEPA
-from mjepa.objective import Batch
+from mjepa.data.batch import Batch
 from mjepa.terms import active_modes
 from mjepa.train.optim import build_optimizer
-from mjepa.train.precision import cpu_has_fast_bf16
+from mjepa.precision import cpu_has_fast_bf16
 from mjepa.train.step import train_step
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

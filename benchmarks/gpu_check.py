@@ -24,11 +24,11 @@ import torch
 from mjepa.cost_model import estimate_step_memory, gpu_bytes_needed, step_flops_per_gpu
 from mjepa.masks import MaskSampler, masks_to
 from mjepa.models.mjepa import MJEPA
-from mjepa.objective import Batch
+from mjepa.data.batch import Batch
 from mjepa.train.data_pipeline import token_grids
 from mjepa.train.device_reads import DeviceReadCounter
 from mjepa.train.optim import build_optimizer
-from mjepa.train.pretrain_config import load_pretrain_config
+from mjepa.pretrain_config import load_pretrain_config
 from mjepa.train.step import train_step
 
 # Dense bf16 peaks (TFLOP/s, no sparsity) by a substring of torch.cuda.get_device_name().

@@ -5,10 +5,10 @@ import statistics
 
 import pytest
 
-from mjepa.ablation import (SETTINGS, SETTINGS_BY_NAME, build_parser, parse_names, probe_epochs_of, run_overrides,
+from mjepa.experiments.ablation import (SETTINGS, SETTINGS_BY_NAME, build_parser, parse_names, probe_epochs_of, run_overrides,
                              run_random_init, summarise, table_markdown)
 from mjepa.cli import main
-from mjepa.train.pretrain_config import load_pretrain_config
+from mjepa.pretrain_config import load_pretrain_config
 from mjepa.typed_config import to_dict
 from pretrain_helpers import TINY_RUN
 

@@ -7,7 +7,7 @@ import torch
 
 import mjepa
 from mjepa.train.loop import pretrain
-from mjepa.train.pretrain_config import load_pretrain_config
+from mjepa.pretrain_config import load_pretrain_config
 from pretrain_helpers import synthetic_run
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,8 @@ import time
 import pytest
 import torch
 
-from mjepa.train.checkpoint import CheckpointError, CheckpointManager, atomic_torch_save, load_checkpoint
+from mjepa.checkpoint_file import CheckpointError, load_checkpoint
+from mjepa.train.checkpoint import CheckpointManager, atomic_torch_save
 
 WRITER = textwrap.dedent("""
     import sys, torch

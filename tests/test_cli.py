@@ -25,7 +25,7 @@ def test_print_config_shows_overrides(capsys):
 def test_readme_python_examples_run(tmp_path, monkeypatch):
     """The README's Python blocks, run in a folder where the demo's checkpoint path exists (a tiny real run)."""
     from mjepa.train.loop import pretrain
-    from mjepa.train.pretrain_config import load_pretrain_config
+    from mjepa.pretrain_config import load_pretrain_config
 
     monkeypatch.chdir(tmp_path)
     pretrain(load_pretrain_config("tiny-cpu", [

@@ -10,13 +10,13 @@ from mjepa.config import MaskConfig
 from mjepa.data.synthetic import synthetic_batch
 from mjepa.masks import MaskSampler, masks_to
 from mjepa.models.mjepa import MJEPA
-from mjepa.train.checkpoint import load_checkpoint
+from mjepa.checkpoint_file import load_checkpoint
 from mjepa.train.data_pipeline import build_train_stream
 from mjepa.train.device_reads import DeviceReadCounter
-from mjepa.train.distributed import DistributedContext
+from mjepa.distributed import DistributedContext
 from mjepa.train.loop import pretrain
 from mjepa.train.optim import build_optimizer
-from mjepa.train.pretrain_config import load_pretrain_config
+from mjepa.pretrain_config import load_pretrain_config
 from mjepa.train.step import train_step
 from pretrain_helpers import synthetic_run
 

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from mjepa.train.distributed import DistributedInitError, detect_launch, first_slurm_host, init_distributed
+from mjepa.distributed import DistributedInitError, detect_launch, first_slurm_host, init_distributed
 from pretrain_helpers import cli_env, run_cli, step_losses, synthetic_run
 
 STEPS = 4

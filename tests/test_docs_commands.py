@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mjepa.cli import DATA_TOOLS, TOOLS, build_parser
-from mjepa.train.pretrain_config import load_pretrain_config
+from mjepa.pretrain_config import load_pretrain_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

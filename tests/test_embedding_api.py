@@ -11,7 +11,7 @@ import torch
 import mjepa
 from mjepa import hear
 from mjepa.train.loop import pretrain
-from mjepa.train.pretrain_config import load_pretrain_config
+from mjepa.pretrain_config import load_pretrain_config
 from mjepa.xares import MJEPAEncoder
 from pretrain_helpers import synthetic_run
 

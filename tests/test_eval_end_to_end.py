@@ -5,7 +5,7 @@ import pytest
 from mjepa.eval import probe_command
 from mjepa.models.encoder import MultimodalEncoder
 from mjepa.train.loop import pretrain
-from mjepa.train.pretrain_config import load_pretrain_config
+from mjepa.pretrain_config import load_pretrain_config
 from pretrain_helpers import TINY_RUN
 
 

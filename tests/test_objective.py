@@ -6,7 +6,8 @@ from mjepa.config import BlockMaskConfig, MaskConfig, ObjectiveConfig
 from mjepa.data.synthetic import synthetic_batch
 from mjepa.masks import MaskSampler
 from mjepa.models.mjepa import MJEPA
-from mjepa.objective import Batch, mjepa_objective
+from mjepa.data.batch import Batch
+from mjepa.objective import mjepa_objective
 from mjepa.terms import ALL_TERMS, active_modes, active_terms
 from mjepa.train.ema import ema_update
 from mjepa.train.optim import build_optimizer

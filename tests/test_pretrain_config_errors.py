@@ -35,7 +35,7 @@ def test_bad_configs_give_one_line_error_and_nonzero_exit(overrides, message, tm
 
 
 def test_a_config_file_can_start_from_a_preset(tmp_path):
-    from mjepa.train.pretrain_config import load_pretrain_config
+    from mjepa.pretrain_config import load_pretrain_config
 
     path = tmp_path / "mine.yaml"
     path.write_text("base: tiny-cpu\nrun: {steps: 300}\n")

@@ -14,7 +14,7 @@ import pytest
 
 from mjepa.train import loop
 from mjepa.train.loop import TrainingStopped, pretrain
-from mjepa.train.pretrain_config import load_pretrain_config
+from mjepa.pretrain_config import load_pretrain_config
 from pretrain_helpers import cli_env, synthetic_run
 
 

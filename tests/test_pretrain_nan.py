@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from mjepa.data import synthetic
-from mjepa.train.checkpoint import load_checkpoint
+from mjepa.checkpoint_file import load_checkpoint
 from mjepa.train.loop import TrainingStopped, pretrain
-from mjepa.train.pretrain_config import load_pretrain_config
+from mjepa.pretrain_config import load_pretrain_config
 from pretrain_helpers import synthetic_run
 
 BAD_STEP = 3  # 1-based step whose batch carries a NaN

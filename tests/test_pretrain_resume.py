@@ -109,7 +109,7 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path):
 def test_pretraining_on_user_manifests_with_mixture_or_class_balance(sampling, tmp_path):
     from mjepa.data.atari import atari_av_manifest_path, generate_atari_av
     from mjepa.train.loop import pretrain
-    from mjepa.train.pretrain_config import load_pretrain_config
+    from mjepa.pretrain_config import load_pretrain_config
 
     data_dir = tmp_path / "atari"
     generate_atari_av(data_dir, games=("pong", "breakout"), clips_per_game=4, progress=None)
@@ -130,7 +130,7 @@ def test_shards_resume_exactly_after_sigkill_with_two_ranks_and_two_workers(tmp_
 
     from mjepa.data.atari import atari_av_manifest_path, generate_atari_av
     from mjepa.data.shard_command import main as shard_main
-    from mjepa.train.checkpoint import load_checkpoint
+    from mjepa.checkpoint_file import load_checkpoint
 
     data_dir = tmp_path / "atari"
     generate_atari_av(data_dir, games=("pong", "breakout"), clips_per_game=6, clip_seconds=2.0, progress=None)

@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from mjepa.train.loop import pretrain
-from mjepa.train.pretrain_config import load_pretrain_config
+from mjepa.pretrain_config import load_pretrain_config
 from mjepa.train.resume_config import resume_changes
 from mjepa.typed_config import to_dict
 from pretrain_helpers import step_losses, synthetic_run

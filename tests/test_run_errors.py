@@ -10,9 +10,10 @@ import pytest
 
 from mjepa.data.manifest import ManifestEntry, read_manifest, write_manifest
 from mjepa.train import checkpoint
-from mjepa.train.checkpoint import CheckpointManager, load_checkpoint
+from mjepa.checkpoint_file import load_checkpoint
+from mjepa.train.checkpoint import CheckpointManager
 from mjepa.train.loop import TrainingStopped, pretrain
-from mjepa.train.pretrain_config import load_pretrain_config
+from mjepa.pretrain_config import load_pretrain_config
 from pretrain_helpers import TINY_RUN, run_cli, synthetic_run
 
 

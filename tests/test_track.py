@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from mjepa.cli import main
-from mjepa.eval.heldout import fixed_masks, heldout_batches, heldout_evaluation
+from mjepa.experiments.heldout import fixed_masks, heldout_batches, heldout_evaluation
 from mjepa.eval.features import encoder_fingerprint
 from mjepa.eval.loading import load_model
 from mjepa.eval.run_probe import probe_encoder
 from mjepa.eval.tasks import atari_splits
-from mjepa.eval.track_command import run_labels
+from mjepa.experiments.track import run_labels
 from mjepa.terms import active_terms
 from mjepa.train.loop import pretrain
-from mjepa.train.pretrain_config import load_pretrain_config
+from mjepa.pretrain_config import load_pretrain_config
 from pretrain_helpers import TINY_RUN
 
 

@@ -38,7 +38,7 @@ def test_ema_initial_weight_is_the_product_of_the_momenta_applied():
 
 def test_pretraining_says_how_much_of_its_start_the_target_keeps():
     from mjepa.train.loop import ema_notice
-    from mjepa.train.pretrain_config import load_pretrain_config
+    from mjepa.pretrain_config import load_pretrain_config
 
     config = load_pretrain_config("tiny-cpu", ["run.steps=100", "optim.cooldown_steps=20", "optim.ema_start=0.999",
                                                "optim.ema_end=0.999"])
@@ -111,8 +111,8 @@ def test_metrics_go_to_jsonl_and_tensorboard(tmp_path):
 
 
 def test_evaluation_resizes_to_256_over_224_of_the_crop_before_centre_cropping():
-    from mjepa.train.data_pipeline import frontend_for
-    from mjepa.train.pretrain_config import DataConfig
+    from mjepa.data.frontend import frontend_for
+    from mjepa.pretrain_config import DataConfig
 
     assert frontend_for(DataConfig(image_size=224)).video.eval_short_side == 256
     assert frontend_for(DataConfig(image_size=256)).video.eval_short_side == 293
@@ -124,7 +124,7 @@ def test_class_balanced_pretraining_draws_each_class_about_equally(tmp_path):
     split over 2 ranks, draws each class about a third of the time; uniformly, the rarest about 1 %."""
     from mjepa.data.manifest import ManifestEntry, write_manifest
     from mjepa.train.data_pipeline import training_items
-    from mjepa.train.pretrain_config import DataConfig
+    from mjepa.pretrain_config import DataConfig
 
     entries = [ManifestEntry(f"{label}-{i}.mp4", labels=(label,))
                for label, count in (("speech", 1000), ("dog", 100), ("yodel", 10)) for i in range(count)]

@@ -19,12 +19,12 @@ from torch.utils.data import DataLoader
 from mjepa.data.stream import StepBatchSampler
 from mjepa.data.synthetic import SyntheticDataset
 from mjepa.masks import MaskSampler
-from mjepa.train.checkpoint import load_checkpoint
+from mjepa.checkpoint_file import load_checkpoint
 from mjepa.train.data_pipeline import MaskingCollate, build_train_stream, training_mask_sampler
 from mjepa.train.device_reads import DeviceReadCounter
-from mjepa.train.distributed import DistributedContext
+from mjepa.distributed import DistributedContext
 from mjepa.train.loop import IntervalClock, TrainingStopped, build_trainer, pretrain, run_step, set_schedules
-from mjepa.train.pretrain_config import load_pretrain_config
+from mjepa.pretrain_config import load_pretrain_config
 from mjepa.train.step import train_step
 from pretrain_helpers import synthetic_run
 

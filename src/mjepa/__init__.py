@@ -5,7 +5,7 @@
     embedding = model.encode_audio(waveform, sample_rate=16000).mean
 """
 
-__version__ = "0.1.0.dev0"
+from mjepa.version import __version__  # noqa: F401
 
 
 def load(path_or_repo: str, revision: str | None = None, device=None, dtype=None):

@@ -50,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands that parse their own arguments (their module has main(argv) and build_parser()).
 TOOLS = {"plot": "mjepa.train.plot", "probe": "mjepa.eval.probe_command", "retrieve": "mjepa.eval.retrieve_command",
-         "extract": "mjepa.extract", "demo": "mjepa.demo", "ablate": "mjepa.ablation",
-         "track": "mjepa.eval.track_command"}
+         "extract": "mjepa.extract", "demo": "mjepa.experiments.demo", "ablate": "mjepa.experiments.ablation",
+         "track": "mjepa.experiments.track"}
 DATA_TOOLS = {"import": "mjepa.data.import_command", "validate": "mjepa.data.validate", "stats": "mjepa.data.stats",
               "atari": "mjepa.data.atari_command", "shard": "mjepa.data.shard_command"}
 
@@ -68,7 +68,7 @@ def _run_data_tool(argv: list[str]) -> int:
 def _pretrain(args: argparse.Namespace) -> int:
     import yaml
 
-    from mjepa.train.pretrain_config import load_pretrain_config
+    from mjepa.pretrain_config import load_pretrain_config
     from mjepa.typed_config import to_dict
 
     config = load_pretrain_config(args.config, args.overrides)
@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         return importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "pretrain":
-        from mjepa.train.checkpoint import CheckpointError
-        from mjepa.train.distributed import DistributedInitError
+        from mjepa.checkpoint_file import CheckpointError
+        from mjepa.distributed import DistributedInitError
         from mjepa.train.loop import TrainingStopped
 
         try:

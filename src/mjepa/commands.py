@@ -9,8 +9,8 @@ from typing import Callable, Sequence
 
 def run_reporting_errors(prog: str, run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """``run(args)``; a bad value, file or checkpoint becomes ``prog: error: ...`` and exit status 2."""
-    from mjepa.train.checkpoint import CheckpointError
-    from mjepa.train.distributed import DistributedInitError
+    from mjepa.checkpoint_file import CheckpointError
+    from mjepa.distributed import DistributedInitError
 
     try:
         return run(args)

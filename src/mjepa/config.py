@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypeVar
 
+from mjepa.terms import ALL_TERMS
 from mjepa.typed_config import build
 
 MODES = ("A", "V", "AV")
@@ -167,8 +168,6 @@ class ObjectiveConfig:
     cross_modal_hidden_ratio: float = 1.0  # hidden width of the 3-layer cross-modal MLPs, relative to encoder width
 
     def __post_init__(self) -> None:
-        from mjepa.terms import ALL_TERMS  # local import: terms imports nothing from here at module load
-
         _check_choice("objective.cross_modal", self.cross_modal, CROSS_MODAL_CHOICES)
         if not self.shared_encoder and self.joint_av:
             raise ValueError("objective.joint_av=True needs objective.shared_encoder=True: the AV mode runs one encoder")

@@ -19,31 +19,12 @@ from dataclasses import dataclass
 
 import torch
 
+from mjepa.data.batch import Batch
 from mjepa.masks import Masks
 from mjepa.models.encoder import check_index, gather_tokens, layer_normalise
 from mjepa.models.mjepa import MJEPA
 from mjepa.models.crossmodal import head_key
 from mjepa.terms import active_cross_pairs, active_modes, cross_term, mode_uses_audio
-
-
-@dataclass
-class Batch:
-    """One training batch. ``audio``: log-mel ``(B, time_frames, mel_bins)``; ``video``: ``(B, C, T, H, W)``."""
-
-    audio: torch.Tensor | None
-    video: torch.Tensor | None
-    has_audio: torch.Tensor | None = None  # (B,) bool; None means every sample has audio
-
-    @property
-    def batch_size(self) -> int:
-        ref = self.video if self.video is not None else self.audio
-        if ref is None:
-            raise ValueError("a batch needs audio, video or both")
-        return ref.shape[0]
-
-    def to(self, device: torch.device | str) -> "Batch":
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.audio), move(self.video), move(self.has_audio))
 
 
 @dataclass

@@ -39,7 +39,7 @@ def save_model_dir(directory: str | os.PathLike, model: MJEPA, frontend: dict, p
                    step: int, parts: str = "all", dtype: torch.dtype | None = None) -> Path:
     """Write a model directory: every part, or (``parts="target"``) the target encoder only; weights cast to
     ``dtype`` when given (floating-point tensors only)."""
-    from mjepa import __version__
+    from mjepa.version import __version__
 
     if parts not in PARTS:
         raise ValueError(f"parts={parts!r} is not valid; expected one of {PARTS}")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from mjepa.config import ObjectiveConfig
+
+class ObjectiveSwitches(Protocol):
+    """What these functions read of an objective configuration (``mjepa.config.ObjectiveConfig``)."""
+
+    cross_modal: str
+    joint_av: bool
 
 INTRA_TERMS = ("intra_A", "intra_V", "intra_AV")
 # Ordered pairs (source mode, target mode) of the six cross-modal predictors.
@@ -18,11 +22,11 @@ def cross_term(source: str, target: str) -> str:
     return f"cross_{source}_to_{target}"
 
 
-def active_modes(objective: "ObjectiveConfig") -> tuple[str, ...]:
+def active_modes(objective: ObjectiveSwitches) -> tuple[str, ...]:
     return ("A", "V", "AV") if objective.joint_av else ("A", "V")
 
 
-def active_cross_pairs(objective: "ObjectiveConfig") -> tuple[tuple[str, str], ...]:
+def active_cross_pairs(objective: ObjectiveSwitches) -> tuple[tuple[str, str], ...]:
     if objective.cross_modal == "none":
         return ()
     if objective.cross_modal == "av":
@@ -31,7 +35,7 @@ def active_cross_pairs(objective: "ObjectiveConfig") -> tuple[tuple[str, str], .
     return tuple((s, t) for s, t in CROSS_PAIRS if s in modes and t in modes)
 
 
-def active_terms(objective: "ObjectiveConfig") -> tuple[str, ...]:
+def active_terms(objective: ObjectiveSwitches) -> tuple[str, ...]:
     """The loss terms that the objective computes under this configuration, in canonical order."""
     intra = tuple(f"intra_{m}" for m in active_modes(objective))
     cross = tuple(cross_term(s, t) for s, t in active_cross_pairs(objective))

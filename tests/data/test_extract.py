@@ -5,7 +5,7 @@ from media_builders import media  # noqa: F401  (pytest fixture)
 from mjepa.cli import main
 from mjepa.data.manifest import ManifestEntry, write_manifest
 from mjepa.train.loop import pretrain
-from mjepa.train.pretrain_config import load_pretrain_config
+from mjepa.pretrain_config import load_pretrain_config
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from mjepa.data.media_info import media_errors
 from mjepa.data.fbank import AudioFrontendConfig, audio_features
 from mjepa.data.manifest import EntryTable, ManifestEntry
 from mjepa.data.video_transforms import VideoTransformConfig, eval_video_transform, train_video_transform
-from mjepa.objective import Batch
+from mjepa.data.batch import Batch
 from mjepa.seeding import derived_generator
 
 MISSING_AUDIO_CHOICES = ("flag", "skip")

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mjepa.data.dataset import Sample
-from mjepa.objective import Batch
+from mjepa.data.batch import Batch
 
 
 def synthetic_clip(

@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 import torch
 
 from mjepa.models.encoder import MultimodalEncoder
-from mjepa.objective import Batch
+from mjepa.data.batch import Batch
 
 MODALITY_MODES = {"audio": "A", "video": "V", "av": "AV"}
 

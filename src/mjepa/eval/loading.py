@@ -7,14 +7,11 @@ from pathlib import Path
 
 import torch
 
-from mjepa.data.decode import ClipSpec
-from mjepa.data.fbank import AudioFrontendConfig
-from mjepa.data.video_transforms import VideoTransformConfig
 from mjepa.models.mjepa import MJEPA
 from mjepa.packaging import is_model_dir, load_model_dir
-from mjepa.train.checkpoint import CheckpointError, load_checkpoint
-from mjepa.train.data_pipeline import Frontend
-from mjepa.train.pretrain_config import PretrainConfig
+from mjepa.checkpoint_file import CheckpointError, load_checkpoint
+from mjepa.data.frontend import Frontend, frontend_from_dict
+from mjepa.pretrain_config import PretrainConfig
 from mjepa.typed_config import ConfigError, build
 
 
@@ -25,11 +22,6 @@ class LoadedModel:
     config: PretrainConfig
     step: int
     path: str
-
-
-def frontend_from_dict(data: dict) -> Frontend:
-    return Frontend(ClipSpec.from_dict(data["clip"]), AudioFrontendConfig.from_dict(data["audio"]),
-                    VideoTransformConfig.from_dict(data["video"]))
 
 
 def load_model(path: str | Path, random_init: bool = False, init_seed: int | None = None) -> LoadedModel:

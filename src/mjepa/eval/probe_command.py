@@ -18,7 +18,7 @@ from mjepa.eval.report import markdown_table, write_results
 from mjepa.eval.run_probe import evaluate
 from mjepa.eval.tasks import TASKS, TaskSpec, atari_splits, esc50_folds, manifest_splits
 from mjepa.models.mjepa import ENCODER_CHOICES
-from mjepa.train.distributed import init_distributed, shutdown
+from mjepa.distributed import init_distributed, shutdown
 
 
 def _heads_per_pass(text: str):

@@ -17,8 +17,8 @@ from mjepa.eval.loading import LoadedModel
 from mjepa.eval.metrics import accuracy_from_multi_hot, mean_average_precision
 from mjepa.eval.probe import ProbeSettings, gather_items, predict, train_probe_grid
 from mjepa.eval.tasks import TaskSpec, TaskSplits
-from mjepa.objective import Batch
-from mjepa.train.distributed import detect_launch
+from mjepa.data.batch import Batch
+from mjepa.distributed import detect_launch
 
 
 @dataclass

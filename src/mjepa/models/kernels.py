@@ -1,6 +1,6 @@
 """Linear layers and attention that stay on the fast paths of CPUs that emulate bf16.
 
-On CPUs without native bf16 matrix instructions (AVX2 only; see ``mjepa.train.precision``), the speed of
+On CPUs without native bf16 matrix instructions (AVX2 only; see ``mjepa.precision``), the speed of
 PyTorch's emulated bf16 matrix products depends on the operands' memory layout by an order of magnitude: under
 autocast the stock backward of a linear layer computes ``grad_input = grad_output @ weight`` with both operands
 row-major, a path 5-10x slower than the best, and the bf16 backward of CPU flash attention is about 15x slower than
@@ -47,7 +47,7 @@ def reference_kernels() -> Iterator[None]:
 
 @functools.lru_cache(maxsize=1)
 def _cpu_emulates_bf16() -> bool:
-    from mjepa.train.precision import cpu_has_fast_bf16
+    from mjepa.precision import cpu_has_fast_bf16
 
     return not cpu_has_fast_bf16()
 

@@ -17,12 +17,9 @@ from typing import Any
 
 import torch
 
-CHECKPOINT_FORMAT = "mjepa-checkpoint-v1"
+from mjepa.checkpoint_file import CHECKPOINT_FORMAT, CheckpointError
+
 _PERIODIC = re.compile(r"^step_(\d{8})\.pt$")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or is not an mjepa checkpoint."""
 
 
 class CheckpointWriteError(CheckpointError):
@@ -87,21 +84,6 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint without unpickling arbitrary objects; a clear error for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure to read is reported as one clear error
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {first_line}") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"checkpoint {path} is not an mjepa checkpoint (format {CHECKPOINT_FORMAT!r} expected)")
-    return payload
 
 
 def periodic_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:

@@ -6,24 +6,21 @@ import functools
 import os
 import signal
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 from torch.utils.data import DataLoader
 
 from mjepa.data.dataset import AudioVisualDataset, LoadedBatch, Sample, SkippedItem, collate_samples
-from mjepa.data.decode import ClipSpec
-from mjepa.data.fbank import AudioFrontendConfig
+from mjepa.data.frontend import frontend_for
 from mjepa.data.manifest import ManifestEntry, read_manifest
 from mjepa.data.samplers import class_balance_weights, mixture_weights, seed_worker
 from mjepa.data.stream import StepBatchSampler
 from mjepa.data.synthetic import SyntheticDataset
-from mjepa.data.video_transforms import VideoTransformConfig
 from mjepa.masks import MaskSampler, stack_sample_masks
 from mjepa.terms import active_modes
-from mjepa.train.distributed import DistributedContext, barrier
-from mjepa.train.pretrain_config import DataConfig, PretrainConfig
+from mjepa.distributed import DistributedContext, barrier
+from mjepa.pretrain_config import DataConfig, PretrainConfig
 
 
 def init_training_worker(worker_id: int, seed: int, rank: int) -> None:
@@ -36,33 +33,6 @@ def init_training_worker(worker_id: int, seed: int, rank: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGUSR1):
         signal.signal(sig, signal.SIG_IGN)
     seed_worker(worker_id, seed, rank)
-
-
-@dataclass(frozen=True)
-class Frontend:
-    """Preprocessing settings; stored in every checkpoint so evaluation and embedding decode the same way."""
-
-    clip: ClipSpec
-    audio: AudioFrontendConfig
-    video: VideoTransformConfig
-
-    def to_dict(self) -> dict:
-        return {"clip": self.clip.to_dict(), "audio": self.audio.to_dict(), "video": self.video.to_dict()}
-
-
-def eval_short_side(crop: int) -> int:
-    """The evaluation resize for a ``crop``-pixel centre crop: 256 for 224, the same ratio otherwise."""
-    return int(round(crop * 256 / 224))
-
-
-def frontend_for(data: DataConfig) -> Frontend:
-    return Frontend(
-        ClipSpec(num_frames=data.num_frames, frames_per_second=data.frames_per_second, audio_window=data.audio_window),
-        AudioFrontendConfig(target_frames=data.audio_frames, num_mel_bins=data.mel_bins, mean=data.fbank_mean,
-                            std=data.fbank_std),
-        # Evaluation resizes the short side to 256/224 of the crop, then centre-crops (V-JEPA 2's protocol).
-        VideoTransformConfig(output_size=data.image_size, eval_short_side=eval_short_side(data.image_size)),
-    )
 
 
 def _atari_manifest(data: DataConfig, ctx: DistributedContext) -> tuple[list[ManifestEntry], list[str]]:

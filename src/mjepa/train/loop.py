@@ -20,19 +20,21 @@ from mjepa.data.dataset import LoadedBatch, SkipLog
 from mjepa.data.manifest import check_manifest_opens
 from mjepa.masks import masks_to
 from mjepa.models.mjepa import MJEPA
-from mjepa.objective import Batch
+from mjepa.data.batch import Batch
 from mjepa.train import run_files
-from mjepa.train.checkpoint import CheckpointManager, CheckpointWriteError, load_checkpoint
-from mjepa.train.data_pipeline import frontend_for, token_grids, train_stream
-from mjepa.train.distributed import DistributedContext, all_reduce_mean, any_rank, init_distributed, shutdown
+from mjepa.checkpoint_file import load_checkpoint
+from mjepa.train.checkpoint import CheckpointManager, CheckpointWriteError
+from mjepa.data.frontend import frontend_for
+from mjepa.train.data_pipeline import token_grids, train_stream
+from mjepa.distributed import DistributedContext, all_reduce_mean, any_rank, init_distributed, shutdown
 from mjepa.train.monitor import MetricsWriter, ProgressLine, collapse_metric_tensors, collapse_warnings
 from mjepa.train.optim import build_optimizer
 from mjepa.train.parallel import (
     ParallelModel, full_optimizer_state, full_state_dict, load_full_optimizer_state, load_full_state_dict,
     parallelize,
 )
-from mjepa.train.precision import resolve_amp_dtype
-from mjepa.train.pretrain_config import PretrainConfig
+from mjepa.precision import resolve_amp_dtype
+from mjepa.pretrain_config import PretrainConfig
 from mjepa.train.resume_config import check_resume_config
 from mjepa.train.schedules import LearningRateSchedule, LinearSchedule, ema_initial_weight
 from mjepa.train.step import StepResult, accumulated_step

@@ -21,8 +21,9 @@ from torch import nn
 
 from mjepa.masks import Masks
 from mjepa.models.mjepa import MJEPA
-from mjepa.objective import Batch, ObjectiveOutput, mjepa_objective
-from mjepa.train.distributed import DistributedContext
+from mjepa.data.batch import Batch
+from mjepa.objective import ObjectiveOutput, mjepa_objective
+from mjepa.distributed import DistributedContext
 
 STRATEGIES = ("auto", "ddp", "fsdp", "none")
 

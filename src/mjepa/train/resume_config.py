@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mjepa.train.pretrain_config import PretrainConfig
+from mjepa.pretrain_config import PretrainConfig
 from mjepa.typed_config import to_dict
 
 # Dotted keys whose change leaves the trained model and its data stream the same.

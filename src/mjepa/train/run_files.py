@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from mjepa.train.distributed import DistributedContext
-from mjepa.train.pretrain_config import PretrainConfig
+from mjepa.distributed import DistributedContext
+from mjepa.pretrain_config import PretrainConfig
 from mjepa.typed_config import to_dict
 
 
@@ -20,7 +20,7 @@ def config_dict(config: PretrainConfig) -> dict:
 
 
 def package_version() -> str:
-    from mjepa import __version__
+    from mjepa.version import __version__
 
     return __version__
 

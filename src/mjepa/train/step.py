@@ -20,8 +20,8 @@ import torch
 
 from mjepa.masks import Masks
 from mjepa.models.mjepa import MJEPA
-from mjepa.objective import Batch
-from mjepa.train.distributed import all_ranks_true
+from mjepa.data.batch import Batch
+from mjepa.distributed import all_ranks_true
 from mjepa.train.ema import ema_update
 from mjepa.train.parallel import ParallelModel, unwrapped
 

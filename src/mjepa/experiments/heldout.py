@@ -19,11 +19,12 @@ from mjepa.data.manifest import ManifestEntry
 from mjepa.eval.items import EvalDataset, ViewSpec, collate_eval
 from mjepa.eval.loading import LoadedModel
 from mjepa.masks import Masks, MaskSampler, masks_to
-from mjepa.objective import Batch, mjepa_objective
+from mjepa.data.batch import Batch
+from mjepa.objective import mjepa_objective
 from mjepa.terms import active_modes
-from mjepa.train.data_pipeline import Frontend
+from mjepa.data.frontend import Frontend
 from mjepa.train.monitor import collapse_metrics, variance_shares
-from mjepa.train.precision import resolve_amp_dtype
+from mjepa.precision import resolve_amp_dtype
 from mjepa.train.step import autocast_context
 
 LEADING_DIRECTIONS = 8  # variance shares recorded per mode; the effective ranks seen on AtariAV are 3 to 10

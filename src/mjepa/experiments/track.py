@@ -3,7 +3,7 @@
 For each periodic checkpoint (``RUN_DIR/checkpoints/step_XXXXXXXX.pt``) it measures
 
 - the held-out pretraining loss of every term, on the same clips with the same masks for every checkpoint
-  (``mjepa.eval.heldout``), and
+  (``mjepa.experiments.heldout``), and
 - the frozen-probe score of the target encoder (or, with ``--encoder context``, the context encoder) with each
   requested modality,
 
@@ -28,7 +28,7 @@ from typing import Sequence
 import torch
 
 from mjepa.commands import comma_choices, comma_integers, run_reporting_errors
-from mjepa.eval.heldout import heldout_batches, heldout_evaluation
+from mjepa.experiments.heldout import heldout_batches, heldout_evaluation
 from mjepa.eval.loading import load_model
 from mjepa.eval.probe import ATARI_PROBE_HEADS, ProbeSettings
 from mjepa.eval.probe_command import task_folds

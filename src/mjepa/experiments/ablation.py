@@ -41,7 +41,7 @@ from mjepa.eval.run_probe import evaluate
 from mjepa.eval.tasks import TASKS, atari_splits
 from mjepa.models.mjepa import ENCODER_CHOICES
 from mjepa.train.loop import pretrain
-from mjepa.train.pretrain_config import PretrainConfig, load_pretrain_config
+from mjepa.pretrain_config import PretrainConfig, load_pretrain_config
 from mjepa.train.resume_config import (CHANGEABLE_ON_RESUME, config_changes, flatten, join_changes,
                                        resume_changes)
 from mjepa.typed_config import to_dict

@@ -1,0 +1,27 @@
+"""The model's input batch: log-mel audio, video clips, and which samples have audio."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Batch:
+    """One training batch. ``audio``: log-mel ``(B, time_frames, mel_bins)``; ``video``: ``(B, C, T, H, W)``."""
+
+    audio: torch.Tensor | None
+    video: torch.Tensor | None
+    has_audio: torch.Tensor | None = None  # (B,) bool; None means every sample has audio
+
+    @property
+    def batch_size(self) -> int:
+        ref = self.video if self.video is not None else self.audio
+        if ref is None:
+            raise ValueError("a batch needs audio, video or both")
+        return ref.shape[0]
+
+    def to(self, device: torch.device | str) -> "Batch":
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(move(self.audio), move(self.video), move(self.has_audio))
