@@ -29,6 +29,7 @@ from mjepa.data.isolation import IsolatedRunner
 from mjepa.data.manifest import EntryTable, ManifestEntry, read_manifest
 from mjepa.data.media_info import media_errors
 from mjepa.models.mjepa import ENCODER_CHOICES
+from mjepa.terms import MODALITIES
 
 DECODE_TIMEOUT_S = 600.0  # whole files are decoded here: long ones take a while
 
@@ -114,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("manifest")
     parser.add_argument("--checkpoint", required=True, help="training checkpoint, model directory or Hub id")
     parser.add_argument("--out", required=True, help="output file (.pt)")
-    parser.add_argument("--modality", choices=("auto", "audio", "video", "av"), default="auto",
+    parser.add_argument("--modality", choices=("auto", *MODALITIES), default="auto",
                         help="what to embed (default auto: what the first readable item holds)")
     parser.add_argument("--encoder", choices=ENCODER_CHOICES, default="target")
     parser.add_argument("--layer", type=int, default=-1)

@@ -11,6 +11,10 @@ class ObjectiveSwitches(Protocol):
     cross_modal: str
     joint_av: bool
 
+# The modes' names where users meet them (command lines, result files) and the mode each selects.
+MODE_OF_MODALITY = {"audio": "A", "video": "V", "av": "AV"}
+MODALITIES = tuple(MODE_OF_MODALITY)
+
 INTRA_TERMS = ("intra_A", "intra_V", "intra_AV")
 # Ordered pairs (source mode, target mode) of the six cross-modal predictors.
 CROSS_PAIRS = (("A", "V"), ("V", "A"), ("A", "AV"), ("V", "AV"), ("AV", "A"), ("AV", "V"))

@@ -1,3 +1,4 @@
+import functools
 import json
 
 import pytest
@@ -9,7 +10,7 @@ from mjepa.data.dataset import AudioVisualDataset, SkipLog, SkippedItem, collate
 from mjepa.data.decode import ClipSpec
 from mjepa.data.fbank import AudioFrontendConfig
 from mjepa.data.manifest import ManifestEntry
-from mjepa.data.samplers import DistributedShardSampler, worker_init_function
+from mjepa.data.samplers import DistributedShardSampler, seed_worker
 from mjepa.data.video_transforms import VideoTransformConfig
 
 CLIP = ClipSpec(num_frames=4, frames_per_second=4.0)
@@ -56,7 +57,7 @@ def test_loader_over_mixed_manifest_runs_to_the_end_and_reports_each_bad_item(me
     entries = [ManifestEntry(str(media[k])) for k in kinds]
     ds = _dataset(entries, missing_audio="flag")
     loader = DataLoader(ds, batch_size=3, sampler=DistributedShardSampler(len(ds), shuffle=False, pad=False),
-                        num_workers=2, collate_fn=collate_samples, worker_init_fn=worker_init_function(0, 0))
+                        num_workers=2, collate_fn=collate_samples, worker_init_fn=functools.partial(seed_worker, seed=0, rank=0))
     log, seen = SkipLog(), []
     for loaded in loader:
         log.add(loaded.skipped)

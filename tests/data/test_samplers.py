@@ -1,14 +1,18 @@
 import pytest
 import torch
 
-from mjepa.data.samplers import (
-    DistributedShardSampler,
-    WeightedDrawSampler,
-    class_balance_weights,
-    class_balanced_sampler,
-    mixture_weights,
-    seed_worker,
-)
+from mjepa.data.samplers import DistributedShardSampler, class_balance_weights, mixture_weights, seed_worker
+from mjepa.data.stream import StepBatchSampler
+
+
+def _stream_draws(weights: torch.Tensor, steps: int, world_size: int = 1) -> list[int]:
+    """Dataset indices the training stream draws over ``steps`` steps of 64, all ranks together."""
+    draws = []
+    for rank in range(world_size):
+        sampler = StepBatchSampler(len(weights), 64, 1, world_size, rank, seed=0, start_step=0, total_steps=steps,
+                                   weights=weights)
+        draws += [index for batch in sampler for index, _ in batch]
+    return draws
 
 
 def test_training_shards_are_equal_sized_and_cover_everything():
@@ -41,21 +45,21 @@ def test_class_balance_weights_follow_inverse_class_frequency():
     labels = torch.tensor([[1, 0], [1, 0], [1, 0], [0, 1], [0, 0]])
     w = class_balance_weights(labels)
     assert torch.allclose(w, torch.tensor([1 / 3, 1 / 3, 1 / 3, 1.0, 1 / 3]))
-    draws = list(class_balanced_sampler(labels[:4], 4000, seed=0))
+    draws = _stream_draws(class_balance_weights(labels[:4]), 60)
     rare_share = sum(1 for i in draws if i == 3) / len(draws)
     assert abs(rare_share - 0.5) < 0.05  # the single rare item is drawn as often as the three common ones
 
 
 def test_mixture_weights_draw_datasets_in_proportion():
     weights = mixture_weights([100, 10], [1.0, 3.0])
-    draws = torch.tensor(list(WeightedDrawSampler(weights, 8000, seed=0)))
+    draws = torch.tensor(_stream_draws(weights, 120))
     assert abs(float((draws >= 100).float().mean()) - 0.75) < 0.03
 
 
-def test_weighted_draws_are_sharded_across_ranks():
-    weights = torch.ones(20)
-    ranks = [list(WeightedDrawSampler(weights, 40, 2, r, seed=5)) for r in range(2)]
-    assert len(ranks[0]) == len(ranks[1]) == 20 and ranks[0] != ranks[1]
+def test_weighted_draws_do_not_depend_on_the_number_of_ranks():
+    weights = mixture_weights([30, 10], [1.0, 1.0])
+    one, two = _stream_draws(weights, 4, world_size=1), _stream_draws(weights, 4, world_size=2)
+    assert sorted(one) == sorted(two) and len(one) == 4 * 64
 
 
 def test_worker_seeds_depend_on_seed_rank_worker():

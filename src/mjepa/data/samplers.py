@@ -1,13 +1,12 @@
-"""Index samplers: distributed shards, AudioSet class balancing, weighted dataset mixtures, worker seeding.
+"""Index sampling: evaluation shards per rank, AudioSet class-balance weights, dataset-mixture weights, worker seeding.
 
-Every sampler is a pure function of ``(seed, epoch)`` and yields this rank's share of the indices. Training
-samplers give every rank the same number of indices (padding by wrapping around, as distributed training needs);
-the evaluation sampler never pads, so no sample is counted twice in a metric.
+The training stream (:mod:`mjepa.data.stream`) draws with the weights from here. The evaluation sampler is a pure
+function of ``(seed, epoch)``, yields this rank's share of the indices, and with ``pad=False`` never pads, so no
+sample is counted twice in a metric.
 """
 
 from __future__ import annotations
 
-import functools
 import random
 from typing import Iterator
 
@@ -81,38 +80,6 @@ def class_balance_weights(label_matrix: torch.Tensor) -> torch.Tensor:
     return torch.where(weights > 0, weights, torch.full_like(weights, floor))
 
 
-class WeightedDrawSampler(Sampler[int]):
-    """``num_samples`` draws with replacement from per-item ``weights`` per epoch, sharded across ranks."""
-
-    def __init__(self, weights: torch.Tensor, num_samples: int, num_replicas: int = 1, rank: int = 0,
-                 seed: int = 0) -> None:
-        _check_rank(rank, num_replicas)
-        if weights.dim() != 1 or weights.numel() == 0 or bool((weights < 0).any()) or float(weights.sum()) <= 0:
-            raise ValueError("weights must be a non-empty 1D tensor of non-negative numbers with a positive sum")
-        self.weights = weights.double()
-        self.per_rank = -(-num_samples // num_replicas)
-        self.num_replicas, self.rank, self.seed = num_replicas, rank, seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        total = self.per_rank * self.num_replicas
-        draws = torch.multinomial(self.weights, total, replacement=True,
-                                  generator=_epoch_generator(self.seed, self.epoch))
-        return iter(draws[self.rank::self.num_replicas].tolist())
-
-    def __len__(self) -> int:
-        return self.per_rank
-
-
-def class_balanced_sampler(label_matrix: torch.Tensor, num_samples: int, num_replicas: int = 1, rank: int = 0,
-                           seed: int = 0) -> WeightedDrawSampler:
-    """AudioSet-style class-balanced sampling over a multi-hot ``label_matrix``."""
-    return WeightedDrawSampler(class_balance_weights(label_matrix), num_samples, num_replicas, rank, seed)
-
-
 def mixture_weights(dataset_sizes: list[int], dataset_weights: list[float]) -> torch.Tensor:
     """Per-item weights over a concatenation of datasets so that dataset d is drawn with probability
     ``dataset_weights[d] / sum(dataset_weights)`` whatever its size (VideoMix-style mixtures)."""
@@ -133,8 +100,3 @@ def seed_worker(worker_id: int, seed: int, rank: int) -> None:
     random.seed(value)
     np.random.seed(value % 2**32)
     torch.manual_seed(value)
-
-
-def worker_init_function(seed: int, rank: int):
-    """A picklable ``worker_init_fn`` for ``DataLoader`` that calls :func:`seed_worker`."""
-    return functools.partial(seed_worker, seed=seed, rank=rank)

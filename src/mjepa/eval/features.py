@@ -18,10 +18,9 @@ from typing import Callable, Iterable
 
 import torch
 
-from mjepa.models.encoder import MultimodalEncoder
 from mjepa.data.batch import Batch
-
-MODALITY_MODES = {"audio": "A", "video": "V", "av": "AV"}
+from mjepa.models.encoder import MultimodalEncoder
+from mjepa.terms import MODE_OF_MODALITY
 
 
 @dataclass
@@ -59,7 +58,7 @@ def encode_batches(encoder: MultimodalEncoder, modality: str,
                    device: torch.device) -> FeatureSet:
     """Encode every batch; ``batches`` yields (Batch, multi-hot labels, item indices) with views already expanded
     in the batch."""
-    mode = MODALITY_MODES[modality]
+    mode = MODE_OF_MODALITY[modality]
     encoder.eval().to(device)
     tokens, labels, indices, views = [], [], [], 1
     for batch, batch_labels, batch_indices in batches:

@@ -8,7 +8,7 @@ descending order, every *distinct* score value is one threshold, and
 over those thresholds, where P_n and R_n are precision and recall of "score >= threshold_n". Samples with tied
 scores therefore enter the ranking together (one precision value for the whole tie), not in an arbitrary order.
 
-mAP (DESIGN.md section 2) is the mean of per-class AP over classes with at least one positive; classes without
+mAP (AudioSet's metric) is the mean of per-class AP over classes with at least one positive; classes without
 positives have no defined AP, are excluded from the mean and reported as a count.
 
 Distributed evaluation pads each rank's shard to a common length; ``gather_without_padding`` drops that padding

@@ -10,15 +10,20 @@ from typing import Sequence
 import torch
 
 from mjepa.commands import run_reporting_errors
+from mjepa.distributed import init_distributed, shutdown
 from mjepa.eval.loading import load_model
 from mjepa.eval.probe import (
-    ATARI_PROBE_HEADS, VJEPA2_LEARNING_RATES, VJEPA2_PROBE_HEADS, VJEPA2_WEIGHT_DECAYS, ProbeSettings,
+    ATARI_PROBE_HEADS,
+    VJEPA2_LEARNING_RATES,
+    VJEPA2_PROBE_HEADS,
+    VJEPA2_WEIGHT_DECAYS,
+    ProbeSettings,
 )
 from mjepa.eval.report import markdown_table, write_results
 from mjepa.eval.run_probe import evaluate
 from mjepa.eval.tasks import TASKS, TaskSpec, atari_splits, esc50_folds, manifest_splits
 from mjepa.models.mjepa import ENCODER_CHOICES
-from mjepa.distributed import init_distributed, shutdown
+from mjepa.terms import MODALITIES
 
 
 def _heads_per_pass(text: str):
@@ -42,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--checkpoint", required=True, help="training checkpoint (.pt)")
     parser.add_argument("--task", required=True, choices=sorted(TASKS), help="task (see docs/evaluation.md)")
-    parser.add_argument("--modality", required=True, choices=("audio", "video", "av"))
+    parser.add_argument("--modality", required=True, choices=MODALITIES)
     parser.add_argument("--protocol", choices=("attentive", "linear"), default="attentive")
     parser.add_argument("--train-manifest", help="training items (manifest-based tasks)")
     parser.add_argument("--val-manifest", help="validation items, used to choose the head (optional)")

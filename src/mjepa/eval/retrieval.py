@@ -1,4 +1,4 @@
-"""Cross-modal retrieval: Recall@k of paired audio and video clips (DESIGN.md section 2).
+"""Cross-modal retrieval: Recall@k of paired audio and video clips.
 
 Query i's one correct item is gallery item i (the other modality of the same clip); every other gallery item is
 a distractor. Ranking is computed in chunks of queries, so a 20k x 20k evaluation needs only a

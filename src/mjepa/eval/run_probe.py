@@ -9,16 +9,22 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from mjepa.data.batch import Batch
 from mjepa.data.dataset import SkippedItem
 from mjepa.data.samplers import DistributedShardSampler
-from mjepa.eval.features import MODALITY_MODES, FeatureSet, cached_features, encode_batches, encoder_fingerprint
+from mjepa.distributed import detect_launch
+from mjepa.eval.features import (
+    FeatureSet,
+    cached_features,
+    encode_batches,
+    encoder_fingerprint,
+)
 from mjepa.eval.items import EvalDataset, EvalItem, ViewSpec, collate_eval
 from mjepa.eval.loading import LoadedModel
 from mjepa.eval.metrics import accuracy_from_multi_hot, mean_average_precision
 from mjepa.eval.probe import ProbeSettings, gather_items, predict, train_probe_grid
 from mjepa.eval.tasks import TaskSpec, TaskSplits
-from mjepa.data.batch import Batch
-from mjepa.distributed import detect_launch
+from mjepa.terms import MODE_OF_MODALITY
 
 
 @dataclass
@@ -52,7 +58,7 @@ def probe_encoder(loaded: LoadedModel, modality: str, encoder: str = "target"):
     """The frozen encoder that serves this modality (the shared one, or the per-modality one): the EMA target by
     default, as in the paper; ``context`` probes the trained online encoder, to tell whether a change in the
     scores belongs to the EMA average or to what gradient descent learned."""
-    return loaded.model.frozen_encoder(MODALITY_MODES[modality], encoder)
+    return loaded.model.frozen_encoder(MODE_OF_MODALITY[modality], encoder)
 
 
 def split_features(loaded: LoadedModel, task: TaskSpec, entries, vocabulary, modality: str, layer: int,

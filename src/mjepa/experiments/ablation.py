@@ -1,4 +1,4 @@
-"""``mjepa ablate``: the paper's central ablation (DESIGN.md section 4) on built-in AtariAV.
+"""``mjepa ablate``: the paper's central ablation table on built-in AtariAV.
 
 Four settings are pretrained with identical data, schedule, step budget and seeds:
 
@@ -40,20 +40,25 @@ from mjepa.eval.probe import ATARI_PROBE_HEADS, ProbeSettings
 from mjepa.eval.run_probe import evaluate
 from mjepa.eval.tasks import TASKS, atari_splits
 from mjepa.models.mjepa import ENCODER_CHOICES
-from mjepa.train.loop import pretrain
 from mjepa.pretrain_config import PretrainConfig, load_pretrain_config
-from mjepa.train.resume_config import (CHANGEABLE_ON_RESUME, config_changes, flatten, join_changes,
-                                       resume_changes)
+from mjepa.terms import MODALITIES
+from mjepa.train.loop import pretrain
+from mjepa.train.resume_config import (
+    CHANGEABLE_ON_RESUME,
+    config_changes,
+    flatten,
+    join_changes,
+    resume_changes,
+)
 from mjepa.typed_config import to_dict
 
-MODALITIES = ("audio", "video", "av")
 RANDOM_INIT = "random-init"
 
 
 @dataclass(frozen=True)
 class AblationSetting:
     name: str
-    label: str  # the row label of DESIGN.md section 4
+    label: str  # the row label of the paper's ablation table
     overrides: tuple[str, ...]
 
     @property

@@ -26,11 +26,11 @@ from mjepa.eval.probe import ATARI_PROBE_HEADS, ProbeSettings
 from mjepa.eval.report import write_results
 from mjepa.eval.run_probe import EncoderResult, evaluate
 from mjepa.eval.tasks import TASKS, atari_splits
+from mjepa.pretrain_config import load_pretrain_config
+from mjepa.terms import MODALITIES
 from mjepa.train.loop import pretrain
 from mjepa.train.plot import plot_run
-from mjepa.pretrain_config import load_pretrain_config
 
-MODALITIES = ("audio", "video", "av")
 PRETRAIN_SHARE = 0.6  # of the time budget; generation, feature extraction and probes (~4 min here) take the rest
 
 

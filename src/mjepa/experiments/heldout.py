@@ -14,17 +14,17 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader
 
+from mjepa.data.batch import Batch
 from mjepa.data.dataset import SkippedItem
+from mjepa.data.frontend import Frontend
 from mjepa.data.manifest import ManifestEntry
 from mjepa.eval.items import EvalDataset, ViewSpec, collate_eval
 from mjepa.eval.loading import LoadedModel
 from mjepa.masks import Masks, MaskSampler, masks_to
-from mjepa.data.batch import Batch
 from mjepa.objective import mjepa_objective
-from mjepa.terms import active_modes
-from mjepa.data.frontend import Frontend
-from mjepa.train.monitor import collapse_metrics, variance_shares
 from mjepa.precision import resolve_amp_dtype
+from mjepa.terms import active_modes
+from mjepa.train.monitor import collapse_metrics, variance_shares
 from mjepa.train.step import autocast_context
 
 LEADING_DIRECTIONS = 8  # variance shares recorded per mode; the effective ranks seen on AtariAV are 3 to 10

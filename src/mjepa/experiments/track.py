@@ -28,17 +28,16 @@ from typing import Sequence
 import torch
 
 from mjepa.commands import comma_choices, comma_integers, run_reporting_errors
-from mjepa.experiments.heldout import heldout_batches, heldout_evaluation
 from mjepa.eval.loading import load_model
 from mjepa.eval.probe import ATARI_PROBE_HEADS, ProbeSettings
 from mjepa.eval.probe_command import task_folds
 from mjepa.eval.run_probe import evaluate
 from mjepa.eval.tasks import TASKS
+from mjepa.experiments.heldout import heldout_batches, heldout_evaluation
 from mjepa.models.mjepa import ENCODER_CHOICES
 from mjepa.packaging import is_model_dir
+from mjepa.terms import MODALITIES
 from mjepa.train.checkpoint import periodic_checkpoints
-
-MODALITIES = ("audio", "video", "av")
 
 
 def build_parser() -> argparse.ArgumentParser:

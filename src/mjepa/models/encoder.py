@@ -16,7 +16,7 @@ from mjepa.models.vit import BlockStack
 
 AUDIO_ID = 0
 VIDEO_ID = 1
-MODALITIES = ("audio", "video")
+TOKENIZED_INPUTS = ("audio", "video")
 
 
 @dataclass(frozen=True)
@@ -69,11 +69,11 @@ class MultimodalEncoder(nn.Module):
     ``modalities`` limits the tokenizers built (``("audio",)`` for a separate audio-only encoder).
     """
 
-    def __init__(self, config: EncoderConfig, modalities: tuple[str, ...] = MODALITIES) -> None:
+    def __init__(self, config: EncoderConfig, modalities: tuple[str, ...] = TOKENIZED_INPUTS) -> None:
         super().__init__()
-        unknown = [m for m in modalities if m not in MODALITIES]
+        unknown = [m for m in modalities if m not in TOKENIZED_INPUTS]
         if unknown or not modalities:
-            raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {modalities}")
+            raise ValueError(f"modalities must be a non-empty subset of {TOKENIZED_INPUTS}, got {modalities}")
         self.config = config
         self.modalities = tuple(modalities)
         self.audio_embed = (
@@ -84,7 +84,7 @@ class MultimodalEncoder(nn.Module):
             VideoTubeletEmbed(config.width, config.video_tubelet_time, config.video_patch_size, config.video_channels)
             if "video" in modalities else None
         )
-        self.modality_embed = nn.Parameter(torch.zeros(len(MODALITIES), config.width))
+        self.modality_embed = nn.Parameter(torch.zeros(len(TOKENIZED_INPUTS), config.width))
         head_dim = config.width // config.num_heads
         self.rope = Rotary3D(head_dim, config.rope_base) if config.position_embedding == "rope" else None
         self.blocks = BlockStack(config.width, config.depth, config.num_heads, config.mlp_ratio)

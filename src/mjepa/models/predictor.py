@@ -7,7 +7,7 @@ from torch import nn
 
 from mjepa.config import PredictorConfig
 from mjepa.models.kernels import Linear
-from mjepa.models.encoder import MODALITIES, init_vit_weights, rescale_residual_projections
+from mjepa.models.encoder import TOKENIZED_INPUTS, init_vit_weights, rescale_residual_projections
 from mjepa.models.positions import Rotary3D, sincos_embedding
 from mjepa.models.vit import BlockStack
 
@@ -27,7 +27,7 @@ class Predictor(nn.Module):
         self.config = config
         self.embed = Linear(encoder_width, config.width)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, config.width))
-        self.modality_embed = nn.Parameter(torch.zeros(len(MODALITIES), config.width))
+        self.modality_embed = nn.Parameter(torch.zeros(len(TOKENIZED_INPUTS), config.width))
         head_dim = config.width // config.num_heads
         self.rope = Rotary3D(head_dim, rope_base) if position_embedding == "rope" else None
         self.blocks = BlockStack(config.width, config.depth, config.num_heads, config.mlp_ratio)
