@@ -20,7 +20,7 @@ from mjepa.eval.probe import (
     ProbeSettings,
 )
 from mjepa.eval.report import markdown_table, write_results
-from mjepa.eval.run_probe import evaluate
+from mjepa.eval.run_probe import FeatureSettings, evaluate
 from mjepa.eval.tasks import TASKS, TaskSpec, atari_splits, esc50_folds, manifest_splits
 from mjepa.models.mjepa import ENCODER_CHOICES
 from mjepa.terms import MODALITIES
@@ -133,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
 def _probe_and_report(args: argparse.Namespace, task: TaskSpec, settings: ProbeSettings, folds, device,
                       is_main: bool) -> int:
     cache_dir = Path(args.cache_dir) if args.cache_dir else None
+    features = FeatureSettings(args.modality, args.layer, args.encoder, args.encode_batch, args.workers, cache_dir,
+                               device)
     encoders = [("trained", False)] + ([] if args.no_baseline else [("random-init", True)])
     results = []
     for label, random_init in encoders:
@@ -140,8 +142,7 @@ def _probe_and_report(args: argparse.Namespace, task: TaskSpec, settings: ProbeS
         if is_main:
             print(f"probing {label} {args.encoder} encoder on {task.name} ({args.modality}, {args.protocol})",
                   flush=True)
-        results.append(evaluate(loaded, label, task, folds, args.modality, settings, args.layer, args.encode_batch,
-                                args.workers, cache_dir, device, args.encoder))
+        results.append(evaluate(loaded, label, task, folds, settings, features))
     suffix = "" if args.encoder == "target" else f"-{args.encoder}"  # a context probe never overwrites the target's
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"probe-{task.name}-{args.modality}{suffix}"
     header = {"task": task.name, "description": task.description, "checkpoint": args.checkpoint,

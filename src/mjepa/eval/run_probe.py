@@ -27,6 +27,19 @@ from mjepa.eval.tasks import TaskSpec, TaskSplits
 from mjepa.terms import MODE_OF_MODALITY
 
 
+@dataclass(frozen=True)
+class FeatureSettings:
+    """What features a probe reads and how they are computed."""
+
+    modality: str  # "audio", "video" or "av"
+    layer: int = -1
+    encoder: str = "target"  # or "context"
+    batch_size: int = 16  # items per encoding batch
+    workers: int = 1  # decoding processes
+    cache_dir: Path | None = None  # features are cached here, keyed by everything they depend on
+    device: torch.device = torch.device("cpu")
+
+
 @dataclass
 class SplitFeatures:
     features: FeatureSet
@@ -61,10 +74,9 @@ def probe_encoder(loaded: LoadedModel, modality: str, encoder: str = "target"):
     return loaded.model.frozen_encoder(MODE_OF_MODALITY[modality], encoder)
 
 
-def split_features(loaded: LoadedModel, task: TaskSpec, entries, vocabulary, modality: str, layer: int,
-                   batch_size: int, workers: int, cache_dir: Path | None, fingerprint: str,
-                   device: torch.device, encoder: str = "target") -> SplitFeatures:
-    views = task.views
+def split_features(loaded: LoadedModel, task: TaskSpec, entries, vocabulary, settings: FeatureSettings,
+                   fingerprint: str) -> SplitFeatures:
+    views, modality = task.views, settings.modality
     if modality == "av" and views.audio_windows != 1:
         raise ValueError(f"task {task.name} concatenates audio windows; use --modality audio")
     fe = loaded.frontend
@@ -78,8 +90,8 @@ def split_features(loaded: LoadedModel, task: TaskSpec, entries, vocabulary, mod
         # Under torchrun each rank encodes its own shard (no padding) and the features are gathered in order.
         sampler = DistributedShardSampler(len(dataset), ctx.world_size, ctx.rank, shuffle=False, pad=False) \
             if ctx.enabled else None
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_eval,
-                            sampler=sampler)
+        loader = DataLoader(dataset, batch_size=settings.batch_size, num_workers=settings.workers,
+                            collate_fn=collate_eval, sampler=sampler)
 
         def batches():
             for items, bad in loader:
@@ -87,19 +99,19 @@ def split_features(loaded: LoadedModel, task: TaskSpec, entries, vocabulary, mod
                 if items:
                     yield item_batches(items, modality, views)
 
-        frozen = probe_encoder(loaded, modality, encoder)
-        features = encode_batches(frozen, modality, batches(), layer, device)  # this rank's shard only
+        frozen = probe_encoder(loaded, modality, settings.encoder)
+        features = encode_batches(frozen, modality, batches(), settings.layer, settings.device)  # this rank's shard
         if views.audio_windows > 1:  # concatenate each item's audio windows along the token axis
             t, d = features.tokens.shape[1:]
             features.tokens = features.tokens.view(-1, views.audio_windows * t, d)
             features.views = features.tokens.shape[0] // features.num_items
         return features
 
-    key = {"encoder": fingerprint, "modality": modality, "layer": layer, "frontend": fe.to_dict(),
+    key = {"encoder": fingerprint, "modality": modality, "layer": settings.layer, "frontend": fe.to_dict(),
            "views": asdict(views), "items": [(e.path, e.start, e.end, e.labels) for e in entries]}
     if ctx.enabled:  # each rank keeps, and caches, only its shard of the features
         key["shard"] = (ctx.rank, ctx.world_size)
-    features, from_cache = cached_features(cache_dir, key, compute)
+    features, from_cache = cached_features(settings.cache_dir, key, compute)
     return SplitFeatures(features, gather_skipped(skipped) if ctx.enabled else skipped, from_cache)
 
 
@@ -156,21 +168,21 @@ def selection_rule(has_val: bool) -> str:
     return "no validation split: head with the best training-split score among the (lr, wd) grid; test score reported"
 
 
-def evaluate(loaded: LoadedModel, label: str, task: TaskSpec, folds: list[TaskSplits], modality: str,
-             settings: ProbeSettings, layer: int, batch_size: int, workers: int, cache_dir: Path | None,
-             device: torch.device, encoder: str = "target") -> EncoderResult:
-    fingerprint = encoder_fingerprint(probe_encoder(loaded, modality, encoder))
+def evaluate(loaded: LoadedModel, label: str, task: TaskSpec, folds: list[TaskSplits], probe: ProbeSettings,
+             features: FeatureSettings) -> EncoderResult:
+    """Probe ``loaded`` on every fold of ``task``: the reported head per fold, every head's scores, and how many items
+    were unreadable."""
+    fingerprint = encoder_fingerprint(probe_encoder(loaded, features.modality, features.encoder))
     chosen, all_heads, skipped = [], [], 0
     for splits in folds:
-        common = (loaded, task)
-        get = lambda entries: split_features(*common, entries, splits.vocabulary, modality, layer,  # noqa: E731
-                                             batch_size, workers, cache_dir, fingerprint, device, encoder)
+        get = lambda entries: split_features(loaded, task, entries, splits.vocabulary, features,  # noqa: E731
+                                             fingerprint)
         train, test = get(splits.train), get(splits.test)
         val = get(splits.val) if splits.val else None
         skipped += len(train.skipped) + len(test.skipped) + (len(val.skipped) if val else 0)
-        best, heads = probe_fold(settings, task, train, val, test, device)
+        best, heads = probe_fold(probe, task, train, val, test, features.device)
         chosen.append({"fold": splits.fold, **best})
         all_heads.append(heads)
     mean_score = sum(c["test_score"] for c in chosen) / len(chosen)
-    return EncoderResult(label, modality, task.metric, mean_score, selection_rule(bool(folds[0].val)), chosen,
-                         all_heads, skipped)
+    return EncoderResult(label, features.modality, task.metric, mean_score, selection_rule(bool(folds[0].val)),
+                         chosen, all_heads, skipped)

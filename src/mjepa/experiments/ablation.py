@@ -37,7 +37,7 @@ from mjepa.commands import comma_choices, comma_integers, run_reporting_errors
 from mjepa.data.atari import DEFAULT_GAMES, generate_atari_av
 from mjepa.eval.loading import load_model
 from mjepa.eval.probe import ATARI_PROBE_HEADS, ProbeSettings
-from mjepa.eval.run_probe import evaluate
+from mjepa.eval.run_probe import FeatureSettings, evaluate
 from mjepa.eval.tasks import TASKS, atari_splits
 from mjepa.models.mjepa import ENCODER_CHOICES
 from mjepa.pretrain_config import PretrainConfig, load_pretrain_config
@@ -119,9 +119,9 @@ def probe_checkpoint(checkpoint: Path, random_init: bool, modalities: Sequence[s
     folds = [atari_splits(args.atari_dir)]
     scores = {}
     for modality in modalities:
-        result = evaluate(loaded, RANDOM_INIT if random_init else "trained", TASKS["atari"], folds, modality,
-                          probe_settings(args, seed), -1, 16, args.workers, Path(args.out) / "features", device,
-                          encoder)
+        features = FeatureSettings(modality, -1, encoder, 16, args.workers, Path(args.out) / "features", device)
+        result = evaluate(loaded, RANDOM_INIT if random_init else "trained", TASKS["atari"], folds,
+                          probe_settings(args, seed), features)
         scores[modality] = result.score
     return scores
 

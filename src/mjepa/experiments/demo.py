@@ -24,7 +24,7 @@ from mjepa.data.atari import DEFAULT_GAMES, generate_atari_av
 from mjepa.eval.loading import load_model
 from mjepa.eval.probe import ATARI_PROBE_HEADS, ProbeSettings
 from mjepa.eval.report import write_results
-from mjepa.eval.run_probe import EncoderResult, evaluate
+from mjepa.eval.run_probe import EncoderResult, FeatureSettings, evaluate
 from mjepa.eval.tasks import TASKS, atari_splits
 from mjepa.pretrain_config import load_pretrain_config
 from mjepa.terms import MODALITIES
@@ -72,8 +72,8 @@ def probe_all(checkpoint: Path, args: argparse.Namespace) -> list[EncoderResult]
         for modality in MODALITIES:
             started = time.perf_counter()
             print(f"demo: probing the {label} encoder with {modality} input", flush=True)
-            results.append(evaluate(loaded, label, task, folds, modality, settings, -1, 16, 1,
-                                    Path(args.out) / "features", device))
+            features = FeatureSettings(modality, cache_dir=Path(args.out) / "features", device=device)
+            results.append(evaluate(loaded, label, task, folds, settings, features))
             print(f"demo:   mAP {100 * results[-1].score:.1f} ({time.perf_counter() - started:.0f} s)", flush=True)
     return results
 

@@ -31,7 +31,7 @@ from mjepa.commands import comma_choices, comma_integers, run_reporting_errors
 from mjepa.eval.loading import load_model
 from mjepa.eval.probe import ATARI_PROBE_HEADS, ProbeSettings
 from mjepa.eval.probe_command import task_folds
-from mjepa.eval.run_probe import evaluate
+from mjepa.eval.run_probe import FeatureSettings, evaluate
 from mjepa.eval.tasks import TASKS
 from mjepa.experiments.heldout import heldout_batches, heldout_evaluation
 from mjepa.models.mjepa import ENCODER_CHOICES
@@ -123,8 +123,8 @@ def probe_scores(loaded, modalities: Sequence[str], args: argparse.Namespace, fo
             settings = ProbeSettings(protocol="attentive", learning_rates=(args.probe_lr,),
                                      weight_decays=(args.probe_wd,), epochs=args.probe_epochs, batch_size=32,
                                      num_heads=ATARI_PROBE_HEADS, seed=seed)
-            values.append(evaluate(loaded, "trained", task, folds, modality, settings, -1, args.batch_size,
-                                   args.workers, cache_dir, device, args.encoder).score)
+            features = FeatureSettings(modality, -1, args.encoder, args.batch_size, args.workers, cache_dir, device)
+            values.append(evaluate(loaded, "trained", task, folds, settings, features).score)
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         scores[modality] = {"mean": statistics.fmean(values), "std": std, "values": values}
     return scores
