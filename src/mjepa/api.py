@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from mjepa.data.decode import ClipSpec
-from mjepa.data.fbank import AudioFrontendConfig, fbank_for_config, normalize_fbank, pad_or_trim
+from mjepa.data.fbank import AudioFrontendConfig, fbank_for_config, fbank_windows
 from mjepa.data.video_transforms import VideoTransformConfig, eval_video_transform
 from mjepa.embedding_inputs import audio_clips, decode_video_file, path_list, video_clips
 from mjepa.models.encoder import MultimodalEncoder
@@ -169,7 +169,8 @@ class MJEPAModel(nn.Module):
     @property
     def audio_hop_ms(self) -> float:
         """Milliseconds of audio per time step of the token grid (160 with the default front end)."""
-        return self.model.config.encoder.audio_patch_time * self.audio_config.frame_shift_ms
+        steps, _ = self._audio_grid()
+        return self.audio_config.target_frames // steps * self.audio_config.frame_shift_ms
 
     def forward(self, *args, **kwargs):
         raise TypeError("call encode_audio, encode_video or encode_av")
@@ -193,13 +194,8 @@ class MJEPAModel(nn.Module):
 
     def _audio_windows(self, waveform: np.ndarray, sample_rate: int) -> _Windows:
         cfg = self.audio_config
-        fbank = self._fbank(waveform, sample_rate)
-        frames = cfg.target_frames
-        count = max(1, math.ceil(fbank.shape[0] / frames))
-        padded = pad_or_trim(fbank, count * frames)
-        windows = normalize_fbank(padded, cfg.mean, cfg.std).view(count, frames, -1)
-        valid = torch.tensor([min(frames, max(0, fbank.shape[0] - i * frames)) for i in range(count)])
-        starts = [i * frames * cfg.frame_shift_ms / 1000.0 for i in range(count)]
+        windows, valid = fbank_windows(self._fbank(waveform, sample_rate), cfg)
+        starts = [i * cfg.target_frames * cfg.frame_shift_ms / 1000.0 for i in range(windows.shape[0])]
         return _Windows(windows, None, valid, starts)
 
     # -- video -----------------------------------------------------------------------------------------------
@@ -268,16 +264,10 @@ class MJEPAModel(nn.Module):
 
     def _av_windows(self, waveform: np.ndarray, sample_rate: int, frames: torch.Tensor, fps: float) -> _Windows:
         video, starts = self._video_starts_and_windows(frames, fps)
-        cfg = self.audio_config
-        fbank = self._fbank(waveform, sample_rate)
-        frames_per_second = 1000.0 / cfg.frame_shift_ms
-        audio, valid = [], []
-        for start in starts:
-            first = int(round(start * frames_per_second))
-            piece = fbank[first:first + cfg.target_frames]
-            valid.append(piece.shape[0])
-            audio.append(normalize_fbank(pad_or_trim(piece, cfg.target_frames), cfg.mean, cfg.std))
-        return _Windows(torch.stack(audio), video, torch.tensor(valid), starts)
+        frames_per_second = 1000.0 / self.audio_config.frame_shift_ms
+        audio, valid = fbank_windows(self._fbank(waveform, sample_rate), self.audio_config,
+                                     starts=[int(round(start * frames_per_second)) for start in starts])
+        return _Windows(audio, video, valid, starts)
 
     # -- shared ----------------------------------------------------------------------------------------------
     def _layers(self, layer: int | list[int]) -> list[int]:
@@ -336,15 +326,20 @@ class MJEPAModel(nn.Module):
         video = torch.ones(clip.count, num_tokens - audio_tokens, dtype=torch.bool)
         return torch.cat([video, audio_mask], dim=1)  # the AV sequence is [video ; audio]
 
+    def _audio_grid(self) -> tuple[int, int]:
+        """(time steps, frequency patches) of one audio window, as the tokenizer cuts it."""
+        shape = (1, self.audio_config.target_frames, self.audio_config.num_mel_bins)
+        steps, patches, _ = self.model.token_grids(shape, None)[0]
+        return steps, patches
+
     def _audio_tokens(self) -> int:
-        enc = self.model.config.encoder
-        return (self.audio_config.target_frames // enc.audio_patch_time) * (
-            self.audio_config.num_mel_bins // enc.audio_patch_freq)
+        steps, patches = self._audio_grid()
+        return steps * patches
 
     def _audio_token_mask(self, valid_frames: torch.Tensor, num_tokens: int) -> torch.Tensor:
-        patch_time = self.model.config.encoder.audio_patch_time
-        freq_tokens = num_tokens // (self.audio_config.target_frames // patch_time)
-        time_index = torch.arange(num_tokens) // freq_tokens
+        steps, patches = self._audio_grid()
+        patch_time = self.audio_config.target_frames // steps  # fbank frames per time step
+        time_index = torch.arange(num_tokens) // patches  # the grid is time-major
         return (time_index.unsqueeze(0) * patch_time) < valid_frames.unsqueeze(1)
 
     def _embeddings(self, tokens: torch.Tensor, clip: _Windows, mode: str, several_layers: bool, pooled_only: bool,
@@ -364,8 +359,8 @@ class MJEPAModel(nn.Module):
     def _frame_embeddings(self, tokens: torch.Tensor, clip: _Windows) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, layers, D) audio frame embeddings (a time step's frequency patches averaged) and their centre
         times in seconds, for the time steps that hold audio."""
-        patch_time = self.model.config.encoder.audio_patch_time
-        steps = self.audio_config.target_frames // patch_time
+        steps, _ = self._audio_grid()
+        patch_time = self.audio_config.target_frames // steps
         w, n_layers, t, d = tokens.shape
         per_step = tokens.float().view(w, n_layers, steps, t // steps, d).mean(3).to(tokens.dtype)
         hop = self.audio_hop_ms / 1000.0

@@ -211,14 +211,31 @@ def fbank_for_config(waveform: torch.Tensor, config: AudioFrontendConfig) -> tor
     )
 
 
+def fbank_windows(fbank: torch.Tensor, config: AudioFrontendConfig, starts: list[int] | None = None,
+                  count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model input windows from an unpadded, unnormalised log-mel ``(frames, bins)``: ``(W, target_frames, bins)``
+    normalised, each padded or cut to ``target_frames``, and the frames of each that hold audio ``(W,)``.
+
+    Windows start at the frames in ``starts``; without them, ``count`` consecutive windows from frame 0 (default:
+    as many as cover the log-mel, at least one). The one path from audio to model input: training, evaluation and
+    the embedding API all cut their windows here."""
+    frames = config.target_frames
+    if starts is None:
+        count = max(1, math.ceil(fbank.shape[0] / frames)) if count is None else count
+        starts = [i * frames for i in range(count)]
+    pieces = [fbank[start:start + frames] for start in starts]
+    valid = torch.tensor([piece.shape[0] for piece in pieces], dtype=torch.long)
+    windows = torch.stack([pad_or_trim(piece, frames) for piece in pieces])
+    return normalize_fbank(windows, config.mean, config.std), valid
+
+
 def audio_features(waveform: torch.Tensor, config: AudioFrontendConfig) -> tuple[torch.Tensor, int]:
     """Model input from a (N,) waveform: (target_frames, num_mel_bins) normalised log-mel, and the number of frames
     that hold audio (the rest is padding) so that pooling can ignore padded frames."""
     if waveform.dim() != 1:
         raise ValueError(f"audio_features: waveform must be (N,), got shape {tuple(waveform.shape)}")
-    fbank = fbank_for_config(waveform, config)
-    valid_frames = min(fbank.shape[0], config.target_frames)
-    return normalize_fbank(pad_or_trim(fbank, config.target_frames), config.mean, config.std), valid_frames
+    windows, valid = fbank_windows(fbank_for_config(waveform, config), config, count=1)
+    return windows[0], int(valid[0])
 
 
 def compute_fbank_stats(waveforms: Iterable[torch.Tensor], config: AudioFrontendConfig) -> tuple[float, float]:

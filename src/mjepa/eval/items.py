@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from mjepa.data.dataset import SkippedItem, multi_hot
 from mjepa.data.decode import ClipSpec, MediaError, decode_entry
-from mjepa.data.fbank import AudioFrontendConfig, fbank_for_config, normalize_fbank, pad_or_trim
+from mjepa.data.fbank import AudioFrontendConfig, fbank_for_config, fbank_windows
 from mjepa.data.manifest import EntryTable, ManifestEntry
 from mjepa.data.video_transforms import (
     VideoTransformConfig, eval_video_transform, evenly_spaced_window_starts, spatial_views,
@@ -46,11 +46,9 @@ class EvalItem:
 
 def audio_window_features(waveform: torch.Tensor | None, config: AudioFrontendConfig, windows: int) -> torch.Tensor:
     """``windows`` consecutive normalised log-mel windows of ``target_frames`` each (zeros without audio)."""
-    frames, bins = config.target_frames, config.num_mel_bins
     if waveform is None:
-        return torch.zeros(windows, frames, bins)
-    fbank = pad_or_trim(fbank_for_config(waveform, config), frames * windows)
-    return normalize_fbank(fbank, config.mean, config.std).view(windows, frames, bins)
+        return torch.zeros(windows, config.target_frames, config.num_mel_bins)
+    return fbank_windows(fbank_for_config(waveform, config), config, count=windows)[0]
 
 
 class EvalDataset(Dataset):
