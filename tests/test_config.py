@@ -27,3 +27,22 @@ def test_unknown_key_names_the_nearest_valid_one():
 def test_invalid_values_are_clear_errors(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def test_presets_take_their_model_from_the_one_size_table(tmp_path):
+    from mjepa.config import ModelConfig
+    from mjepa.pretrain_config import load_pretrain_config
+    from mjepa.typed_config import ConfigError
+
+    sizes = {"tiny-cpu": "tiny", "vitl16-as2m": "large", "vitg16-as2m-vm2m": "giant"}
+    for preset, size in sizes.items():
+        model = load_pretrain_config(preset, ["data.source=synthetic", "data.mixture_weights=[]"]).model
+        table = ModelConfig.from_size(size)
+        assert model.encoder == table.encoder and model.predictor == table.predictor
+    custom = tmp_path / "custom.yaml"
+    custom.write_text("base: tiny-cpu\nmodel:\n  size: small\n  encoder: {depth: 4}\n")
+    model = load_pretrain_config(str(custom), []).model
+    assert (model.encoder.width, model.encoder.depth, model.predictor.width) == (384, 4, 192)  # given keys win
+    custom.write_text("model: {size: enormous}\n")
+    with pytest.raises(ConfigError, match="model.size 'enormous' is not one of tiny"):
+        load_pretrain_config(str(custom), [])

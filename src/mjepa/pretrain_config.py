@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from mjepa.config import MaskConfig, ModelConfig
+from mjepa.config import ENCODER_SIZES, MaskConfig, ModelConfig
 from mjepa.typed_config import ConfigError, build, load_yaml, merge_overrides
 
 PRESET_PACKAGE = "mjepa.configs"
@@ -208,7 +208,27 @@ def _deep_merge(base: dict, top: dict) -> dict:
     return merged
 
 
+SIZE_KEY = "size"
+
+
+def _with_size(source: str, data: dict) -> dict:
+    """A ``model: {size: NAME}`` entry expands to the size table's encoder and predictor (``config.ENCODER_SIZES``,
+    ``PREDICTOR_SIZES``, the same table Python's ``ModelConfig.from_size`` reads); keys given beside it win."""
+    model = data.get("model")
+    if not isinstance(model, dict) or SIZE_KEY not in model:
+        return data
+    model = dict(model)
+    size = model.pop(SIZE_KEY)
+    if size not in ENCODER_SIZES:
+        raise ConfigError(f"config {source!r}: model.size {size!r} is not one of {', '.join(ENCODER_SIZES)}")
+    sized = ModelConfig.from_size(size).to_dict()
+    table = {"encoder": sized["encoder"], "predictor": sized["predictor"]}
+    return {**data, "model": _deep_merge(table, model)}
+
+
 def load_pretrain_config(source: str, overrides: list[str]) -> PretrainConfig:
     """Preset name or YAML path, then ``key=value`` overrides; every key and value checked. A YAML file may start
-    from a preset (or another file) with ``base: NAME``; without it, unset keys take the schema's defaults."""
-    return build(PretrainConfig, merge_overrides(PretrainConfig, _with_base(source, _read_source(source)), overrides))
+    from a preset (or another file) with ``base: NAME``, and name its model size with ``model: {size: NAME}``;
+    unset keys take the schema's defaults."""
+    data = _with_size(source, _with_base(source, _read_source(source)))
+    return build(PretrainConfig, merge_overrides(PretrainConfig, data, overrides))
