@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from mjepa.experiments.ablation import (SETTINGS, SETTINGS_BY_NAME, build_parser, parse_names, probe_epochs_of, run_overrides,
+from mjepa.experiments.ablation import (SETTINGS, SETTINGS_BY_NAME, AblationPlan, build_parser, parse_names, probe_epochs_of, run_overrides,
                              run_random_init, summarise, table_markdown)
 from mjepa.cli import main
 from mjepa.pretrain_config import load_pretrain_config
@@ -14,8 +14,7 @@ from pretrain_helpers import TINY_RUN
 
 
 def test_settings_differ_only_in_the_objective_switches(tmp_path):
-    args = build_parser().parse_args(["--out", str(tmp_path), "--steps", "40"])
-    args.games = ["pong"]
+    args = AblationPlan.from_args(build_parser().parse_args(["--out", str(tmp_path), "--steps", "40", "--games", "pong"]))
     configs = {}
     for setting in SETTINGS:
         config = to_dict(load_pretrain_config("tiny-cpu", run_overrides(args, setting, seed=3)))
@@ -133,8 +132,7 @@ def test_empty_encoders_is_one_line_error(tmp_path, capsys):
 
 
 def write_record(out, setting, seed, overrides=()):
-    args = build_parser().parse_args(["--out", str(out), "--steps", "40"])
-    args.games = ["pong"]
+    args = AblationPlan.from_args(build_parser().parse_args(["--out", str(out), "--steps", "40", "--games", "pong"]))
     config = load_pretrain_config("tiny-cpu", [*run_overrides(args, SETTINGS_BY_NAME[setting], seed), *overrides])
     path = out / "runs" / setting / f"seed{seed}" / "probe.json"
     path.parent.mkdir(parents=True)
@@ -163,8 +161,8 @@ def test_report_takes_the_recipe_from_the_records_and_refuses_two_recipes(tmp_pa
 def test_random_init_is_a_setting_that_needs_the_full_run(tmp_path, capsys):
     assert parse_names("full")[1] is False and parse_names("random-init") == ([], True)
     assert parse_names(build_parser().get_default("settings"))[1] is True  # the default table has the row
-    args = build_parser().parse_args(["--out", str(tmp_path), "--steps", "40"])
-    args.games = ["pong"]
+    args = AblationPlan.from_args(build_parser().parse_args(["--out", str(tmp_path), "--steps", "40",
+                                                             "--games", "pong"]))
     with pytest.raises(ValueError, match=r"random-init seed 2: needs the full setting's checkpoint .*full/seed2"):
         run_random_init(args, 2)
 

@@ -88,23 +88,57 @@ PER_RUN_KEYS = frozenset({"model.objective.shared_encoder", "model.objective.cro
                           "model.objective.joint_av", "run.seed"})
 
 
-def run_overrides(args: argparse.Namespace, setting: AblationSetting, seed: int) -> list[str]:
+@dataclass(frozen=True)
+class AblationPlan:
+    """What one ``mjepa ablate`` call runs, checked and parsed once from its command line."""
+
+    out: Path
+    config: str
+    steps: int
+    seeds: tuple[int, ...]
+    settings: tuple[AblationSetting, ...]
+    with_random_init: bool
+    atari_dir: str
+    games: tuple[str, ...]
+    clips_per_game: int
+    probe_epochs: int
+    encoders: tuple[str, ...]
+    workers: int
+    overrides: tuple[str, ...]
+    report_only: bool
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "AblationPlan":
+        settings, with_random_init = parse_names(args.settings)
+        # Unlike `track --modalities ''` (held-out losses only), an ablation that probes no encoder has nothing to
+        # report.
+        encoders = comma_choices(args.encoders, "--encoders", "encoder", list(ENCODER_CHOICES))
+        if not encoders:
+            raise ValueError(f"--encoders: no encoder in {args.encoders!r}; expected some of "
+                             f"{', '.join(ENCODER_CHOICES)}")
+        return cls(Path(args.out), args.config, args.steps, tuple(comma_integers(args.seeds, "--seeds")),
+                   tuple(settings), with_random_init, args.atari_dir, tuple(g for g in args.games.split(",") if g),
+                   args.clips_per_game, args.probe_epochs, tuple(encoders), args.workers, tuple(args.overrides),
+                   args.report_only)
+
+
+def run_overrides(plan: AblationPlan, setting: AblationSetting, seed: int) -> list[str]:
     """The pretraining config of one (setting, seed): the schedule and data are the same for every setting."""
-    steps = args.steps
-    return [f"run.out_dir={run_dir(args.out, setting.name, seed) / 'pretrain'}", f"data.atari_dir={args.atari_dir}",
-            f"data.atari_games=[{','.join(args.games)}]", f"data.atari_clips_per_game={args.clips_per_game}",
+    steps = plan.steps
+    return [f"run.out_dir={run_dir(plan.out, setting.name, seed) / 'pretrain'}", f"data.atari_dir={plan.atari_dir}",
+            f"data.atari_games=[{','.join(plan.games)}]", f"data.atari_clips_per_game={plan.clips_per_game}",
             f"run.steps={steps}", f"optim.warmup_steps={max(1, steps // 10)}",
             f"optim.cooldown_steps={max(0, steps // 4)}", f"run.checkpoint_every={max(1, steps // 4)}",
-            "run.keep_checkpoints=1", f"run.seed={seed}", *args.overrides, *setting.overrides]
+            "run.keep_checkpoints=1", f"run.seed={seed}", *plan.overrides, *setting.overrides]
 
 
 def run_dir(out: str | Path, name: str, seed: int) -> Path:
     return Path(out) / "runs" / name / f"seed{seed}"
 
 
-def probe_settings(args: argparse.Namespace, seed: int) -> ProbeSettings:
+def probe_settings(plan: AblationPlan, seed: int) -> ProbeSettings:
     return ProbeSettings(protocol="attentive", learning_rates=(1e-3,), weight_decays=(0.05,),
-                         epochs=args.probe_epochs, batch_size=32, num_heads=ATARI_PROBE_HEADS, seed=seed)
+                         epochs=plan.probe_epochs, batch_size=32, num_heads=ATARI_PROBE_HEADS, seed=seed)
 
 
 def result_file(folder: Path, encoder: str) -> Path:
@@ -112,16 +146,16 @@ def result_file(folder: Path, encoder: str) -> Path:
     return folder / ("probe.json" if encoder == "target" else f"probe-{encoder}.json")
 
 
-def probe_checkpoint(checkpoint: Path, random_init: bool, modalities: Sequence[str], args: argparse.Namespace,
+def probe_checkpoint(checkpoint: Path, random_init: bool, modalities: Sequence[str], plan: AblationPlan,
                      seed: int, encoder: str = "target") -> dict[str, float]:
     loaded = load_model(checkpoint, random_init=random_init)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    folds = [atari_splits(args.atari_dir)]
+    folds = [atari_splits(plan.atari_dir)]
     scores = {}
     for modality in modalities:
-        features = FeatureSettings(modality, -1, encoder, 16, args.workers, Path(args.out) / "features", device)
+        features = FeatureSettings(modality, -1, encoder, 16, plan.workers, plan.out / "features", device)
         result = evaluate(loaded, RANDOM_INIT if random_init else "trained", TASKS["atari"], folds,
-                          probe_settings(args, seed), features)
+                          probe_settings(plan, seed), features)
         scores[modality] = result.score
     return scores
 
@@ -134,7 +168,7 @@ def final_losses(pretrain_dir: Path, last: int = 10) -> dict[str, float]:
     return {k: statistics.fmean(r[k] for r in records if k in r) for k in keys}
 
 
-def check_finished(path: Path, record: dict, config: PretrainConfig, args: argparse.Namespace,
+def check_finished(path: Path, record: dict, config: PretrainConfig, plan: AblationPlan,
                    random_init: bool = False) -> None:
     """Refuse a finished record that this command would not have produced: reusing it would put a run of another
     recipe (steps, learning rate, mask, probe epochs...) in this table under this command's name. A random-init
@@ -143,30 +177,30 @@ def check_finished(path: Path, record: dict, config: PretrainConfig, args: argpa
     changes = []
     if "pretrain_config" in record:
         changes = resume_changes(record["pretrain_config"], config, only=("model.", "run.seed") if random_init else ())
-    elif not random_init and record.get("steps") != args.steps:
-        changes = [f"run.steps: {record.get('steps')!r} -> {args.steps!r}"]
-    if record.get("probe_epochs", args.probe_epochs) != args.probe_epochs:
-        changes.append(f"--probe-epochs: {record['probe_epochs']!r} -> {args.probe_epochs!r}")
+    elif not random_init and record.get("steps") != plan.steps:
+        changes = [f"run.steps: {record.get('steps')!r} -> {plan.steps!r}"]
+    if record.get("probe_epochs", plan.probe_epochs) != plan.probe_epochs:
+        changes.append(f"--probe-epochs: {record['probe_epochs']!r} -> {plan.probe_epochs!r}")
     if changes:
         raise ValueError(f"{path}: finished with a config this command does not build ({join_changes(changes)}); "
                          "run the command that made it, or use a new --out")
 
 
-def run_setting(args: argparse.Namespace, setting: AblationSetting, seed: int) -> list[dict]:
-    folder = run_dir(args.out, setting.name, seed)
-    config = load_pretrain_config(args.config, run_overrides(args, setting, seed))
+def run_setting(plan: AblationPlan, setting: AblationSetting, seed: int) -> list[dict]:
+    folder = run_dir(plan.out, setting.name, seed)
+    config = load_pretrain_config(plan.config, run_overrides(plan, setting, seed))
     finished = {}
-    for encoder in args.encoders:
+    for encoder in plan.encoders:
         path = result_file(folder, encoder)
         if path.exists():
             finished[encoder] = json.loads(path.read_text())
-            check_finished(path, finished[encoder], config, args)
-    missing = [e for e in args.encoders if e not in finished]
+            check_finished(path, finished[encoder], config, plan)
+    missing = [e for e in plan.encoders if e not in finished]
     if not missing:
         print(f"ablate: {setting.name} seed {seed}: done already", flush=True)
-        return [finished[e] for e in args.encoders]
+        return [finished[e] for e in plan.encoders]
     started = time.perf_counter()
-    print(f"ablate: pretraining {setting.name} seed {seed} ({args.steps} steps)", flush=True)
+    print(f"ablate: pretraining {setting.name} seed {seed} ({plan.steps} steps)", flush=True)
     pretrain(config)  # returns at once when the run's last checkpoint is already there
     pretrain_seconds = time.perf_counter() - started
     checkpoint = folder / "pretrain" / "checkpoints" / "latest.pt"
@@ -174,10 +208,10 @@ def run_setting(args: argparse.Namespace, setting: AblationSetting, seed: int) -
     records = []
     for encoder in missing:
         mark = time.perf_counter()
-        scores = probe_checkpoint(checkpoint, False, setting.modalities, args, seed, encoder)
+        scores = probe_checkpoint(checkpoint, False, setting.modalities, plan, seed, encoder)
         # The resolved config makes a record self-describing once its run folder is gone (check_finished).
-        record = {"setting": setting.name, "label": setting.label, "seed": seed, "steps": args.steps,
-                  "encoder": encoder, "scores": scores, "final_losses": losses, "probe_epochs": args.probe_epochs,
+        record = {"setting": setting.name, "label": setting.label, "seed": seed, "steps": plan.steps,
+                  "encoder": encoder, "scores": scores, "final_losses": losses, "probe_epochs": plan.probe_epochs,
                   "pretrain_config": to_dict(config),
                   "seconds": {"pretrain": pretrain_seconds, "probe": time.perf_counter() - mark}}
         result_file(folder, encoder).write_text(json.dumps(record, indent=2))
@@ -187,23 +221,23 @@ def run_setting(args: argparse.Namespace, setting: AblationSetting, seed: int) -
     return records
 
 
-def run_random_init(args: argparse.Namespace, seed: int) -> dict:
+def run_random_init(plan: AblationPlan, seed: int) -> dict:
     """The random-init row: the ``full`` architecture, freshly initialised with the run's seed."""
-    folder = run_dir(args.out, RANDOM_INIT, seed)
+    folder = run_dir(plan.out, RANDOM_INIT, seed)
     result_path = folder / "probe.json"
-    config = load_pretrain_config(args.config, run_overrides(args, SETTINGS_BY_NAME["full"], seed))
+    config = load_pretrain_config(plan.config, run_overrides(plan, SETTINGS_BY_NAME["full"], seed))
     if result_path.exists():
         record = json.loads(result_path.read_text())
-        check_finished(result_path, record, config, args, random_init=True)
+        check_finished(result_path, record, config, plan, random_init=True)
         return record
-    checkpoint = run_dir(args.out, "full", seed) / "pretrain" / "checkpoints" / "latest.pt"
+    checkpoint = run_dir(plan.out, "full", seed) / "pretrain" / "checkpoints" / "latest.pt"
     if not checkpoint.is_file():  # its config and frontend fix the architecture and the input statistics
         raise ValueError(f"{RANDOM_INIT} seed {seed}: needs the full setting's checkpoint {checkpoint}; "
                          f"run --settings full,{RANDOM_INIT} for this seed")
-    scores = probe_checkpoint(checkpoint, True, MODALITIES, args, seed)
+    scores = probe_checkpoint(checkpoint, True, MODALITIES, plan, seed)
     # At initialisation the EMA target is a copy of the context encoder, so one row serves both encoders.
     record = {"setting": RANDOM_INIT, "label": "random-init encoder", "seed": seed, "steps": 0, "encoder": "target",
-              "scores": scores, "probe_epochs": args.probe_epochs, "pretrain_config": to_dict(config)}
+              "scores": scores, "probe_epochs": plan.probe_epochs, "pretrain_config": to_dict(config)}
     folder.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(record, indent=2))
     return record
@@ -316,8 +350,8 @@ def plot_rows(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(args: argparse.Namespace) -> dict:
-    out = Path(args.out)
+def write_report(plan: AblationPlan) -> dict:
+    out = plan.out
     by_path = collect(out)
     if not by_path:
         raise ValueError(f"no finished ablation runs under {out / 'runs'}")
@@ -329,7 +363,7 @@ def write_report(args: argparse.Namespace) -> dict:
     recipe = common_recipe(by_path)
     summary = {"task": "atari", "steps": steps[0] if len(steps) == 1 else steps, "recipe": recipe,
                "records_without_config": sum("pretrain_config" not in r for r in records),
-               "probe": {"protocol": "attentive", "epochs": probe_epochs_of(by_path, args.probe_epochs),
+               "probe": {"protocol": "attentive", "epochs": probe_epochs_of(by_path, plan.probe_epochs),
                          "encoders": sorted({r["encoder"] for r in rows})},
                "rows": rows, "runs": records}
     (out / "ablation.json").write_text(json.dumps(summary, indent=2))
@@ -372,23 +406,17 @@ def parse_names(text: str) -> tuple[list[AblationSetting], bool]:
 
 
 def run(args: argparse.Namespace) -> int:
-    args.games = [g for g in args.games.split(",") if g]
-    (settings, with_random_init), seeds = parse_names(args.settings), comma_integers(args.seeds, "--seeds")
-    # Unlike `track --modalities ''` (held-out losses only), an ablation that probes no encoder has nothing to report.
-    encoders = comma_choices(args.encoders, "--encoders", "encoder", list(ENCODER_CHOICES))
-    if not encoders:
-        raise ValueError(f"--encoders: no encoder in {args.encoders!r}; expected some of {', '.join(ENCODER_CHOICES)}")
-    args.encoders = encoders
-    for setting in settings:  # fail on a bad override before hours of training, not after
-        load_pretrain_config(args.config, run_overrides(args, setting, seeds[0] if seeds else 0))
-    if not args.report_only:
-        generate_atari_av(args.atari_dir, games=args.games, clips_per_game=args.clips_per_game)
-        for seed in seeds:
-            for setting in settings:
-                run_setting(args, setting, seed)
-            if with_random_init:
-                run_random_init(args, seed)
-    write_report(args)
+    plan = AblationPlan.from_args(args)
+    for setting in plan.settings:  # fail on a bad override before hours of training, not after
+        load_pretrain_config(plan.config, run_overrides(plan, setting, plan.seeds[0] if plan.seeds else 0))
+    if not plan.report_only:
+        generate_atari_av(plan.atari_dir, games=plan.games, clips_per_game=plan.clips_per_game)
+        for seed in plan.seeds:
+            for setting in plan.settings:
+                run_setting(plan, setting, seed)
+            if plan.with_random_init:
+                run_random_init(plan, seed)
+    write_report(plan)
     return 0
 
 
