@@ -14,6 +14,7 @@ import argparse
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -34,37 +35,57 @@ from mjepa.train.plot import plot_run
 PRETRAIN_SHARE = 0.6  # of the time budget; generation, feature extraction and probes (~4 min here) take the rest
 
 
-def demo_overrides(args: argparse.Namespace, steps: int) -> list[str]:
+@dataclass(frozen=True)
+class DemoPlan:
+    """What one ``mjepa demo`` call runs, parsed once from its command line."""
+
+    out: Path
+    atari_dir: str
+    games: tuple[str, ...]
+    clips_per_game: int
+    minutes: float
+    steps: int | None  # None: as many as fit in ``minutes`` (calibrated)
+    probe_epochs: int
+    seed: int
+    overrides: tuple[str, ...]
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "DemoPlan":
+        return cls(Path(args.out), args.atari_dir, tuple(g for g in args.games.split(",") if g), args.clips_per_game,
+                   args.minutes, args.steps, args.probe_epochs, args.seed, tuple(args.overrides))
+
+
+def demo_overrides(plan: DemoPlan, steps: int) -> list[str]:
     warmup = max(1, steps // 10)
     cooldown = max(0, steps // 4)
-    return [f"run.out_dir={Path(args.out) / 'pretrain'}", f"data.atari_dir={args.atari_dir}",
-            f"data.atari_games=[{','.join(args.games)}]", f"data.atari_clips_per_game={args.clips_per_game}",
+    return [f"run.out_dir={plan.out / 'pretrain'}", f"data.atari_dir={plan.atari_dir}",
+            f"data.atari_games=[{','.join(plan.games)}]", f"data.atari_clips_per_game={plan.clips_per_game}",
             f"run.steps={steps}", f"optim.warmup_steps={warmup}", f"optim.cooldown_steps={cooldown}",
-            f"run.checkpoint_every={max(1, steps // 4)}", f"run.seed={args.seed}", *args.overrides]
+            f"run.checkpoint_every={max(1, steps // 4)}", f"run.seed={plan.seed}", *plan.overrides]
 
 
-def calibrate_steps(args: argparse.Namespace) -> int:
+def calibrate_steps(plan: DemoPlan) -> int:
     """Steps that fit the pretraining share of ``--minutes``, from the time of two synthetic steps at the demo
     shapes (data loading runs in parallel workers and is not the bottleneck at these shapes)."""
-    probe_dir = Path(args.out) / "calibration"
+    probe_dir = plan.out / "calibration"
     shutil.rmtree(probe_dir, ignore_errors=True)  # a left-over run would resume and time nothing
-    config = load_pretrain_config("tiny-cpu", demo_overrides(args, 3) + [
+    config = load_pretrain_config("tiny-cpu", demo_overrides(plan, 3) + [
         "data.source=synthetic", f"run.out_dir={probe_dir}", "run.checkpoint_every=1000", "run.log_every=1000"])
     started = time.perf_counter()
     pretrain(config)
     per_step = (time.perf_counter() - started) / 3
     shutil.rmtree(probe_dir, ignore_errors=True)
-    budget = PRETRAIN_SHARE * args.minutes * 60
+    budget = PRETRAIN_SHARE * plan.minutes * 60
     steps = max(10, int(budget / per_step))
     print(f"demo: {per_step:.1f} s per step here -> {steps} pretraining steps in {budget / 60:.1f} min", flush=True)
     return steps
 
 
-def probe_all(checkpoint: Path, args: argparse.Namespace) -> list[EncoderResult]:
+def probe_all(checkpoint: Path, plan: DemoPlan) -> list[EncoderResult]:
     task = TASKS["atari"]
-    folds = [atari_splits(args.atari_dir)]
+    folds = [atari_splits(plan.atari_dir)]
     settings = ProbeSettings(protocol="attentive", learning_rates=(1e-3,), weight_decays=(0.05,),
-                             epochs=args.probe_epochs, batch_size=32, num_heads=ATARI_PROBE_HEADS)
+                             epochs=plan.probe_epochs, batch_size=32, num_heads=ATARI_PROBE_HEADS)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     results = []
     for label, random_init in (("trained", False), ("random-init", True)):
@@ -72,17 +93,17 @@ def probe_all(checkpoint: Path, args: argparse.Namespace) -> list[EncoderResult]
         for modality in MODALITIES:
             started = time.perf_counter()
             print(f"demo: probing the {label} encoder with {modality} input", flush=True)
-            features = FeatureSettings(modality, cache_dir=Path(args.out) / "features", device=device)
+            features = FeatureSettings(modality, cache_dir=plan.out / "features", device=device)
             results.append(evaluate(loaded, label, task, folds, settings, features))
             print(f"demo:   mAP {100 * results[-1].score:.1f} ({time.perf_counter() - started:.0f} s)", flush=True)
     return results
 
 
-def retrieval(checkpoint: Path, args: argparse.Namespace) -> dict:
+def retrieval(checkpoint: Path, plan: DemoPlan) -> dict:
     from mjepa.eval.retrieve_command import build_parser, run
 
-    out = Path(args.out) / "retrieval.json"
-    run(build_parser().parse_args(["--checkpoint", str(checkpoint), "--atari-dir", args.atari_dir,
+    out = plan.out / "retrieval.json"
+    run(build_parser().parse_args(["--checkpoint", str(checkpoint), "--atari-dir", plan.atari_dir,
                                    "--out", str(out), "--ks", "1,5,10"]))
     return json.loads(out.read_text())
 
@@ -126,29 +147,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    args.games = [g for g in args.games.split(",") if g]
-    out = Path(args.out)
+    plan = DemoPlan.from_args(args)
+    out = plan.out
     timings, started = {}, time.perf_counter()
-    generate_atari_av(args.atari_dir, games=args.games, clips_per_game=args.clips_per_game)
+    generate_atari_av(plan.atari_dir, games=plan.games, clips_per_game=plan.clips_per_game)
     timings["data"] = time.perf_counter() - started
-    steps = args.steps if args.steps is not None else calibrate_steps(args)
-    config = load_pretrain_config("tiny-cpu", demo_overrides(args, steps))
+    steps = plan.steps if plan.steps is not None else calibrate_steps(plan)
+    config = load_pretrain_config("tiny-cpu", demo_overrides(plan, steps))
     mark = time.perf_counter()
     pretrain(config)
     timings["pretrain"] = time.perf_counter() - mark
     checkpoint = out / "pretrain" / "checkpoints" / "latest.pt"
     mark = time.perf_counter()
-    results = probe_all(checkpoint, args)
+    results = probe_all(checkpoint, plan)
     write_results(out / "probe", "atari", {"protocol": "attentive", "checkpoint": str(checkpoint)}, results)
     timings["probes"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    retrieval_record = retrieval(checkpoint, args)
+    retrieval_record = retrieval(checkpoint, plan)
     timings["retrieval"] = time.perf_counter() - mark
     plot_run(out / "pretrain", out / "curves.png")
     timings["total"] = time.perf_counter() - started
-    settings = {"steps": steps, "batch_size": config.run.batch_size, "games": args.games,
-                "clips_per_game": args.clips_per_game, "probe_epochs": args.probe_epochs,
-                "overrides": args.overrides}
+    settings = {"steps": steps, "batch_size": config.run.batch_size, "games": list(plan.games),
+                "clips_per_game": plan.clips_per_game, "probe_epochs": plan.probe_epochs,
+                "overrides": list(plan.overrides)}
     path = report(out, results, retrieval_record, settings, {k: round(v, 1) for k, v in timings.items()})
     print(f"demo: report in {path} ({timings['total'] / 60:.1f} min)", flush=True)
     return 0

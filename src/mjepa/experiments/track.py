@@ -22,6 +22,7 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -109,37 +110,65 @@ def select_checkpoints(run_dir: Path, steps_text: str) -> list[tuple[int, Path]]
     return [(s, found[s]) for s in sorted(set(wanted))]
 
 
-def probe_scores(loaded, modalities: Sequence[str], args: argparse.Namespace, folds, cache_dir: Path,
+@dataclass(frozen=True)
+class TrackPlan:
+    """How each checkpoint is scored, parsed once from the command line."""
+
+    task: str
+    modalities: tuple[str, ...]
+    probe_seeds: tuple[int, ...]
+    probe_steps: frozenset[int] | None  # None: probe every scored step
+    probe_epochs: int
+    probe_lr: float
+    probe_wd: float
+    encoder: str
+    batch_size: int
+    workers: int
+    heldout_items: int
+    mask_seed: int
+    steps: str  # the --steps selection, as given
+    include_init: bool
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "TrackPlan":
+        probe_steps = frozenset(comma_integers(args.probe_steps, "--probe-steps")) if args.probe_steps else None
+        return cls(args.task, tuple(comma_choices(args.modalities, "--modalities", "modality", MODALITIES)),
+                   tuple(parse_seeds(args.probe_seeds)), probe_steps, args.probe_epochs, args.probe_lr, args.probe_wd,
+                   args.encoder, args.batch_size, args.workers, args.heldout_items, args.mask_seed, args.steps,
+                   args.include_init)
+
+
+def probe_scores(loaded, modalities: Sequence[str], plan: TrackPlan, folds, cache_dir: Path,
                  device: torch.device) -> dict:
     """Per modality: the probe's test score for each probe seed, their mean and sample std.
 
     The attentive probe trained for a few epochs moves by several points between seeds; the mean over seeds is what
     a trend over checkpoints is read from. Features are encoded once per checkpoint and modality (cached)."""
-    task = TASKS[args.task]
+    task = TASKS[plan.task]
     scores = {}
     for modality in modalities:
         values = []
-        for seed in args.probe_seeds:
-            settings = ProbeSettings(protocol="attentive", learning_rates=(args.probe_lr,),
-                                     weight_decays=(args.probe_wd,), epochs=args.probe_epochs, batch_size=32,
+        for seed in plan.probe_seeds:
+            settings = ProbeSettings(protocol="attentive", learning_rates=(plan.probe_lr,),
+                                     weight_decays=(plan.probe_wd,), epochs=plan.probe_epochs, batch_size=32,
                                      num_heads=ATARI_PROBE_HEADS, seed=seed)
-            features = FeatureSettings(modality, -1, args.encoder, args.batch_size, args.workers, cache_dir, device)
+            features = FeatureSettings(modality, -1, plan.encoder, plan.batch_size, plan.workers, cache_dir, device)
             values.append(evaluate(loaded, "trained", task, folds, settings, features).score)
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         scores[modality] = {"mean": statistics.fmean(values), "std": std, "values": values}
     return scores
 
 
-def probed_modalities(args: argparse.Namespace, step: int) -> list[str]:
-    return list(args.modalities) if args.probe_steps is None or step in args.probe_steps else []
+def probed_modalities(plan: TrackPlan, step: int) -> list[str]:
+    return list(plan.modalities) if plan.probe_steps is None or step in plan.probe_steps else []
 
 
-def scoring_settings(args: argparse.Namespace, step: int) -> dict:
+def scoring_settings(plan: TrackPlan, step: int) -> dict:
     """What a checkpoint's record depends on besides the checkpoint itself: a saved record is reused only when these
     match, so a run first tracked without probes (or with other probe seeds) is not read back as if it had them."""
-    return {"task": args.task, "encoder": args.encoder, "modalities": probed_modalities(args, step),
-            "probe_seeds": list(args.probe_seeds), "probe_epochs": args.probe_epochs, "probe_lr": args.probe_lr,
-            "probe_wd": args.probe_wd, "heldout_items": args.heldout_items, "mask_seed": args.mask_seed}
+    return {"task": plan.task, "encoder": plan.encoder, "modalities": probed_modalities(plan, step),
+            "probe_seeds": list(plan.probe_seeds), "probe_epochs": plan.probe_epochs, "probe_lr": plan.probe_lr,
+            "probe_wd": plan.probe_wd, "heldout_items": plan.heldout_items, "mask_seed": plan.mask_seed}
 
 
 def saved_settings(record: dict) -> dict | None:
@@ -148,7 +177,7 @@ def saved_settings(record: dict) -> dict | None:
     return None if settings is None else {"encoder": "target", **settings}
 
 
-def track_checkpoint(step: int, path: Path, args: argparse.Namespace, folds, batches, out: Path,
+def track_checkpoint(step: int, path: Path, plan: TrackPlan, folds, batches, out: Path,
                      device: torch.device) -> dict:
     """Score one checkpoint; step 0 is the run's initialisation, rebuilt from the config and seed of ``path``."""
     started = time.perf_counter()
@@ -160,12 +189,12 @@ def track_checkpoint(step: int, path: Path, args: argparse.Namespace, folds, bat
         loaded = load_model(path, random_init=True, init_seed=config.run.seed)
     else:
         loaded = load_model(path)
-    heldout = heldout_evaluation(loaded, batches, args.mask_seed, device)
-    settings = scoring_settings(args, step)
-    scores = probe_scores(loaded, settings["modalities"], args, folds, out / "features", device)
+    heldout = heldout_evaluation(loaded, batches, plan.mask_seed, device)
+    settings = scoring_settings(plan, step)
+    scores = probe_scores(loaded, settings["modalities"], plan, folds, out / "features", device)
     return {"step": step, "checkpoint": str(path), "settings": settings, "heldout_losses": heldout.losses,
             "heldout_collapse": heldout.collapse, "heldout_variance_shares": heldout.variance_shares,
-            "probe_scores": scores, "probe_metric": TASKS[args.task].metric,
+            "probe_scores": scores, "probe_metric": TASKS[plan.task].metric,
             "seconds": time.perf_counter() - started}
 
 
@@ -248,14 +277,14 @@ def plot_records(records: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def track_run(run_dir: Path, out: Path, args: argparse.Namespace, folds, device: torch.device) -> dict:
+def track_run(run_dir: Path, out: Path, plan: TrackPlan, folds, device: torch.device) -> dict:
     """Score the run's checkpoints (resuming from ``out/steps``) and write its track.json, track.md and track.png."""
-    checkpoints = select_checkpoints(run_dir, args.steps)
-    if args.include_init:  # step 0: the weights the run started from, rebuilt from the first checkpoint's config
+    checkpoints = select_checkpoints(run_dir, plan.steps)
+    if plan.include_init:  # step 0: the weights the run started from, rebuilt from the first checkpoint's config
         checkpoints = [(0, checkpoints[0][1]), *checkpoints]
     (out / "steps").mkdir(parents=True, exist_ok=True)
     frontend = load_model(checkpoints[0][1]).frontend
-    batches, skipped = heldout_batches(folds[0].test, frontend, args.batch_size, args.workers, args.heldout_items)
+    batches, skipped = heldout_batches(folds[0].test, frontend, plan.batch_size, plan.workers, plan.heldout_items)
     for item in skipped:
         print(f"track: skipped held-out item {item.index} ({item.path}): {item.reason}", flush=True)
     records = []
@@ -263,28 +292,28 @@ def track_run(run_dir: Path, out: Path, args: argparse.Namespace, folds, device:
         done = out / "steps" / f"step_{step:08d}.json"
         if done.exists():
             saved = json.loads(done.read_text())
-            if saved_settings(saved) == scoring_settings(args, step):
+            if saved_settings(saved) == scoring_settings(plan, step):
                 records.append(saved)
                 continue
             print(f"track: {run_dir.name} step {step}: the saved record in {done} was made with other settings; "
                   f"scoring it again", flush=True)
-        record = track_checkpoint(step, path, args, folds, batches, out, device)
+        record = track_checkpoint(step, path, plan, folds, batches, out, device)
         done.write_text(json.dumps(record, indent=2))
         records.append(record)
         scores = ", ".join(f"{m} {100 * s['mean']:.1f}" for m, s in record["probe_scores"].items())
         print(f"track: {run_dir.name} step {step}: held-out loss {record['heldout_losses']['loss']:.4f}"
               + (f"; probe {scores}" if scores else ""), flush=True)
-    summary = {"run_dir": str(run_dir), "task": args.task, "heldout_items": sum(b.batch_size for b in batches),
-               "heldout_skipped": [item.path for item in skipped], "mask_seed": args.mask_seed,
-               "probe": {"encoder": args.encoder, "protocol": "attentive", "epochs": args.probe_epochs,
-                         "lr": args.probe_lr, "weight_decay": args.probe_wd, "seeds": args.probe_seeds}, "records": records}
+    summary = {"run_dir": str(run_dir), "task": plan.task, "heldout_items": sum(b.batch_size for b in batches),
+               "heldout_skipped": [item.path for item in skipped], "mask_seed": plan.mask_seed,
+               "probe": {"encoder": plan.encoder, "protocol": "attentive", "epochs": plan.probe_epochs,
+                         "lr": plan.probe_lr, "weight_decay": plan.probe_wd, "seeds": plan.probe_seeds}, "records": records}
     (out / "track.json").write_text(json.dumps(summary, indent=2))
     table, shares = table_markdown(records), shares_markdown(records)
     if shares:
         table += "\n\nHow the pooled targets' variance spreads over their leading directions:\n\n" + shares
     (out / "track.md").write_text(f"Checkpoints of {run_dir}: held-out loss on {summary['heldout_items']} "
-                                  f"{args.task} test clips (fixed masks) and frozen-probe scores of the "
-                                  f"{args.encoder} encoder.\n\n{table}\n")
+                                  f"{plan.task} test clips (fixed masks) and frozen-probe scores of the "
+                                  f"{plan.encoder} encoder.\n\n{table}\n")
     plot_records(records, out / "track.png", f"{run_dir.name}: checkpoints over training")
     print(table, flush=True)
     print(f"track: wrote {out / 'track.json'}, {out / 'track.md'}, {out / 'track.png'}", flush=True)
@@ -366,19 +395,17 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--out names one run's output folder; with several runs each writes RUN_DIR/track")
     if args.compare_out and len(paths) < 2:
         raise ValueError("--compare-out needs at least two runs (folders or track.json files)")
-    args.modalities = comma_choices(args.modalities, "--modalities", "modality", MODALITIES)
-    args.probe_seeds = parse_seeds(args.probe_seeds)
-    args.probe_steps = set(comma_integers(args.probe_steps, "--probe-steps")) if args.probe_steps else None
+    plan = TrackPlan.from_args(args)
     for run_dir in run_dirs:  # fail on a missing checkpoint before hours of scoring, not after
-        steps = {step for step, _ in select_checkpoints(run_dir, args.steps)} | ({0} if args.include_init else set())
-        unscored = sorted((args.probe_steps or set()) - steps)
+        steps = {step for step, _ in select_checkpoints(run_dir, plan.steps)} | ({0} if plan.include_init else set())
+        unscored = sorted((plan.probe_steps or set()) - steps)
         if unscored:
             raise ValueError(f"--probe-steps: step {unscored[0]} is not among the scored steps of {run_dir} "
                              f"({', '.join(map(str, sorted(steps)))})")
     folds = task_folds(TASKS[args.task], args) if run_dirs else []
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    folder = "track" if args.encoder == "target" else f"track-{args.encoder}"
-    scored = {run_dir: track_run(run_dir, Path(args.out) if args.out else run_dir / folder, args, folds, device)
+    folder = "track" if plan.encoder == "target" else f"track-{plan.encoder}"
+    scored = {run_dir: track_run(run_dir, Path(args.out) if args.out else run_dir / folder, plan, folds, device)
               for run_dir in run_dirs}
     summaries = [saved[p] if p in saved else scored[p] for p in paths]  # in the order given
     if args.compare_out:
