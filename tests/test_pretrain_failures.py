@@ -85,3 +85,27 @@ def test_a_loader_error_is_a_training_stop_naming_the_loader(tmp_path, monkeypat
     with pytest.raises(TrainingStopped, match="data loader failed"):
         pretrain(config)
     assert multiprocessing.active_children() == []
+
+
+def test_fd_sharing_tracebacks_are_filtered_and_others_are_not(monkeypatch, capsys):
+    """The file-descriptor server thread of multiprocessing reports a worker that died mid-handover through
+    sys.excepthook; that one is dropped (the run reports the failure itself), every other exception is printed."""
+    import os as _os
+    import sys as _sys
+
+    from mjepa.train.data_pipeline import quiet_fd_sharing_errors
+
+    printed = []
+    monkeypatch.setattr(_sys, "excepthook", lambda *info: printed.append(info[1]))
+    quiet_fd_sharing_errors()
+    quiet_fd_sharing_errors()  # idempotent: one filter, not two
+    sharer = _os.path.join("/usr/lib/python3/multiprocessing", "resource_sharer.py")
+    code = compile("def serve():\n    raise ConnectionResetError('peer died')\n", sharer, "exec")
+    namespace = {}
+    exec(code, namespace)
+    for raise_it in (namespace["serve"], lambda: 1 / 0):
+        try:
+            raise_it()
+        except Exception:
+            _sys.excepthook(*_sys.exc_info())
+    assert [type(e) for e in printed] == [ZeroDivisionError]

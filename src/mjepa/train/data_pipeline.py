@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import sys
+import traceback
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -101,6 +103,31 @@ class MaskingCollate:
         return loaded
 
 
+def _is_fd_sharing_error(tb) -> bool:
+    sharer = os.path.join("multiprocessing", "resource_sharer.py")
+    return any(frame.filename.endswith(sharer) for frame in traceback.extract_tb(tb))
+
+
+def quiet_fd_sharing_errors() -> None:
+    """Keep the file-descriptor server of ``multiprocessing`` from printing a traceback when a loader worker dies.
+
+    Tensors cross between the training process and its loader workers as shared file descriptors, handed over by a
+    server thread in the sending process. When a worker dies mid-handover (killed, out of memory), that thread
+    prints the broken connection's traceback through ``sys.excepthook``, next to the run's own one-line report of
+    the same failure (:func:`mjepa.train.loop.loader_failure`). This filters exactly those; every other exception
+    reaches the previous hook. Installed once per process."""
+    previous = sys.excepthook
+    if getattr(previous, "mjepa_fd_filter", False):
+        return
+
+    def hook(exc_type, exc, tb):
+        if not _is_fd_sharing_error(tb):
+            previous(exc_type, exc, tb)
+
+    hook.mjepa_fd_filter = True
+    sys.excepthook = hook
+
+
 def build_train_stream(config: PretrainConfig, ctx: DistributedContext, start_step: int,
                        pin_memory: bool = False) -> Iterator[LoadedBatch]:
     """This rank's micro-batches from ``start_step`` on, in order: ``run.grad_accumulation`` per step, each with
@@ -125,6 +152,8 @@ def build_train_stream(config: PretrainConfig, ctx: DistributedContext, start_st
                                      decode_timeout_s=data.decode_timeout_s if data.isolate_decoding else None)
     sampler = StepBatchSampler(len(dataset), run.batch_size, run.grad_accumulation, ctx.world_size, ctx.rank,
                                run.seed, start_step, run.steps, weights)
+    if data.num_workers > 0:
+        quiet_fd_sharing_errors()
     loader = DataLoader(
         dataset, batch_sampler=sampler, num_workers=data.num_workers,
         collate_fn=MaskingCollate(training_mask_sampler(config), run.seed, run.batch_size),
