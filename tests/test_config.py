@@ -46,3 +46,19 @@ def test_presets_take_their_model_from_the_one_size_table(tmp_path):
     custom.write_text("model: {size: enormous}\n")
     with pytest.raises(ConfigError, match="model.size 'enormous' is not one of tiny"):
         load_pretrain_config(str(custom), [])
+
+
+def test_a_retired_key_loads_from_saved_configs_and_is_refused_in_new_ones(tmp_path):
+    from mjepa.config import ModelConfig
+    from mjepa.pretrain_config import PretrainConfig, load_pretrain_config
+    from mjepa.typed_config import ConfigError, build, to_dict, without_retired_keys
+
+    saved = to_dict(PretrainConfig())
+    saved["model"]["encoder"]["activation_checkpointing"] = True  # as configs written by an older mjepa hold it
+    assert build(PretrainConfig, without_retired_keys(PretrainConfig, saved)) == PretrainConfig()
+    assert ModelConfig.from_dict(saved["model"]) == ModelConfig()
+    custom = tmp_path / "custom.yaml"
+    custom.write_text("base: tiny-cpu\nmodel:\n  encoder: {activation_checkpointing: true}\n")
+    with pytest.raises(ConfigError, match="'model.encoder.activation_checkpointing' was retired; use "
+                                          "'run.activation_checkpointing'"):
+        load_pretrain_config(str(custom), [])

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from mjepa.terms import ALL_TERMS
-from mjepa.typed_config import build
+from mjepa.typed_config import build, without_retired_keys
 
 MODES = ("A", "V", "AV")
 
@@ -67,7 +67,9 @@ class EncoderConfig:
     time_unit_seconds: float | None = None
     audio_frame_shift_seconds: float = 0.01
     video_fps: float = 4.0
-    activation_checkpointing: bool = False
+    # Keys saved configs may still hold, dropped on reading (typed_config.without_retired_keys), and the setting
+    # that replaced each: activation checkpointing is a run choice, not part of the model.
+    RETIRED_KEYS: ClassVar[dict[str, str]] = {"activation_checkpointing": "run.activation_checkpointing"}
 
     def __post_init__(self) -> None:
         _check_choice("encoder.position_embedding", self.position_embedding, ("rope", "sincos"))
@@ -197,4 +199,5 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        return build(cls, data)
+        """A saved model config (checkpoint, model folder): keys mjepa has retired are dropped."""
+        return build(cls, without_retired_keys(cls, data))

@@ -88,10 +88,29 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 
 def _unknown_key_error(cls: type, key: str, path: str) -> ConfigError:
+    replacement = getattr(cls, "RETIRED_KEYS", {}).get(key)
+    if replacement is not None:
+        return ConfigError(f"{_join(path, key)!r} was retired; use {replacement!r}")
     known = [f.name for f in dataclasses.fields(cls)]
     near = difflib.get_close_matches(key, known, n=1)
     hint = f"did you mean {_join(path, near[0])!r}?" if near else f"expected one of {', '.join(known)}"
     return ConfigError(f"unknown key {_join(path, key)!r}; {hint}")
+
+
+def without_retired_keys(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """A saved config tree with the keys its classes list in ``RETIRED_KEYS`` removed, at every level: configs written
+    by an older mjepa still load. User input keeps getting an error for them (``build``), naming the replacement."""
+    retired = getattr(cls, "RETIRED_KEYS", {})
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for key, value in values.items():
+        if key in retired:
+            continue
+        field_type = hints.get(key)
+        if isinstance(value, dict) and dataclasses.is_dataclass(field_type):
+            value = without_retired_keys(field_type, value)
+        out[key] = value
+    return out
 
 
 def build(cls: type[T], values: dict[str, Any], path: str = "") -> T:

@@ -12,7 +12,7 @@ from mjepa.packaging import is_model_dir, load_model_dir
 from mjepa.checkpoint_file import CheckpointError, load_checkpoint
 from mjepa.data.frontend import Frontend, frontend_from_dict
 from mjepa.pretrain_config import PretrainConfig
-from mjepa.typed_config import ConfigError, build
+from mjepa.typed_config import ConfigError, build, without_retired_keys
 
 
 @dataclass
@@ -35,7 +35,7 @@ def load_model(path: str | Path, random_init: bool = False, init_seed: int | Non
                               "model.safetensors, as save_pretrained writes them)")
     payload = load_checkpoint(path)
     try:
-        config = build(PretrainConfig, payload["config"])
+        config = build(PretrainConfig, without_retired_keys(PretrainConfig, payload["config"]))
         frontend = frontend_from_dict(payload["frontend"])
     except (KeyError, ConfigError) as err:
         raise CheckpointError(f"checkpoint {path} has no usable config/frontend: {err}") from None
@@ -55,7 +55,8 @@ def _load_model_dir(path: Path, random_init: bool, init_seed: int | None) -> Loa
     model config (only the model, its preprocessing and the run's seed are used downstream)."""
     model, frontend, record = load_model_dir(path)
     try:
-        config = build(PretrainConfig, record["pretrain"] or {"model": record["model"]})
+        saved = record["pretrain"] or {"model": record["model"]}
+        config = build(PretrainConfig, without_retired_keys(PretrainConfig, saved))
     except ConfigError as err:
         raise CheckpointError(f"{path}: config.json has no usable run config: {err}") from None
     if random_init:

@@ -88,7 +88,6 @@ class MultimodalEncoder(nn.Module):
         head_dim = config.width // config.num_heads
         self.rope = Rotary3D(head_dim, config.rope_base) if config.position_embedding == "rope" else None
         self.blocks = BlockStack(config.width, config.depth, config.num_heads, config.mlp_ratio)
-        self.blocks.activation_checkpointing = config.activation_checkpointing
         self.norm = nn.LayerNorm(config.width, eps=1e-6)
         init_vit_weights(self)
         nn.init.trunc_normal_(self.modality_embed, std=0.02)
