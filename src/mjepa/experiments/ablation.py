@@ -142,7 +142,7 @@ def probe_settings(plan: AblationPlan, seed: int) -> ProbeSettings:
 
 
 def result_file(folder: Path, encoder: str) -> Path:
-    # The target keeps the plain name, so folders written before --encoders existed are still read as target runs.
+    # The target, the encoder the paper probes, keeps the plain name.
     return folder / ("probe.json" if encoder == "target" else f"probe-{encoder}.json")
 
 
@@ -179,7 +179,7 @@ def check_finished(path: Path, record: dict, config: PretrainConfig, plan: Ablat
         changes = resume_changes(record["pretrain_config"], config, only=("model.", "run.seed") if random_init else ())
     elif not random_init and record.get("steps") != plan.steps:
         changes = [f"run.steps: {record.get('steps')!r} -> {plan.steps!r}"]
-    if record.get("probe_epochs", plan.probe_epochs) != plan.probe_epochs:
+    if record["probe_epochs"] != plan.probe_epochs:
         changes.append(f"--probe-epochs: {record['probe_epochs']!r} -> {plan.probe_epochs!r}")
     if changes:
         raise ValueError(f"{path}: finished with a config this command does not build ({join_changes(changes)}); "
@@ -264,12 +264,12 @@ def common_recipe(records: dict[Path, dict]) -> dict:
     return {k: v for k, v in flatten(first).items() if k not in CHANGEABLE_ON_RESUME and k not in PER_RUN_KEYS}
 
 
-def probe_epochs_of(records: dict[Path, dict], default: int) -> int:
-    epochs = {r["probe_epochs"]: p for p, r in records.items() if r.get("probe_epochs") is not None}
+def probe_epochs_of(records: dict[Path, dict]) -> int:
+    epochs = {r["probe_epochs"]: p for p, r in records.items()}
     if len(epochs) > 1:
         (first, a), (second, b) = sorted(epochs.items())[:2]
         raise ValueError(f"{b}: probed for {second} epochs, {a} for {first}; keep each probe's runs apart")
-    return next(iter(epochs), default)
+    return next(iter(epochs))
 
 
 def summarise(records: list[dict]) -> list[dict]:
@@ -363,7 +363,7 @@ def write_report(plan: AblationPlan) -> dict:
     recipe = common_recipe(by_path)
     summary = {"task": "atari", "steps": steps[0] if len(steps) == 1 else steps, "recipe": recipe,
                "records_without_config": sum("pretrain_config" not in r for r in records),
-               "probe": {"protocol": "attentive", "epochs": probe_epochs_of(by_path, plan.probe_epochs),
+               "probe": {"protocol": "attentive", "epochs": probe_epochs_of(by_path),
                          "encoders": sorted({r["encoder"] for r in rows})},
                "rows": rows, "runs": records}
     (out / "ablation.json").write_text(json.dumps(summary, indent=2))

@@ -172,9 +172,8 @@ def scoring_settings(plan: TrackPlan, step: int) -> dict:
 
 
 def saved_settings(record: dict) -> dict | None:
-    """The settings of a saved record; records written before ``--encoder`` existed probed the target."""
-    settings = record.get("settings")
-    return None if settings is None else {"encoder": "target", **settings}
+    """The settings a saved record was scored with (None for records that predate saving them: scored again)."""
+    return record.get("settings")
 
 
 def track_checkpoint(step: int, path: Path, plan: TrackPlan, folds, batches, out: Path,
