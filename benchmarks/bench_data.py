@@ -22,7 +22,6 @@ Prints the figures and writes JSON (default benchmarks/results/bench_data.json).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import tempfile
@@ -33,8 +32,9 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-
+from bench_json import write_record
 from bench_rehearsal import ASSUMED_MFU, H100_BF16_TFLOPS, predicted_step_ms
+
 from mjepa.data.dataset import AudioVisualDataset, Sample
 from mjepa.data.decode import ClipSpec
 from mjepa.data.fbank import AudioFrontendConfig
@@ -170,10 +170,7 @@ def main() -> None:
                            "assumed_utilisation": ASSUMED_MFU, "predicted_step_seconds": step_seconds,
                            "samples_per_second_needed": needed, "cores_per_gpu": cores},
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2))
-    print(f"wrote {out}")
+    write_record(args.out, record)
 
 
 if __name__ == "__main__":

@@ -19,16 +19,23 @@ heads trained together (``heads_per_pass="auto"`` on an 80 GB H100 with 75 GiB f
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
-from pathlib import Path
 
 import torch
+from bench_json import write_record
 
 from mjepa.eval.probe import (
-    ATARI_PROBE_HEADS, AUTO_PASS_MEMORY_SHARE, SELF_ATTENTION_BLOCKS, VJEPA2_LEARNING_RATES, VJEPA2_PROBE_HEADS,
-    VJEPA2_WEIGHT_DECAYS, ProbeSettings, build_probe, probe_activation_bytes, train_probe_grid,
+    ATARI_PROBE_HEADS,
+    AUTO_PASS_MEMORY_SHARE,
+    SELF_ATTENTION_BLOCKS,
+    VJEPA2_LEARNING_RATES,
+    VJEPA2_PROBE_HEADS,
+    VJEPA2_WEIGHT_DECAYS,
+    ProbeSettings,
+    build_probe,
+    probe_activation_bytes,
+    train_probe_grid,
 )
 
 H100_BF16_TFLOPS = 989.0
@@ -121,10 +128,7 @@ def main() -> None:
               "predicted": {"assumptions": {"gpu": "H100", "bf16_tflops": H100_BF16_TFLOPS, "mfu": ASSUMED_MFU,
                                             "heads": heads, "epochs": 20, "batch": 32, "width": 1024},
                             "tasks": predicted}}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2))
-    print(f"wrote {out}")
+    write_record(args.out, record)
 
 
 if __name__ == "__main__":

@@ -24,24 +24,23 @@ It reports, per mode and mask configuration, the context and target lengths at t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
+from bench_json import write_record
 
 from mjepa.cost_model import step_flops_per_gpu
+from mjepa.distributed import DistributedContext
 from mjepa.masks import MaskSampler, masks_nbytes
 from mjepa.models.encoder import MultimodalEncoder
+from mjepa.pretrain_config import PretrainConfig, load_pretrain_config
 from mjepa.train import loop
 from mjepa.train.data_pipeline import build_train_stream, token_grids
 from mjepa.train.device_reads import DeviceReadCounter
-from mjepa.distributed import DistributedContext
-from mjepa.pretrain_config import PretrainConfig, load_pretrain_config
 
 H100_BF16_TFLOPS = 989.0
 ASSUMED_MFU = 0.4
@@ -229,9 +228,7 @@ def main() -> None:
         "command": "python benchmarks/bench_rehearsal.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
     }
-    out = Path(args.json or f"benchmarks/results/rehearsal_{args.preset}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out = write_record(args.json or f"benchmarks/results/rehearsal_{args.preset}.json", result, announce=False)
     print(f"{args.preset}: global batch {global_batch}, {args.world_size} simulated ranks x {per_rank} clips")
     for mode, rows in masks.items():
         text = ", ".join(f"config {r['config']}: context {r['context_at_batch']} (at 16: {r['context_at_16']}), "

@@ -20,23 +20,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import platform
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from bench_json import write_record
 
 from mjepa.config import MaskConfig, ModelConfig
+from mjepa.data.batch import Batch
 from mjepa.flops import step_flops
 from mjepa.masks import MaskSampler
 from mjepa.models.kernels import reference_kernels
 from mjepa.models.mjepa import MJEPA
-from mjepa.data.batch import Batch
+from mjepa.precision import cpu_has_fast_bf16
 from mjepa.terms import active_modes
 from mjepa.train.optim import build_optimizer
-from mjepa.precision import cpu_has_fast_bf16
 from mjepa.train.step import train_step
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -210,10 +209,7 @@ def main() -> None:
         "matmul_peak": peaks,
         "results": rows,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2))
-    print(f"wrote {out}")
+    write_record(args.out, record)
 
 
 if __name__ == "__main__":
