@@ -1,18 +1,66 @@
 import re
 
+import pytest
+import torch
+
 from mjepa.cli import main
+from mjepa.data.frontend import frontend_for
+from mjepa.eval.run_probe import EncoderResult
+from mjepa.experiments.demo import RANDOM, SHIPPED, TRAINED, SeedSpread, beats, comparison_lines
+from mjepa.models.mjepa import MJEPA
+from mjepa.packaging import save_model_dir
+from mjepa.pretrain_config import load_pretrain_config
 
 
-def test_demo_end_to_end_with_a_tiny_budget(tmp_path, capsys):
+def _result(encoder: str, modality: str, score: float) -> EncoderResult:
+    return EncoderResult(encoder, modality, "map", score, "rule")
+
+
+def test_beats_needs_a_margin_above_the_spread_and_no_overlapping_seeds():
+    random = SeedSpread((0.60, 0.62, 0.61))
+    assert beats(SeedSpread((0.70, 0.71, 0.69)), random)
+    assert not beats(SeedSpread((0.63, 0.60, 0.66)), random)  # mean ahead, but seeds overlap
+    assert not beats(SeedSpread((0.55, 0.56, 0.57)), random)
+    assert not beats(SeedSpread((0.612, 0.613)), SeedSpread((0.60, 0.62)))  # ahead by less than the std
+    assert str(SeedSpread((0.5, 0.7))) == "60.0 ± 14.1"
+
+
+def test_comparison_table_has_a_row_per_input_with_the_margin_over_random():
+    results = []
+    for seed_offset in (0.0, 0.01, 0.02):
+        for modality, (shipped, trained, random) in {"audio": (0.8, 0.6, 0.6), "video": (0.9, 0.85, 0.86),
+                                                     "av": (0.95, 0.9, 0.91)}.items():
+            results += [_result(SHIPPED, modality, shipped + seed_offset),
+                        _result(TRAINED, modality, trained + seed_offset),
+                        _result(RANDOM, modality, random + seed_offset)]
+    lines = comparison_lines(results, probe_seeds=3)
+    assert lines[0].startswith("| input | shipped mjepa-tiny | trained here | random-init |")
+    assert "| audio | 81.0 ± 1.0 | 61.0 ± 1.0 | 61.0 ± 1.0 | +20.0 (beats random) | +0.0 (within the spread) |" in lines
+    assert "| video | 91.0 ± 1.0 | 86.0 ± 1.0 | 87.0 ± 1.0 | +4.0 (beats random) | -1.0 (within the spread) |" in lines
+
+
+@pytest.fixture
+def shipped_stand_in(tmp_path):
+    """A model folder of the shipped model's architecture (random weights) for the demo to compare."""
+    config = load_pretrain_config("tiny-cpu", [])
+    torch.manual_seed(5)
+    return save_model_dir(tmp_path / "shipped", MJEPA(config.model), frontend_for(config.data).to_dict(), None, 0,
+                          parts="target")
+
+
+def test_demo_end_to_end_with_a_tiny_budget(tmp_path, capsys, shipped_stand_in):
     out = tmp_path / "demo"
     args = ["demo", "--steps", "2", "--out", str(out), "--atari-dir", str(tmp_path / "atari"), "--games",
-            "pong,breakout", "--clips-per-game", "4", "--probe-epochs", "1"]
+            "pong,breakout", "--clips-per-game", "4", "--probe-epochs", "1", "--probe-seeds", "2",
+            "--shipped", str(shipped_stand_in)]
     assert main(args) == 0
     report = (out / "report.md").read_text()
+    spread = r"[0-9.]+ ± [0-9.]+"
     for modality in ("audio", "video", "av"):
-        row = re.search(rf"^\| {modality} \| ([0-9.]+) \| ([0-9.]+) \|$", report, flags=re.M)
-        assert row, f"no {modality} row with numbers for both encoders in:\n{report}"
-        assert 0 <= float(row.group(1)) <= 100 and 0 <= float(row.group(2)) <= 100
+        row = re.search(rf"^\| {modality} \| {spread} \| {spread} \| {spread} \| [+-][0-9.]+ \((beats random|within "
+                        rf"the spread)\) \| [+-][0-9.]+ \((beats random|within the spread)\) \|$", report, flags=re.M)
+        assert row, f"no {modality} row with three encoders and two margins in:\n{report}"
+    assert "over 2 probe seeds" in report
     assert re.search(r"^\| predictor_l1 \| A->V \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|$", report, flags=re.M)
     assert (out / "curves.png").is_file() and (out / "probe" / "results.png").is_file()
     assert "demo: report in" in capsys.readouterr().out

@@ -33,7 +33,15 @@ from mjepa.data.video_transforms import VideoTransformConfig, eval_video_transfo
 from mjepa.embedding_inputs import audio_clips, decode_video_file, path_list, video_clips
 from mjepa.models.encoder import MultimodalEncoder
 from mjepa.models.mjepa import MJEPA
-from mjepa.packaging import PARTS, download_from_hub, is_model_dir, load_model_dir, save_model_dir
+from mjepa.packaging import (
+    PARTS,
+    SHIPPED_MODELS,
+    download_from_hub,
+    is_model_dir,
+    load_model_dir,
+    resolve_model_path,
+    save_model_dir,
+)
 
 
 @dataclass
@@ -104,9 +112,10 @@ class MJEPAModel(nn.Module):
     @classmethod
     def from_pretrained(cls, path_or_repo: str, revision: str | None = None, device: str | torch.device | None = None,
                         dtype: torch.dtype | None = None) -> "MJEPAModel":
-        """A model directory (``save_pretrained``), a training checkpoint (``.pt``), or a Hub repository id; moved to
-        ``device`` and cast to ``dtype`` when given."""
-        path = Path(path_or_repo)
+        """A shipped model's name (``"mjepa-tiny"``, in the package: no download), a model directory
+        (``save_pretrained``), a training checkpoint (``.pt``), or a Hub repository id; moved to ``device`` and cast
+        to ``dtype`` when given."""
+        path = resolve_model_path(path_or_repo)
         if path.is_file():
             from mjepa.eval.loading import load_model
             from mjepa.typed_config import to_dict
@@ -117,8 +126,8 @@ class MJEPAModel(nn.Module):
         else:
             if not is_model_dir(path):
                 if path.exists() or str(path_or_repo).count("/") != 1:
-                    raise ValueError(f"{path_or_repo!r} is neither an mjepa checkpoint, a model directory nor a "
-                                     "Hub id")
+                    raise ValueError(f"{path_or_repo!r} is neither a shipped model ({', '.join(SHIPPED_MODELS)}), "
+                                     "an mjepa checkpoint, a model directory nor a Hub id")
                 path = download_from_hub(str(path_or_repo), revision)
             model, frontend, config = load_model_dir(path)
             instance = cls(model, frontend, config)
@@ -374,8 +383,8 @@ class MJEPAModel(nn.Module):
 
 def load(path_or_repo: str, revision: str | None = None, device: str | torch.device | None = None,
          dtype: torch.dtype | None = None) -> MJEPAModel:
-    """A trained model from a model directory, a training checkpoint (``.pt``) or a Hugging Face Hub id, on
-    ``device`` in ``dtype`` when given."""
+    """A trained model from a shipped model's name (``"mjepa-tiny"``), a model directory, a training checkpoint
+    (``.pt``) or a Hugging Face Hub id, on ``device`` in ``dtype`` when given."""
     return MJEPAModel.from_pretrained(path_or_repo, revision, device=device, dtype=dtype)
 
 

@@ -19,8 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Launch with torchrun (or srun) for several processes.",
     )
     pre.add_argument("--config", default="tiny-cpu",
-                     help="preset (tiny-cpu, vitl16-as2m, vitg16-as2m-vm2m, vitg16-as2m-vm2m-cooldown64) or YAML "
-                     "file (default: tiny-cpu)")
+                     help="preset (tiny-cpu, mjepa-tiny, vitl16-as2m, vitg16-as2m-vm2m, "
+                     "vitg16-as2m-vm2m-cooldown64) or YAML file (default: tiny-cpu)")
     pre.add_argument("--print-config", action="store_true", help="print the merged configuration and exit")
     pre.add_argument("overrides", nargs="*", metavar="key=value", help="configuration overrides")
 
@@ -29,10 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("retrieve", help="A->V and V->A retrieval recall of a checkpoint", add_help=False)
     sub.add_parser("extract", help="embeddings for every item of a manifest", add_help=False)
-    sub.add_parser("demo", help="generate AtariAV, pretrain, probe A/V/AV beside a random encoder, retrieve, report",
-                   add_help=False)
+    sub.add_parser("demo", help="generate AtariAV, pretrain, probe A/V/AV of the shipped model, the new one and a "
+                   "random encoder, retrieve, report", add_help=False)
     sub.add_parser("track", help="every checkpoint of a run: held-out loss per term and probe scores over steps",
                    add_help=False)
+    sub.add_parser("transfer", help="a model's audio embeddings on GM-Instruments (real recorded instruments) vs "
+                   "random init and a log-mel baseline, linear probe", add_help=False)
     sub.add_parser("ablate", help="the central ablation on AtariAV: four settings x seeds, probed A/V/AV, table + plot",
                    add_help=False)
     data = sub.add_parser("data", help="data tools: import, validate and shard manifests, fbank statistics, built-in AtariAV data")
@@ -43,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub.add_parser("validate", help="scan every file of a manifest and report the bad ones", add_help=False)
     data_sub.add_parser("stats", help="fbank mean / std over a manifest", add_help=False)
     data_sub.add_parser("atari", help="generate the built-in AtariAV dataset", add_help=False)
+    data_sub.add_parser("instruments", help="render the GM-Instruments transfer set from a SoundFont",
+                        add_help=False)
     data_sub.add_parser("shard", help="pack a manifest into WebDataset tar shards for training and evaluation",
                         add_help=False)
     return parser
@@ -51,9 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
 # Commands that parse their own arguments (their module has main(argv) and build_parser()).
 TOOLS = {"plot": "mjepa.train.plot", "probe": "mjepa.eval.probe_command", "retrieve": "mjepa.eval.retrieve_command",
          "extract": "mjepa.extract", "demo": "mjepa.experiments.demo", "ablate": "mjepa.experiments.ablation",
-         "track": "mjepa.experiments.track"}
+         "track": "mjepa.experiments.track", "transfer": "mjepa.experiments.transfer"}
 DATA_TOOLS = {"import": "mjepa.data.import_command", "validate": "mjepa.data.validate", "stats": "mjepa.data.stats",
-              "atari": "mjepa.data.atari_command", "shard": "mjepa.data.shard_command"}
+              "atari": "mjepa.data.atari_command", "shard": "mjepa.data.shard_command",
+              "instruments": "mjepa.data.instruments_command"}
 
 
 def _run_data_tool(argv: list[str]) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -55,6 +56,32 @@ def save_model_dir(directory: str | os.PathLike, model: MJEPA, frontend: dict, p
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2))
     (directory / FRONTEND_NAME).write_text(json.dumps(frontend, indent=2))
     return directory
+
+
+# Models whose weights ship inside the package (src/mjepa/weights/NAME/, a model directory as above), loadable by name
+# with no download: ``mjepa.load("mjepa-tiny")``. docs/models.md is their model card.
+SHIPPED_MODELS = ("mjepa-tiny",)
+WEIGHTS_PACKAGE = "mjepa.weights"
+
+
+def shipped_model_dir(name: str) -> Path:
+    """The packaged model directory of a shipped model name."""
+    if name not in SHIPPED_MODELS:
+        raise PretrainedFormatError(f"{name!r} is not a shipped model; expected one of {', '.join(SHIPPED_MODELS)}")
+    folder = Path(str(resources.files(WEIGHTS_PACKAGE).joinpath(name)))
+    if not is_model_dir(folder):
+        raise PretrainedFormatError(f"{name!r} names a shipped model, but this installation has no weights at "
+                                    f"{folder}; reinstall mjepa")
+    return folder
+
+
+def resolve_model_path(path_or_name: str | os.PathLike) -> Path:
+    """``path_or_name`` as a path, or the packaged folder of a shipped model's name when no such path exists (a
+    local folder called ``mjepa-tiny`` wins over the shipped one)."""
+    path = Path(path_or_name)
+    if not path.exists() and str(path_or_name) in SHIPPED_MODELS:
+        return shipped_model_dir(str(path_or_name))
+    return path
 
 
 def is_model_dir(path: str | os.PathLike) -> bool:

@@ -22,7 +22,7 @@ from mjepa.data.manifest import read_manifest  # noqa: E402
 TINY = dict(games=("pong", "space_invaders"), clips_per_game=3, clip_seconds=2.0, fps=15, size=32, seed=0)
 
 
-def _generate(out_dir, messages=None, seed=TINY["seed"]):
+def _generate(out_dir, messages=None, seed=TINY["seed"], workers=1):
     return generate_atari_av(
         out_dir,
         games=TINY["games"],
@@ -33,6 +33,7 @@ def _generate(out_dir, messages=None, seed=TINY["seed"]):
         seed=seed,
         policy="random",
         progress=None if messages is None else messages.append,
+        workers=workers,
     )
 
 
@@ -48,6 +49,20 @@ def _small_files(root):
 def test_same_seed_gives_byte_identical_manifests(dataset, tmp_path):
     again = _generate(tmp_path / "again")
     assert _small_files(again) == _small_files(dataset)
+
+
+def test_parallel_generation_writes_the_same_dataset(dataset, tmp_path):
+    messages = []
+    parallel = _generate(tmp_path / "parallel", messages, workers=2)
+    assert _small_files(parallel) == _small_files(dataset)
+    assert len(messages) == len(TINY["games"])
+    for split in SPLITS:
+        for serial_entry, parallel_entry in zip(read_manifest(atari_av_manifest_path(dataset, split)),
+                                                read_manifest(atari_av_manifest_path(parallel, split)), strict=True):
+            with av.open(serial_entry.path) as one, av.open(parallel_entry.path) as other:
+                audio_one = np.concatenate([f.to_ndarray() for f in one.decode(audio=0)], axis=1)
+                audio_other = np.concatenate([f.to_ndarray() for f in other.decode(audio=0)], axis=1)
+            np.testing.assert_array_equal(audio_one, audio_other)
 
 
 def test_different_seed_gives_different_play(dataset, tmp_path):
@@ -154,6 +169,11 @@ def test_refuses_a_foreign_folder(tmp_path):
 def test_bad_arguments_name_the_value_and_the_choices(tmp_path):
     with pytest.raises(ValueError, match="unknown Atari game 'pongg'.*pong"):
         generate_atari_av(tmp_path / "x", games=("pongg",), progress=None)
+    with pytest.raises(ValueError, match="'combat' cannot be played"):
+        generate_atari_av(tmp_path / "x", games=("combat",), progress=None)
+    assert "combat" not in atari.available_atari_games()
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        generate_atari_av(tmp_path / "x", workers=0, progress=None)
     with pytest.raises(ValueError, match="fps must divide"):
         generate_atari_av(tmp_path / "x", fps=7, progress=None)
     with pytest.raises(ValueError, match="unknown policy 'greedy'"):

@@ -62,7 +62,9 @@ import shutil
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from importlib import metadata
+from multiprocessing import get_context
 from pathlib import Path
 
 import av
@@ -70,7 +72,6 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from mjepa.data.atari_encode import AUDIO_SAMPLE_RATE, write_clip
-from mjepa.data.shard_pack import video_codec
 from mjepa.data.atari_play import (
     ALE_AUDIO_RATE,
     ALE_AUDIO_SAMPLES_PER_FRAME,
@@ -82,6 +83,7 @@ from mjepa.data.atari_play import (
     play_segment,
 )
 from mjepa.data.manifest import ManifestEntry, write_manifest
+from mjepa.data.shard_pack import video_codec
 
 __all__ = [
     "AUDIO_SAMPLE_RATE",
@@ -96,6 +98,9 @@ __all__ = [
 ]
 
 DEFAULT_GAMES = ("pong", "breakout", "space_invaders", "seaquest", "ms_pacman", "enduro", "asteroids", "frogger")
+# ROMs that ale-py 0.12 ships but cannot load: its own checksum test rejects them and the emulator then ends the
+# whole Python process (checked one ROM per process). They are refused up front with a clear error instead.
+UNLOADABLE_GAMES = ("combat", "joust", "maze_craze", "warlords")
 SPLITS = ("train", "val", "test")
 POLICIES = ("random", "sticky")
 
@@ -113,9 +118,9 @@ _LABELS_NAME = "labels.json"
 
 
 def available_atari_games() -> list[str]:
-    """ROM ids that the installed ale-py ships (any of them can be passed in ``games``)."""
+    """ROM ids that the installed ale-py ships and can load (any of them can be passed in ``games``)."""
     roms = import_ale_roms()
-    return sorted(roms.get_all_rom_ids())
+    return sorted(set(roms.get_all_rom_ids()) - set(UNLOADABLE_GAMES))
 
 
 def atari_av_manifest_path(root: str | os.PathLike, split: str) -> Path:
@@ -144,12 +149,16 @@ def generate_atari_av(
     seed: int = 0,
     policy: str = "random",
     progress: Callable[[str], None] | None = print,
+    workers: int = 1,
 ) -> Path:
     """Generate (or reuse) the AtariAV dataset in ``out_dir`` and return ``out_dir``.
 
     ``progress`` receives one line per game (and one line when a cached folder is reused); pass ``None`` for
-    silence. See the module docstring for the play, split and label rules.
+    silence. ``workers`` games are played at once in separate processes; the output does not depend on it. See the
+    module docstring for the play, split and label rules.
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     settings = _settings_record(games, clips_per_game, clip_seconds, fps, size, seed, policy)
     out_dir = Path(out_dir)
     report = progress if progress is not None else (lambda message: None)
@@ -164,7 +173,7 @@ def generate_atari_av(
         raise FileExistsError(f"AtariAV out_dir {out_dir} is not empty and holds no AtariAV dataset; choose another")
 
     # Fail on a missing ale-py or an unknown game before any folder is created.
-    ale_py = import_ale_py()
+    import_ale_py()
     _check_games(settings["games"])
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +183,7 @@ def generate_atari_av(
         shutil.rmtree(partial)
     partial.mkdir()
     try:
-        _generate_into(partial, settings, ale_py, report)
+        _generate_into(partial, settings, report, workers)
         _install(partial, out_dir, settings)
     finally:
         if partial.exists():
@@ -293,6 +302,8 @@ def _install(partial: Path, out_dir: Path, settings: dict) -> None:
 def _check_games(games: list[str]) -> None:
     valid = available_atari_games()
     for game in games:
+        if game in UNLOADABLE_GAMES:
+            raise ValueError(f"Atari game {game!r} cannot be played: the ale-py ROM fails ale-py's own checksum test")
         if game not in valid:
             raise ValueError(f"unknown Atari game {game!r}; expected one of {', '.join(valid)}")
 
@@ -308,35 +319,58 @@ def _segment_seed_sequence(seed: int, game: str, split: str) -> np.random.SeedSe
     return np.random.SeedSequence([seed, zlib.crc32(game.encode()), SPLITS.index(split)])
 
 
-def _generate_into(folder: Path, settings: dict, ale_py, report: Callable[[str], None]) -> None:
+def _generate_game(folder: Path, settings: dict, game: str) -> tuple[dict[str, list[ManifestEntry]], float]:
+    """Play and write one game's clips for every split; returns the manifest entries per split and the seconds
+    it took."""
+    started = time.perf_counter()
+    ale_py = import_ale_py()
+    split_sizes = _split_sizes(settings["clips_per_game"])
+    codec = video_codec()
+    # One reformatter per game: it keeps its scaling context, which a fresh frame.reformat() rebuilds.
+    reformatter = VideoReformatter()
+    entries: dict[str, list[ManifestEntry]] = {split: [] for split in SPLITS}
+    for split in SPLITS:
+        seed_sequence = _segment_seed_sequence(settings["seed"], game, split)
+        clips = play_segment(ale_py, game, seed_sequence, split_sizes[split], settings)
+        for index, clip in enumerate(clips):
+            relative = f"clips/{split}/{game}-{index:04d}.mp4"
+            write_clip(folder / relative, clip, settings["fps"], settings["size"], codec, reformatter)
+            entries[split].append(
+                ManifestEntry(
+                    path=relative,
+                    start=0.0,
+                    end=settings["clip_seconds"],
+                    labels=tuple([f"game:{game}"] + clip["events"]),
+                    has_audio=True,
+                )
+            )
+    return entries, time.perf_counter() - started
+
+
+def _generate_into(folder: Path, settings: dict, report: Callable[[str], None], workers: int) -> None:
     started = time.perf_counter()
     games = settings["games"]
-    split_sizes = _split_sizes(settings["clips_per_game"])
-    entries: dict[str, list[ManifestEntry]] = {split: [] for split in SPLITS}
     codec = video_codec()
-    # One reformatter for the whole run: it keeps its scaling context, which a fresh frame.reformat() rebuilds.
-    reformatter = VideoReformatter()
-    for game_number, game in enumerate(games, start=1):
-        game_started = time.perf_counter()
-        for split in SPLITS:
-            seed_sequence = _segment_seed_sequence(settings["seed"], game, split)
-            clips = play_segment(ale_py, game, seed_sequence, split_sizes[split], settings)
-            for index, clip in enumerate(clips):
-                relative = f"clips/{split}/{game}-{index:04d}.mp4"
-                write_clip(folder / relative, clip, settings["fps"], settings["size"], codec, reformatter)
-                entries[split].append(
-                    ManifestEntry(
-                        path=relative,
-                        start=0.0,
-                        end=settings["clip_seconds"],
-                        labels=tuple([f"game:{game}"] + clip["events"]),
-                        has_audio=True,
-                    )
-                )
-        report(
-            f"AtariAV: [{game_number}/{len(games)}] {game}: {settings['clips_per_game']} clips "
-            f"in {time.perf_counter() - game_started:.1f} s"
-        )
+    for split in SPLITS:
+        (folder / "clips" / split).mkdir(parents=True, exist_ok=True)
+    per_game: dict[str, dict[str, list[ManifestEntry]]] = {}
+
+    def finished(game: str, result: tuple[dict[str, list[ManifestEntry]], float]) -> None:
+        per_game[game] = result[0]
+        report(f"AtariAV: [{len(per_game)}/{len(games)}] {game}: {settings['clips_per_game']} clips "
+               f"in {result[1]:.1f} s")
+
+    if workers == 1 or len(games) == 1:
+        for game in games:
+            finished(game, _generate_game(folder, settings, game))
+    else:
+        # Each game's play depends only on (seed, game, split), so games run in any order in any process; the
+        # manifests below are assembled in the games' listed order.
+        with ProcessPoolExecutor(max_workers=min(workers, len(games)), mp_context=get_context("spawn")) as pool:
+            submitted = {pool.submit(_generate_game, folder, settings, game): game for game in games}
+            for future in as_completed(submitted):
+                finished(submitted[future], future.result())
+    entries = {split: [entry for game in games for entry in per_game[game][split]] for split in SPLITS}
 
     vocabulary = [f"game:{game}" for game in games] + list(EVENT_LABELS)
     for split in SPLITS:

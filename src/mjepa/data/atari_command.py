@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
-from mjepa.data.atari import DEFAULT_GAMES, POLICIES, generate_atari_av
+from mjepa.data.atari import (
+    DEFAULT_GAMES,
+    POLICIES,
+    available_atari_games,
+    generate_atari_av,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,13 +22,16 @@ def build_parser() -> argparse.ArgumentParser:
         "train/val/test manifests. A folder already holding the same settings is reused.",
     )
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--games", default=",".join(DEFAULT_GAMES), help="comma-separated ROM ids")
+    parser.add_argument("--games", default=",".join(DEFAULT_GAMES),
+                        help="comma-separated ROM ids, or 'all' for every game the installed ale-py can play "
+                        "(default: the 8 demo games)")
     parser.add_argument("--clips-per-game", type=int, default=40)
     parser.add_argument("--clip-seconds", type=float, default=4.0)
     parser.add_argument("--fps", type=int, default=15)
     parser.add_argument("--size", type=int, default=64, help="frame width and height in pixels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--policy", choices=POLICIES, default="random")
+    parser.add_argument("--workers", type=int, default=1, help="games played at once, one process each (default 1)")
     return parser
 
 
@@ -31,9 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = time.perf_counter()
     try:
+        games = available_atari_games() if args.games == "all" else [g for g in args.games.split(",") if g]
         out = generate_atari_av(
-            args.out, games=tuple(g for g in args.games.split(",") if g), clips_per_game=args.clips_per_game,
-            clip_seconds=args.clip_seconds, fps=args.fps, size=args.size, seed=args.seed, policy=args.policy,
+            args.out, games=tuple(games), clips_per_game=args.clips_per_game, clip_seconds=args.clip_seconds,
+            fps=args.fps, size=args.size, seed=args.seed, policy=args.policy, workers=args.workers,
         )
     except (ValueError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)

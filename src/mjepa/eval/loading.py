@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from mjepa.models.mjepa import MJEPA
-from mjepa.packaging import is_model_dir, load_model_dir
+from mjepa.packaging import is_model_dir, load_model_dir, resolve_model_path
 from mjepa.checkpoint_file import CheckpointError, load_checkpoint
 from mjepa.data.frontend import Frontend, frontend_from_dict
 from mjepa.pretrain_config import PretrainConfig
@@ -27,7 +27,9 @@ class LoadedModel:
 def load_model(path: str | Path, random_init: bool = False, init_seed: int | None = None) -> LoadedModel:
     """The model of a training checkpoint or a model folder (``save_pretrained``); with ``random_init`` the same architecture, freshly initialised
     from ``init_seed`` (default: the run's seed + 1, a baseline the run never saw). With the run's own seed
-    (``config.run.seed``) it is the run's step-0 model: pretraining initialises from that seed the same way."""
+    (``config.run.seed``) it is the run's step-0 model: pretraining initialises from that seed the same way.
+    ``path`` may also name a shipped model (``mjepa-tiny``)."""
+    path = resolve_model_path(path)
     if is_model_dir(path):
         return _load_model_dir(Path(path), random_init, init_seed)
     if Path(path).is_dir():

@@ -2,8 +2,9 @@
 
 1. Generate AtariAV (real Atari gameplay with its real sound; cached after the first run).
 2. Pretrain the ``tiny-cpu`` preset for as many steps as the time budget allows (or ``--steps``).
-3. Probe the frozen encoder with audio, video and audio-visual input (attentive probe), beside the same probe on a
-   randomly initialised encoder of the same size.
+3. Probe three frozen encoders with audio, video and audio-visual input (attentive probe, several probe seeds): the
+   shipped ``mjepa-tiny`` (pretrained for hours on 104 games, docs/models.md), the one just trained, and a randomly
+   initialised encoder of the same size; say by how much the shipped model beats random init on each input.
 4. A->V and V->A retrieval through the cross-modal predictors and by cosine similarity.
 5. Write ``report.md`` (tables, settings, timings) with the training curves and a probe chart in the run folder.
 """
@@ -13,8 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -27,12 +29,16 @@ from mjepa.eval.probe import ATARI_PROBE_HEADS, ProbeSettings
 from mjepa.eval.report import write_results
 from mjepa.eval.run_probe import EncoderResult, FeatureSettings, evaluate
 from mjepa.eval.tasks import TASKS, atari_splits
+from mjepa.packaging import SHIPPED_MODELS, PretrainedFormatError, shipped_model_dir
 from mjepa.pretrain_config import load_pretrain_config
 from mjepa.terms import MODALITIES
 from mjepa.train.loop import pretrain
 from mjepa.train.plot import plot_run
 
-PRETRAIN_SHARE = 0.6  # of the time budget; generation, feature extraction and probes (~4 min here) take the rest
+# Share of the time budget given to pretraining; generation, the probes of three encoders over several probe seeds
+# and retrieval (about 8 minutes on a 2-core CPU) take the rest.
+PRETRAIN_SHARE = 0.45
+SHIPPED, TRAINED, RANDOM = "shipped", "trained", "random-init"
 
 
 @dataclass(frozen=True)
@@ -46,13 +52,62 @@ class DemoPlan:
     minutes: float
     steps: int | None  # None: as many as fit in ``minutes`` (calibrated)
     probe_epochs: int
+    probe_seeds: int  # probes trained per (encoder, input), seeds 0..n-1: their spread is the comparison's noise
     seed: int
     overrides: tuple[str, ...]
+    shipped: str | None  # shipped model name or model folder to compare; None: only the model trained here
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "DemoPlan":
+        if args.probe_seeds < 1:
+            raise ValueError(f"--probe-seeds must be >= 1, got {args.probe_seeds}")
+        shipped = default_shipped() if args.shipped is None else (args.shipped or None)
         return cls(Path(args.out), args.atari_dir, tuple(g for g in args.games.split(",") if g), args.clips_per_game,
-                   args.minutes, args.steps, args.probe_epochs, args.seed, tuple(args.overrides))
+                   args.minutes, args.steps, args.probe_epochs, args.probe_seeds, args.seed, tuple(args.overrides),
+                   shipped)
+
+
+def default_shipped() -> str | None:
+    """``mjepa-tiny`` when this installation holds its weights; otherwise None, said once."""
+    try:
+        shipped_model_dir(SHIPPED_MODELS[0])
+    except PretrainedFormatError as err:
+        print(f"demo: {err}; comparing the model trained here with random init only", flush=True)
+        return None
+    return SHIPPED_MODELS[0]
+
+
+@dataclass(frozen=True)
+class SeedSpread:
+    """One encoder's probe scores on one input over probe seeds."""
+
+    scores: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.scores)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.scores) if len(self.scores) > 1 else 0.0
+
+    def __str__(self) -> str:
+        return f"{100 * self.mean:.1f} ± {100 * self.std:.1f}"
+
+
+def beats(better: SeedSpread, worse: SeedSpread) -> bool:
+    """Whether ``better`` is ahead by more than the spread over probe seeds: its mean minus ``worse``'s exceeds the
+    larger of the two standard deviations, and its worst seed is above ``worse``'s best."""
+    margin = better.mean - worse.mean
+    return margin > max(better.std, worse.std) and min(better.scores) > max(worse.scores)
+
+
+def spreads(results: list[EncoderResult]) -> dict[tuple[str, str], SeedSpread]:
+    """Scores grouped by (encoder, input) over the probe seeds."""
+    grouped: dict[tuple[str, str], list[float]] = {}
+    for result in results:
+        grouped.setdefault((result.encoder, result.modality), []).append(result.score)
+    return {key: SeedSpread(tuple(scores)) for key, scores in grouped.items()}
 
 
 def demo_overrides(plan: DemoPlan, steps: int) -> list[str]:
@@ -82,20 +137,30 @@ def calibrate_steps(plan: DemoPlan) -> int:
 
 
 def probe_all(checkpoint: Path, plan: DemoPlan) -> list[EncoderResult]:
+    """Every encoder's score on every input for every probe seed; features are encoded once per encoder and input
+    and cached, so a further probe seed only trains the probe again."""
     task = TASKS["atari"]
     folds = [atari_splits(plan.atari_dir)]
     settings = ProbeSettings(protocol="attentive", learning_rates=(1e-3,), weight_decays=(0.05,),
                              epochs=plan.probe_epochs, batch_size=32, num_heads=ATARI_PROBE_HEADS)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    encoders = [(TRAINED, load_model(checkpoint))]
+    if plan.shipped is not None:
+        encoders.insert(0, (SHIPPED, load_model(plan.shipped)))
+    # The random-init baseline has the architecture of the first encoder compared (the shipped one when there is one).
+    encoders.append((RANDOM, load_model(plan.shipped or checkpoint, random_init=True)))
     results = []
-    for label, random_init in (("trained", False), ("random-init", True)):
-        loaded = load_model(checkpoint, random_init=random_init)
+    for label, loaded in encoders:
         for modality in MODALITIES:
             started = time.perf_counter()
             print(f"demo: probing the {label} encoder with {modality} input", flush=True)
             features = FeatureSettings(modality, cache_dir=plan.out / "features", device=device)
-            results.append(evaluate(loaded, label, task, folds, settings, features))
-            print(f"demo:   mAP {100 * results[-1].score:.1f} ({time.perf_counter() - started:.0f} s)", flush=True)
+            scores = []
+            for probe_seed in range(plan.probe_seeds):
+                results.append(evaluate(loaded, label, task, folds, replace(settings, seed=probe_seed), features))
+                scores.append(results[-1].score)
+            print(f"demo:   mAP {SeedSpread(tuple(scores))} over {plan.probe_seeds} probe seeds "
+                  f"({time.perf_counter() - started:.0f} s)", flush=True)
     return results
 
 
@@ -108,15 +173,34 @@ def retrieval(checkpoint: Path, plan: DemoPlan) -> dict:
     return json.loads(out.read_text())
 
 
-def report(out: Path, results: list[EncoderResult], retrieval_record: dict, settings: dict, timings: dict) -> Path:
-    rows = {(r.encoder, r.modality): r.score for r in results}
-    lines = ["# mjepa demo", "", "Frozen attentive probe on AtariAV (mAP over game and event tags, test split; head "
-             "chosen on the validation split).", "", "| input | trained encoder | random-init encoder |",
-             "|---|---|---|"]
+def comparison_lines(results: list[EncoderResult], probe_seeds: int) -> list[str]:
+    """The report's table: each encoder's mean ± std over probe seeds per input, and the margin over random init."""
+    by_key = spreads(results)
+    encoders = [name for name in (SHIPPED, TRAINED, RANDOM) if any(key[0] == name for key in by_key)]
+    compared = [name for name in encoders if name != RANDOM]
+    names = {SHIPPED: "shipped mjepa-tiny", TRAINED: "trained here", RANDOM: "random-init"}
+    lines = ["| input | " + " | ".join(names[e] for e in encoders) + " | "
+             + " | ".join(f"{names[e]} − random" for e in compared) + " |",
+             "|---" * (1 + len(encoders) + len(compared)) + "|"]
     for modality in MODALITIES:
-        lines.append(f"| {modality} | {100 * rows[('trained', modality)]:.2f} | "
-                     f"{100 * rows[('random-init', modality)]:.2f} |")
-    lines += ["", f"Retrieval on {retrieval_record['items']} test clips (chance R@1 = "
+        cells = [str(by_key[(e, modality)]) for e in encoders]
+        random_spread = by_key[(RANDOM, modality)]
+        for name in compared:
+            spread = by_key[(name, modality)]
+            verdict = "beats random" if beats(spread, random_spread) else "within the spread"
+            cells.append(f"{100 * (spread.mean - random_spread.mean):+.1f} ({verdict})")
+        lines.append(f"| {modality} | " + " | ".join(cells) + " |")
+    lines += ["", f"Mean ± standard deviation over {probe_seeds} probe seeds. \"beats random\": ahead by more than "
+              "the larger standard deviation, with every probe seed above random init's best."]
+    return lines
+
+
+def report(out: Path, results: list[EncoderResult], retrieval_record: dict, settings: dict, timings: dict,
+           probe_seeds: int) -> Path:
+    table = comparison_lines(results, probe_seeds)
+    lines = ["# mjepa demo", "", "Frozen attentive probe on AtariAV (mAP over game and event tags, test split; head "
+             "chosen on the validation split).", "", *table]
+    lines += ["", f"Retrieval on {retrieval_record['items']} test clips by the model trained here (chance R@1 = "
               f"{100 * retrieval_record['chance_recall_at_1']:.1f} %):", "", "| method | direction | R@1 | R@5 | R@10 |",
               "|---|---|---|---|---|"]
     for method, values in retrieval_record["results"].items():
@@ -127,7 +211,7 @@ def report(out: Path, results: list[EncoderResult], retrieval_record: dict, sett
               "Settings: " + json.dumps(settings), "", "Timings (s): " + json.dumps(timings), ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
-    print("\n".join(lines[:8 + len(MODALITIES)]), flush=True)
+    print("\n".join(lines[:4 + len(table)]), flush=True)
     return path
 
 
@@ -140,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--games", default=",".join(DEFAULT_GAMES), help="comma-separated Atari games")
     parser.add_argument("--clips-per-game", type=int, default=40)
     parser.add_argument("--probe-epochs", type=int, default=4)
+    parser.add_argument("--probe-seeds", type=int, default=3,
+                        help="probes trained per encoder and input, to measure the spread (default 3)")
+    parser.add_argument("--shipped", default=None,
+                        help="shipped model name or model folder to compare with the model trained here and random "
+                        "init (default mjepa-tiny; '' to leave it out)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="pretraining config override (repeatable), e.g. --set optim.peak_lr=5e-4")
@@ -160,7 +249,8 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = out / "pretrain" / "checkpoints" / "latest.pt"
     mark = time.perf_counter()
     results = probe_all(checkpoint, plan)
-    write_results(out / "probe", "atari", {"protocol": "attentive", "checkpoint": str(checkpoint)}, results)
+    write_results(out / "probe", "atari", {"protocol": "attentive", "checkpoint": str(checkpoint),
+                                           "shipped": plan.shipped, "probe_seeds": plan.probe_seeds}, results)
     timings["probes"] = time.perf_counter() - mark
     mark = time.perf_counter()
     retrieval_record = retrieval(checkpoint, plan)
@@ -169,8 +259,9 @@ def run(args: argparse.Namespace) -> int:
     timings["total"] = time.perf_counter() - started
     settings = {"steps": steps, "batch_size": config.run.batch_size, "games": list(plan.games),
                 "clips_per_game": plan.clips_per_game, "probe_epochs": plan.probe_epochs,
-                "overrides": list(plan.overrides)}
-    path = report(out, results, retrieval_record, settings, {k: round(v, 1) for k, v in timings.items()})
+                "probe_seeds": plan.probe_seeds, "shipped": plan.shipped, "overrides": list(plan.overrides)}
+    path = report(out, results, retrieval_record, settings, {k: round(v, 1) for k, v in timings.items()},
+                  plan.probe_seeds)
     print(f"demo: report in {path} ({timings['total'] / 60:.1f} min)", flush=True)
     return 0
 
