@@ -6,7 +6,8 @@ import torch
 from mjepa.cli import main
 from mjepa.data.frontend import frontend_for
 from mjepa.eval.run_probe import EncoderResult
-from mjepa.experiments.demo import RANDOM, SHIPPED, TRAINED, SeedSpread, beats, comparison_lines
+from mjepa.eval.seed_spread import SeedSpread, beats
+from mjepa.experiments.demo import RANDOM, SHIPPED, TRAINED, comparison_lines
 from mjepa.models.mjepa import MJEPA
 from mjepa.packaging import save_model_dir
 from mjepa.pretrain_config import load_pretrain_config

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 METRICS = ("l1", "cosine")
 DEFAULT_KS = (1, 5, 10)

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
               "results": {name: r.as_flat_dict() for name, r in results.items()}}
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "retrieval.json"
     out.write_text(json.dumps(record, indent=2))
-    print(f"| method | direction | " + " | ".join(f"R@{k}" for k in ks) + " |")
+    print("| method | direction | " + " | ".join(f"R@{k}" for k in ks) + " |")
     print("|---|---|" + "---|" * len(ks))
     for name, r in results.items():
         for direction, recalls in (("A->V", r.audio_to_video), ("V->A", r.video_to_audio)):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -186,3 +187,10 @@ def evaluate(loaded: LoadedModel, label: str, task: TaskSpec, folds: list[TaskSp
     mean_score = sum(c["test_score"] for c in chosen) / len(chosen)
     return EncoderResult(label, features.modality, task.metric, mean_score, selection_rule(bool(folds[0].val)),
                          chosen, all_heads, skipped)
+
+
+def evaluate_over_seeds(loaded: LoadedModel, label: str, task: TaskSpec, folds: list[TaskSplits], probe: ProbeSettings,
+                        features: FeatureSettings, seeds: Iterable[int]) -> list[EncoderResult]:
+    """``evaluate`` once per probe seed; with ``features.cache_dir`` set, the features are encoded once and each
+    further seed only trains the probe again."""
+    return [evaluate(loaded, label, task, folds, replace(probe, seed=seed), features) for seed in seeds]

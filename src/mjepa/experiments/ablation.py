@@ -38,6 +38,7 @@ from mjepa.data.atari import DEFAULT_GAMES, generate_atari_av
 from mjepa.eval.loading import load_model
 from mjepa.eval.probe import ATARI_PROBE_HEADS, ProbeSettings
 from mjepa.eval.run_probe import FeatureSettings, evaluate
+from mjepa.eval.seed_spread import SeedSpread
 from mjepa.eval.tasks import TASKS, atari_splits
 from mjepa.models.mjepa import ENCODER_CHOICES
 from mjepa.pretrain_config import PretrainConfig, load_pretrain_config
@@ -286,9 +287,8 @@ def summarise(records: list[dict]) -> list[dict]:
                "scores": {}}
         for modality in MODALITIES:
             values = [r["scores"][modality] for r in mine if modality in r["scores"]]
-            if values:
-                std = statistics.stdev(values) if len(values) > 1 else 0.0
-                row["scores"][modality] = {"mean": statistics.fmean(values), "std": std, "values": values}
+            if values:  # the spread here is over pretraining seeds
+                row["scores"][modality] = SeedSpread(tuple(values)).to_dict()
         rows.append(row)
     return rows
 

@@ -14,9 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -27,7 +26,8 @@ from mjepa.data.atari import DEFAULT_GAMES, generate_atari_av
 from mjepa.eval.loading import load_model
 from mjepa.eval.probe import ATARI_PROBE_HEADS, ProbeSettings
 from mjepa.eval.report import write_results
-from mjepa.eval.run_probe import EncoderResult, FeatureSettings, evaluate
+from mjepa.eval.run_probe import EncoderResult, FeatureSettings, evaluate_over_seeds
+from mjepa.eval.seed_spread import SeedSpread, beats
 from mjepa.eval.tasks import TASKS, atari_splits
 from mjepa.packaging import SHIPPED_MODELS, PretrainedFormatError, shipped_model_dir
 from mjepa.pretrain_config import load_pretrain_config
@@ -75,31 +75,6 @@ def default_shipped() -> str | None:
         print(f"demo: {err}; comparing the model trained here with random init only", flush=True)
         return None
     return SHIPPED_MODELS[0]
-
-
-@dataclass(frozen=True)
-class SeedSpread:
-    """One encoder's probe scores on one input over probe seeds."""
-
-    scores: tuple[float, ...]
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.scores)
-
-    @property
-    def std(self) -> float:
-        return statistics.stdev(self.scores) if len(self.scores) > 1 else 0.0
-
-    def __str__(self) -> str:
-        return f"{100 * self.mean:.1f} ± {100 * self.std:.1f}"
-
-
-def beats(better: SeedSpread, worse: SeedSpread) -> bool:
-    """Whether ``better`` is ahead by more than the spread over probe seeds: its mean minus ``worse``'s exceeds the
-    larger of the two standard deviations, and its worst seed is above ``worse``'s best."""
-    margin = better.mean - worse.mean
-    return margin > max(better.std, worse.std) and min(better.scores) > max(worse.scores)
 
 
 def spreads(results: list[EncoderResult]) -> dict[tuple[str, str], SeedSpread]:
@@ -155,11 +130,9 @@ def probe_all(checkpoint: Path, plan: DemoPlan) -> list[EncoderResult]:
             started = time.perf_counter()
             print(f"demo: probing the {label} encoder with {modality} input", flush=True)
             features = FeatureSettings(modality, cache_dir=plan.out / "features", device=device)
-            scores = []
-            for probe_seed in range(plan.probe_seeds):
-                results.append(evaluate(loaded, label, task, folds, replace(settings, seed=probe_seed), features))
-                scores.append(results[-1].score)
-            print(f"demo:   mAP {SeedSpread(tuple(scores))} over {plan.probe_seeds} probe seeds "
+            over_seeds = evaluate_over_seeds(loaded, label, task, folds, settings, features, range(plan.probe_seeds))
+            results += over_seeds
+            print(f"demo:   mAP {SeedSpread(tuple(r.score for r in over_seeds))} over {plan.probe_seeds} probe seeds "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
     return results
 

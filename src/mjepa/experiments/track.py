@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,8 @@ from mjepa.commands import comma_choices, comma_integers, run_reporting_errors
 from mjepa.eval.loading import load_model
 from mjepa.eval.probe import ATARI_PROBE_HEADS, ProbeSettings
 from mjepa.eval.probe_command import task_folds
-from mjepa.eval.run_probe import FeatureSettings, evaluate
+from mjepa.eval.run_probe import FeatureSettings, evaluate_over_seeds
+from mjepa.eval.seed_spread import SeedSpread
 from mjepa.eval.tasks import TASKS
 from mjepa.experiments.heldout import heldout_batches, heldout_evaluation
 from mjepa.models.mjepa import ENCODER_CHOICES
@@ -146,16 +146,12 @@ def probe_scores(loaded, modalities: Sequence[str], plan: TrackPlan, folds, cach
     a trend over checkpoints is read from. Features are encoded once per checkpoint and modality (cached)."""
     task = TASKS[plan.task]
     scores = {}
+    settings = ProbeSettings(protocol="attentive", learning_rates=(plan.probe_lr,), weight_decays=(plan.probe_wd,),
+                             epochs=plan.probe_epochs, batch_size=32, num_heads=ATARI_PROBE_HEADS)
     for modality in modalities:
-        values = []
-        for seed in plan.probe_seeds:
-            settings = ProbeSettings(protocol="attentive", learning_rates=(plan.probe_lr,),
-                                     weight_decays=(plan.probe_wd,), epochs=plan.probe_epochs, batch_size=32,
-                                     num_heads=ATARI_PROBE_HEADS, seed=seed)
-            features = FeatureSettings(modality, -1, plan.encoder, plan.batch_size, plan.workers, cache_dir, device)
-            values.append(evaluate(loaded, "trained", task, folds, settings, features).score)
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
-        scores[modality] = {"mean": statistics.fmean(values), "std": std, "values": values}
+        features = FeatureSettings(modality, -1, plan.encoder, plan.batch_size, plan.workers, cache_dir, device)
+        results = evaluate_over_seeds(loaded, "trained", task, folds, settings, features, plan.probe_seeds)
+        scores[modality] = SeedSpread(tuple(r.score for r in results)).to_dict()
     return scores
 
 

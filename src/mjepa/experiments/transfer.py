@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -35,6 +34,7 @@ from mjepa.data.instruments import DEFAULT_SOUNDFONT, generate_instruments
 from mjepa.data.manifest import read_manifest
 from mjepa.eval.loading import load_model
 from mjepa.eval.probe import ProbeSettings, predict, train_probe_grid
+from mjepa.eval.seed_spread import SeedSpread
 
 SPLITS = ("train", "val", "test")
 LABEL_PREFIX = "family:"
@@ -111,11 +111,9 @@ def probe_accuracies(train: torch.Tensor, val: torch.Tensor, test: torch.Tensor,
 def summary_rows(results: dict[str, list[dict]]) -> list[str]:
     lines = ["| features | test accuracy (%) | validation accuracy (%) |", "|---|---|---|"]
     for name, runs in results.items():
-        test = [100 * run["test_accuracy"] for run in runs]
-        val = [100 * run["val_accuracy"] for run in runs]
-        spread = lambda values: statistics.stdev(values) if len(values) > 1 else 0.0  # noqa: E731
-        lines.append(f"| {name} | {statistics.fmean(test):.1f} ± {spread(test):.1f} | "
-                     f"{statistics.fmean(val):.1f} ± {spread(val):.1f} |")
+        test = SeedSpread(tuple(run["test_accuracy"] for run in runs))
+        val = SeedSpread(tuple(run["val_accuracy"] for run in runs))
+        lines.append(f"| {name} | {test} | {val} |")
     return lines
 
 
