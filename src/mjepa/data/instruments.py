@@ -79,6 +79,13 @@ def _import_fluidsynth():
     return fluidsynth
 
 
+def _installed_version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def render_note(synth, program: int, pitch: int, velocity: int, soundfont_id: int) -> np.ndarray:
     """One note, held then released, as float32 mono at ``SAMPLE_RATE``; the synth is silenced afterwards."""
     synth.program_select(0, soundfont_id, 0, program)
@@ -145,7 +152,7 @@ def generate_instruments(out_dir: str | os.PathLike, soundfont: str | os.PathLik
         write_manifest(partial / f"{split}.jsonl", split_entries, paths_from=partial)
     info = {"settings": settings, "programs": programs, "families": list(GM_FAMILIES),
             "counts": {split: len(split_entries) for split, split_entries in entries.items()}, "silent_notes": silent,
-            "versions": {"pyfluidsynth": metadata.version("pyfluidsynth")}}
+            "versions": {"pyfluidsynth": _installed_version("pyfluidsynth")}}
     (partial / "info.json").write_text(json.dumps(info, indent=2) + "\n")  # written last: marks the set complete
     if out_dir.exists():
         out_dir.rmdir()
