@@ -10,7 +10,7 @@ from typing import Sequence
 import torch
 
 from mjepa.commands import run_reporting_errors
-from mjepa.distributed import init_distributed, shutdown
+from mjepa.distributed import barrier, init_distributed, shutdown
 from mjepa.eval.loading import load_model
 from mjepa.eval.probe import (
     ATARI_PROBE_HEADS,
@@ -125,7 +125,11 @@ def run(args: argparse.Namespace) -> int:
     ctx = init_distributed("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device("cuda", ctx.local_rank) if torch.cuda.is_available() else torch.device("cpu")
     try:
-        return _probe_and_report(args, task, settings, folds, device, ctx.is_main)
+        status = _probe_and_report(args, task, settings, folds, device, ctx.is_main)
+        # Rank 0 writes the results alone; the other ranks wait for it here, so that none tears the process group
+        # down while a peer is still inside it (a rank that left early was seen to abort under load).
+        barrier()
+        return status
     finally:
         shutdown()
 
