@@ -30,7 +30,7 @@ def test_comparison_table_has_a_row_per_input_with_the_margin_over_random():
     results = []
     for seed_offset in (0.0, 0.01, 0.02):
         for modality, (shipped, trained, random) in {"audio": (0.8, 0.6, 0.6), "video": (0.9, 0.85, 0.86),
-                                                     "av": (0.95, 0.9, 0.91)}.items():
+                                                     "av": (0.95, 0.8, 0.91)}.items():
             results += [_result(SHIPPED, modality, shipped + seed_offset),
                         _result(TRAINED, modality, trained + seed_offset),
                         _result(RANDOM, modality, random + seed_offset)]
@@ -38,6 +38,7 @@ def test_comparison_table_has_a_row_per_input_with_the_margin_over_random():
     assert lines[0].startswith("| input | shipped mjepa-tiny | trained here | random-init |")
     assert "| audio | 81.0 ± 1.0 | 61.0 ± 1.0 | 61.0 ± 1.0 | +20.0 (beats random) | +0.0 (within the spread) |" in lines
     assert "| video | 91.0 ± 1.0 | 86.0 ± 1.0 | 87.0 ± 1.0 | +4.0 (beats random) | -1.0 (within the spread) |" in lines
+    assert "| av | 96.0 ± 1.0 | 81.0 ± 1.0 | 92.0 ± 1.0 | +4.0 (beats random) | -11.0 (behind random) |" in lines
 
 
 @pytest.fixture
@@ -58,8 +59,9 @@ def test_demo_end_to_end_with_a_tiny_budget(tmp_path, capsys, shipped_stand_in):
     report = (out / "report.md").read_text()
     spread = r"[0-9.]+ ± [0-9.]+"
     for modality in ("audio", "video", "av"):
-        row = re.search(rf"^\| {modality} \| {spread} \| {spread} \| {spread} \| [+-][0-9.]+ \((beats random|within "
-                        rf"the spread)\) \| [+-][0-9.]+ \((beats random|within the spread)\) \|$", report, flags=re.M)
+        verdict = r"[+-][0-9.]+ \((beats random|behind random|within the spread)\)"
+        row = re.search(rf"^\| {modality} \| {spread} \| {spread} \| {spread} \| {verdict} \| {verdict} \|$", report,
+                        flags=re.M)
         assert row, f"no {modality} row with three encoders and two margins in:\n{report}"
     assert "over 2 probe seeds" in report
     assert re.search(r"^\| predictor_l1 \| A->V \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|$", report, flags=re.M)

@@ -118,15 +118,17 @@ def summary_rows(results: dict[str, list[dict]]) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mjepa transfer", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="mjepa transfer", description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--model", default="mjepa-tiny", help="shipped model name, model folder or checkpoint "
                         "(default mjepa-tiny)")
     parser.add_argument("--data", default="data/instruments", help="GM-Instruments folder, rendered there on first "
                         "use (default data/instruments)")
     parser.add_argument("--soundfont", default=DEFAULT_SOUNDFONT, help=f"SoundFont to render (default {DEFAULT_SOUNDFONT})")
-    parser.add_argument("--out", default="runs/transfer", help="folder for transfer.json and transfer.md")
+    parser.add_argument("--out", default="runs/transfer", help="folder for transfer.json and transfer.md "
+                        "(default runs/transfer)")
     parser.add_argument("--layer", type=int, default=-1, help="encoder block whose output is pooled (default -1)")
-    parser.add_argument("--probe-seeds", type=int, default=5)
+    parser.add_argument("--probe-seeds", type=int, default=5, help="linear probes trained per feature set, to "
+                        "measure the spread (default 5)")
     parser.add_argument("--init-seed", type=int, default=None,
                         help="seed of the random-init encoder (default: the model's run seed + 1)")
     return parser
