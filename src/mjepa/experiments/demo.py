@@ -166,8 +166,8 @@ def comparison_lines(results: list[EncoderResult], probe_seeds: int) -> list[str
             cells.append(f"{100 * (spread.mean - random_spread.mean):+.1f} ({verdict})")
         lines.append(f"| {modality} | " + " | ".join(cells) + " |")
     lines += ["", f"Mean ± standard deviation over {probe_seeds} probe seeds. \"beats random\": ahead by more than "
-              "the larger standard deviation, with every probe seed above random init's best; \"behind random\": the same the "
-              "other way round."]
+              "the larger standard deviation, with every probe seed above random init's best; \"behind random\": the "
+              "same the other way round."]
     return lines
 
 

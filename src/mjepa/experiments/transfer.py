@@ -1,5 +1,7 @@
-"""``mjepa transfer``: a frozen model's pooled audio embeddings on a labelled set of real recorded audio, against a
-random-init encoder of the same size and a no-network baseline, each read by the same linear probe.
+"""``mjepa transfer``: how a frozen model's audio embeddings transfer to real recorded audio, against two baselines.
+
+A labelled set of real recorded audio is read by the model, by a random-init encoder of the same size and by a
+no-network baseline; each set of pooled features is scored with the same linear probe.
 
 Features per clip:
     ``model``        the model's audio embedding (``encode_audio(...).mean``: tokens averaged over the valid ones)
@@ -118,7 +120,7 @@ def summary_rows(results: dict[str, list[dict]]) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mjepa transfer", description=__doc__.split("\n\n")[0].replace("\n", " "))
+    parser = argparse.ArgumentParser(prog="mjepa transfer", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mjepa-tiny", help="shipped model name, model folder or checkpoint "
                         "(default mjepa-tiny)")
     parser.add_argument("--data", default="data/instruments", help="GM-Instruments folder, rendered there on first "
