@@ -1,3 +1,4 @@
+import json
 import re
 
 import pytest
@@ -53,9 +54,12 @@ def shipped_stand_in(tmp_path):
 def test_demo_end_to_end_with_a_tiny_budget(tmp_path, capsys, shipped_stand_in):
     out = tmp_path / "demo"
     args = ["demo", "--steps", "2", "--out", str(out), "--atari-dir", str(tmp_path / "atari"), "--games",
-            "pong,breakout", "--clips-per-game", "4", "--probe-epochs", "1", "--probe-seeds", "2",
-            "--shipped", str(shipped_stand_in)]
+            "pong,breakout", "--clips-per-game", "4", "--test-clips-per-game", "2", "--probe-epochs", "1",
+            "--probe-seeds", "2", "--shipped", str(shipped_stand_in)]
     assert main(args) == 0
+    # The probes are scored on the larger test split; the pretraining reused that folder rather than regenerating it.
+    info = json.loads((tmp_path / "atari" / "info.json").read_text())
+    assert info["settings"]["test_clips_per_game"] == 2 and info["counts"]["test"]["clips"] == 4
     report = (out / "report.md").read_text()
     spread = r"[0-9.]+ ± [0-9.]+"
     for modality in ("audio", "video", "av"):

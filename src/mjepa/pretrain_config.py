@@ -28,6 +28,7 @@ class DataConfig:
     atari_games: tuple[str, ...] = ("pong", "breakout", "space_invaders", "seaquest", "ms_pacman", "enduro",
                                     "asteroids", "frogger")
     atari_clips_per_game: int = 40
+    atari_test_clips_per_game: int | None = None  # None: the generator's 15 % rule; training reads only train clips
     num_frames: int = 8
     frames_per_second: float = 4.0
     image_size: int = 64
@@ -58,8 +59,9 @@ class DataConfig:
         if self.mixture_weights and self.class_balanced:
             raise ValueError("data.mixture_weights and data.class_balanced both set the sampling weights; "
                              "choose one")
-        for name in ("num_frames", "image_size", "audio_frames", "mel_bins", "atari_clips_per_game"):
-            if getattr(self, name) < 1:
+        for name in ("num_frames", "image_size", "audio_frames", "mel_bins", "atari_clips_per_game",
+                     "atari_test_clips_per_game"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")

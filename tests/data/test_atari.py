@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import av
 import numpy as np
@@ -22,7 +23,7 @@ from mjepa.data.manifest import read_manifest  # noqa: E402
 TINY = dict(games=("pong", "space_invaders"), clips_per_game=3, clip_seconds=2.0, fps=15, size=32, seed=0)
 
 
-def _generate(out_dir, messages=None, seed=TINY["seed"], workers=1):
+def _generate(out_dir, messages=None, seed=TINY["seed"], workers=1, test_clips_per_game=None):
     return generate_atari_av(
         out_dir,
         games=TINY["games"],
@@ -34,6 +35,7 @@ def _generate(out_dir, messages=None, seed=TINY["seed"], workers=1):
         policy="random",
         progress=None if messages is None else messages.append,
         workers=workers,
+        test_clips_per_game=test_clips_per_game,
     )
 
 
@@ -131,6 +133,21 @@ def test_info_records_settings_and_counts(dataset):
     assert info["versions"]["ale_py"]
 
 
+def test_a_larger_test_split_extends_test_and_leaves_train_and_val_alone(dataset, tmp_path):
+    larger = _generate(tmp_path / "larger", test_clips_per_game=3)
+    for split in ("train", "val"):
+        assert (larger / f"{split}.jsonl").read_bytes() == (dataset / f"{split}.jsonl").read_bytes()
+    base_test = read_manifest(atari_av_manifest_path(dataset, "test"))
+    larger_test = read_manifest(atari_av_manifest_path(larger, "test"))
+    assert len(larger_test) == 3 * len(TINY["games"])
+    # Each game's test segment is played the same way, only longer: its first clip is the shorter split's clip.
+    first_clips = {Path(e.path).name: e.labels for e in larger_test if e.path.endswith("-0000.mp4")}
+    assert first_clips == {Path(e.path).name: e.labels for e in base_test}
+    info = json.loads((larger / "info.json").read_text())
+    assert info["settings"]["test_clips_per_game"] == 3 and info["counts"]["test"]["clips"] == 6
+    assert "test_clips_per_game" not in json.loads((dataset / "info.json").read_text())["settings"]
+
+
 def test_second_call_reuses_the_cache(tmp_path):
     messages = []
     out_dir = _generate(tmp_path / "cached", messages)
@@ -180,6 +197,8 @@ def test_bad_arguments_name_the_value_and_the_choices(tmp_path):
         generate_atari_av(tmp_path / "x", policy="greedy", progress=None)
     with pytest.raises(ValueError, match="clips_per_game"):
         generate_atari_av(tmp_path / "x", clips_per_game=2, progress=None)
+    with pytest.raises(ValueError, match="test_clips_per_game must be an integer >= 1 or None, got 0"):
+        generate_atari_av(tmp_path / "x", test_clips_per_game=0, progress=None)
     with pytest.raises(ValueError, match="unknown AtariAV split 'dev'"):
         atari_av_manifest_path(tmp_path, "dev")
     assert not (tmp_path / "x").exists()

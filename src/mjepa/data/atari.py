@@ -26,6 +26,10 @@ Play:
     the one before, because several games draw objects on alternate frames only (flicker).
 
 Splits (per game): ``round(0.15 * clips_per_game)`` clips (at least 1) each for val and test, the rest train.
+``test_clips_per_game`` sets the test split's size on its own (the train and val splits keep the rule above): a
+larger test split makes the rare event tags' average precision, and so a probe's mAP, less dependent on a handful of
+clips. Because each split is its own play segment, a longer test segment starts with the same clips as a shorter one
+and leaves the train and val clips unchanged.
 
 Label scheme (``labels.json`` holds the vocabulary, in this order):
     ``game:<rom id>``      the game, e.g. ``game:pong`` (exactly one per clip);
@@ -150,6 +154,7 @@ def generate_atari_av(
     policy: str = "random",
     progress: Callable[[str], None] | None = print,
     workers: int = 1,
+    test_clips_per_game: int | None = None,
 ) -> Path:
     """Generate (or reuse) the AtariAV dataset in ``out_dir`` and return ``out_dir``.
 
@@ -159,7 +164,7 @@ def generate_atari_av(
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
-    settings = _settings_record(games, clips_per_game, clip_seconds, fps, size, seed, policy)
+    settings = _settings_record(games, clips_per_game, clip_seconds, fps, size, seed, policy, test_clips_per_game)
     out_dir = Path(out_dir)
     report = progress if progress is not None else (lambda message: None)
 
@@ -203,6 +208,7 @@ def _settings_record(
     size: int,
     seed: int,
     policy: str,
+    test_clips_per_game: int | None = None,
 ) -> dict:
     if isinstance(games, str):
         raise TypeError(f"games must be a sequence of game names, got the string {games!r}")
@@ -227,7 +233,11 @@ def _settings_record(
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
-    return {
+    if test_clips_per_game is not None and (
+            isinstance(test_clips_per_game, bool) or not isinstance(test_clips_per_game, int)
+            or test_clips_per_game < 1):
+        raise ValueError(f"test_clips_per_game must be an integer >= 1 or None, got {test_clips_per_game!r}")
+    record = {
         "generator": GENERATOR_NAME,
         "generator_version": GENERATOR_VERSION,
         "games": games,
@@ -239,6 +249,10 @@ def _settings_record(
         "policy": policy,
         "audio_sample_rate": AUDIO_SAMPLE_RATE,
     }
+    # Recorded only when set, so folders generated with the default split rule stay valid caches.
+    if test_clips_per_game is not None:
+        record["test_clips_per_game"] = test_clips_per_game
+    return record
 
 
 def _read_info(folder: Path) -> dict | None:
@@ -308,9 +322,12 @@ def _check_games(games: list[str]) -> None:
             raise ValueError(f"unknown Atari game {game!r}; expected one of {', '.join(valid)}")
 
 
-def _split_sizes(clips_per_game: int) -> dict[str, int]:
+def _split_sizes(clips_per_game: int, test_clips_per_game: int | None = None) -> dict[str, int]:
     val = max(1, round(VAL_FRACTION * clips_per_game))
-    test = max(1, round(TEST_FRACTION * clips_per_game))
+    default_test = max(1, round(TEST_FRACTION * clips_per_game))
+    test = default_test if test_clips_per_game is None else test_clips_per_game
+    # The training split is what remains under the default rule, whatever size the test split is given.
+    return {"train": clips_per_game - val - default_test, "val": val, "test": test}
     return {"train": clips_per_game - val - test, "val": val, "test": test}
 
 
@@ -324,7 +341,7 @@ def _generate_game(folder: Path, settings: dict, game: str) -> tuple[dict[str, l
     it took."""
     started = time.perf_counter()
     ale_py = import_ale_py()
-    split_sizes = _split_sizes(settings["clips_per_game"])
+    split_sizes = _split_sizes(settings["clips_per_game"], settings.get("test_clips_per_game"))
     codec = video_codec()
     # One reformatter per game: it keeps its scaling context, which a fresh frame.reformat() rebuilds.
     reformatter = VideoReformatter()
@@ -357,8 +374,8 @@ def _generate_into(folder: Path, settings: dict, report: Callable[[str], None], 
 
     def finished(game: str, result: tuple[dict[str, list[ManifestEntry]], float]) -> None:
         per_game[game] = result[0]
-        report(f"AtariAV: [{len(per_game)}/{len(games)}] {game}: {settings['clips_per_game']} clips "
-               f"in {result[1]:.1f} s")
+        clips = sum(len(split_entries) for split_entries in result[0].values())
+        report(f"AtariAV: [{len(per_game)}/{len(games)}] {game}: {clips} clips in {result[1]:.1f} s")
 
     if workers == 1 or len(games) == 1:
         for game in games:

@@ -25,7 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--games", default=",".join(DEFAULT_GAMES),
                         help="comma-separated ROM ids, or 'all' for every game the installed ale-py can play "
                         "(default: the 8 demo games)")
-    parser.add_argument("--clips-per-game", type=int, default=40)
+    parser.add_argument("--clips-per-game", type=int, default=40,
+                        help="clips per game; 15 %% each go to val and test, the rest to train (default 40)")
+    parser.add_argument("--test-clips-per-game", type=int, default=None,
+                        help="test clips per game instead of 15 %% of --clips-per-game; train and val are unchanged "
+                        "(default: the 15 %% rule)")
     parser.add_argument("--clip-seconds", type=float, default=4.0)
     parser.add_argument("--fps", type=int, default=15)
     parser.add_argument("--size", type=int, default=64, help="frame width and height in pixels")
@@ -43,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = generate_atari_av(
             args.out, games=tuple(games), clips_per_game=args.clips_per_game, clip_seconds=args.clip_seconds,
             fps=args.fps, size=args.size, seed=args.seed, policy=args.policy, workers=args.workers,
+            test_clips_per_game=args.test_clips_per_game,
         )
     except (ValueError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)

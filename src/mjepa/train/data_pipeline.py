@@ -41,7 +41,8 @@ def _atari_manifest(data: DataConfig, ctx: DistributedContext) -> tuple[list[Man
     from mjepa.data.atari import atari_av_manifest_path, generate_atari_av, read_atari_av_labels
 
     if ctx.is_main:  # one rank generates, the others wait and read
-        generate_atari_av(data.atari_dir, games=data.atari_games, clips_per_game=data.atari_clips_per_game)
+        generate_atari_av(data.atari_dir, games=data.atari_games, clips_per_game=data.atari_clips_per_game,
+                          test_clips_per_game=data.atari_test_clips_per_game)
     barrier()
     return read_manifest(atari_av_manifest_path(data.atari_dir, "train")), read_atari_av_labels(data.atari_dir)
 

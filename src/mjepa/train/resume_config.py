@@ -18,7 +18,7 @@ CHANGEABLE_ON_RESUME = frozenset({
     "run.out_dir", "run.checkpoint_every", "run.keep_checkpoints", "run.log_every", "run.tensorboard",
     "run.device", "run.distributed", "run.compile", "run.activation_checkpointing", "run.nan_policy",
     "run.max_skipped_steps", "run.collapse_std_threshold", "run.collapse_rank_fraction", "run.init_from",
-    "run.allow_resume_changes", "data.num_workers", "data.atari_dir",
+    "run.allow_resume_changes", "data.num_workers", "data.atari_dir", "data.atari_test_clips_per_game",
 })
 
 
