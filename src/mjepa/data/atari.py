@@ -328,7 +328,6 @@ def _split_sizes(clips_per_game: int, test_clips_per_game: int | None = None) ->
     test = default_test if test_clips_per_game is None else test_clips_per_game
     # The training split is what remains under the default rule, whatever size the test split is given.
     return {"train": clips_per_game - val - default_test, "val": val, "test": test}
-    return {"train": clips_per_game - val - test, "val": val, "test": test}
 
 
 def _segment_seed_sequence(seed: int, game: str, split: str) -> np.random.SeedSequence:

@@ -36,8 +36,8 @@ from mjepa.train.loop import pretrain
 from mjepa.train.plot import plot_run
 
 # Share of the time budget given to pretraining; generation, the probes of three encoders over several probe seeds
-# and retrieval (about 14 minutes on a 2-core CPU, docs/performance.md) take the rest, and more where they need it. The calibration's per-step
-# time includes start-up, so pretraining usually takes less than its share.
+# and retrieval (about 14 minutes on a 2-core CPU, docs/performance.md) take the rest, and more where they need it.
+# The calibration's per-step time includes start-up, so pretraining usually takes less than its share.
 PRETRAIN_SHARE = 0.3
 SHIPPED, TRAINED, RANDOM = "shipped", "trained", "random-init"
 # Test clips per game. The generator's default (15 % of 40 = 6 per game, 48 in all) leaves the rare event tags with
@@ -69,8 +69,8 @@ class DemoPlan:
             raise ValueError(f"--probe-seeds must be >= 1, got {args.probe_seeds}")
         shipped = default_shipped() if args.shipped is None else (args.shipped or None)
         return cls(Path(args.out), args.atari_dir, tuple(g for g in args.games.split(",") if g), args.clips_per_game,
-                   args.test_clips_per_game, args.minutes, args.steps, args.probe_epochs, args.probe_seeds, args.seed, tuple(args.overrides),
-                   shipped)
+                   args.test_clips_per_game, args.minutes, args.steps, args.probe_epochs, args.probe_seeds, args.seed,
+                   tuple(args.overrides), shipped)
 
 
 def default_shipped() -> str | None:
@@ -96,7 +96,8 @@ def demo_overrides(plan: DemoPlan, steps: int) -> list[str]:
     cooldown = max(0, steps // 4)
     return [f"run.out_dir={plan.out / 'pretrain'}", f"data.atari_dir={plan.atari_dir}",
             f"data.atari_games=[{','.join(plan.games)}]", f"data.atari_clips_per_game={plan.clips_per_game}",
-            f"data.atari_test_clips_per_game={plan.test_clips_per_game}", f"run.steps={steps}", f"optim.warmup_steps={warmup}", f"optim.cooldown_steps={cooldown}",
+            f"data.atari_test_clips_per_game={plan.test_clips_per_game}", f"run.steps={steps}",
+            f"optim.warmup_steps={warmup}", f"optim.cooldown_steps={cooldown}",
             f"run.checkpoint_every={max(1, steps // 4)}", f"run.seed={plan.seed}", *plan.overrides]
 
 
@@ -199,8 +200,8 @@ def report(out: Path, results: list[EncoderResult], retrieval_record: dict, sett
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mjepa demo", description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=15.0,
-                        help=f"time budget; pretraining gets {100 * PRETRAIN_SHARE:.0f} %% of it and the probes take what "
-                        "they need, about 13 min on 2 cores (default 15)")
+                        help=f"time budget; pretraining gets {100 * PRETRAIN_SHARE:.0f} %% of it and the probes take "
+                        "what they need, about 13 min on 2 cores (default 15)")
     parser.add_argument("--steps", type=int, default=None, help="pretraining steps (default: fit --minutes)")
     parser.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     parser.add_argument("--atari-dir", default="data/atari", help="AtariAV cache folder (default data/atari)")
@@ -247,8 +248,8 @@ def run(args: argparse.Namespace) -> int:
     timings["total"] = time.perf_counter() - started
     settings = {"steps": steps, "batch_size": config.run.batch_size, "games": list(plan.games),
                 "clips_per_game": plan.clips_per_game, "test_clips_per_game": plan.test_clips_per_game,
-                "probe_epochs": plan.probe_epochs,
-                "probe_seeds": plan.probe_seeds, "shipped": plan.shipped, "overrides": list(plan.overrides)}
+                "probe_epochs": plan.probe_epochs, "probe_seeds": plan.probe_seeds, "shipped": plan.shipped,
+                "overrides": list(plan.overrides)}
     path = report(out, results, retrieval_record, settings, {k: round(v, 1) for k, v in timings.items()},
                   plan.probe_seeds)
     print(f"demo: report in {path} ({timings['total'] / 60:.1f} min)", flush=True)
