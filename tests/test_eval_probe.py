@@ -153,15 +153,15 @@ def test_class_balanced_probe_sampling_draws_rare_classes_as_often_as_common_one
     assert 0.4 < rare_share < 0.6  # about half the draws, against 10 % without balancing
 
 
-@pytest.mark.parametrize("protocol", ["attentive", "linear"])
-def test_stacked_forward_computes_each_heads_own_logits_with_padding(protocol):
+@pytest.mark.parametrize("protocol,variant", [("attentive", "mjepa"), ("attentive", "vjepa2"), ("linear", "mjepa")])
+def test_stacked_forward_computes_each_heads_own_logits_with_padding(protocol, variant):
     from torch.func import stack_module_state
 
     from mjepa.eval.probe import build_probe
     from mjepa.eval.stacked_probe import attentive_logits, linear_logits
 
     torch.manual_seed(3)
-    settings = ProbeSettings(protocol=protocol, num_heads=4)
+    settings = ProbeSettings(protocol=protocol, num_heads=4, variant=variant)
     probes = [build_probe(settings, 32, 6) for _ in range(3)]
     for probe in probes:  # away from the shared initial values, so each head really differs
         for param in probe.parameters():
@@ -185,3 +185,46 @@ def test_heads_per_pass_auto_is_one_on_a_cpu_and_checked():
     assert resolve_heads_per_pass(ProbeSettings(heads_per_pass=50), torch.device("cpu"), 512, 1024) == 20
     with pytest.raises(ValueError, match="heads_per_pass"):
         ProbeSettings(heads_per_pass=0)
+
+
+def test_vjepa2_probe_is_v_jepa_2s_classifier_with_its_training():
+    import math
+
+    from mjepa.eval.probe import AttentiveProbe, vjepa2_probe_settings
+
+    settings = vjepa2_probe_settings()
+    assert (settings.batch_size, settings.warmup_epochs, settings.epochs, len(settings.grid())) == (256, 0, 20, 20)
+    torch.manual_seed(0)
+    probe = AttentiveProbe(64, 5, num_heads=4, self_attention_blocks=3, variant="vjepa2")
+    names = {name for name, _ in probe.named_parameters()}
+    assert not any(n.startswith(("cross.norm_query", "norm.")) for n in names)  # no query norm, no norm before head
+    assert "cross.norm_tokens.weight" in names and "cross.norm_mlp.weight" in names
+    assert probe.head.bias.abs().sum() == 0 and probe.cross.attn.in_proj_bias.abs().sum() == 0
+    assert abs(float(probe.head.weight.std()) - 0.02) < 0.004  # truncated normal, sigma 0.02
+    # Output projections of block k divided by sqrt(2k); the cross block's MLP like the last block's.
+    fc1_std = float(probe.blocks[2].mlp.fc1.weight.std())
+    assert abs(float(probe.blocks[2].mlp.fc2.weight.std()) * math.sqrt(6) - fc1_std) < 0.003
+    assert abs(float(probe.cross.mlp.fc2.weight.std()) * math.sqrt(6) - fc1_std) < 0.003
+    mjepa_probe = AttentiveProbe(64, 5, num_heads=4, variant="mjepa")
+    assert isinstance(mjepa_probe.norm, torch.nn.LayerNorm)
+    with pytest.raises(ValueError, match="probe variant"):
+        ProbeSettings(variant="dino")
+
+
+def test_vjepa2_probe_learns_without_warm_up():
+    from mjepa.eval.probe import vjepa2_probe_settings
+
+    gen = torch.Generator().manual_seed(2)
+
+    def split(rows):  # the class moves one channel of every token (a layer norm would erase a uniform shift)
+        labels = torch.randint(0, 2, (rows,), generator=gen)
+        tokens = torch.randn(rows, 4, 16, generator=gen)
+        tokens[:, :, 0] += 2.0 * (2 * labels.view(-1, 1).float() - 1)
+        return tokens, labels
+
+    (train_tokens, train_labels), (test_tokens, test_labels) = split(64), split(128)
+    settings = vjepa2_probe_settings(learning_rates=(3e-3,), weight_decays=(0.01,), epochs=10, batch_size=16,
+                                     num_heads=2)
+    probe = train_probe_grid(settings, train_tokens, None, _one_hot(train_labels, 2), multi_label=False)[0]
+    accuracy = (predict(probe, test_tokens, None, multi_label=False).argmax(1) == test_labels).float().mean()
+    assert accuracy > 0.95

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mjepa.config import BlockMaskConfig, MaskConfig
-from mjepa.masks import MaskSampler, block_size, fixed_lengths, mask_generator, sample_block_mask
+from mjepa.masks import MaskSampler, block_size, fixed_lengths, mask_generator, sample_block_mask, sample_blocks
 
 AUDIO_GRID = (64, 8)  # 1024 frames x 128 mel bins at 16x16 patches
 VIDEO_GRID = (8, 14, 14)  # 16 frames at 224 px, 2x16x16 tubelets (vitl16-as2m)
@@ -98,12 +98,45 @@ def test_video_blocks_span_all_time():
     assert torch.equal(mask, mask[:1].expand_as(mask))
 
 
-@pytest.mark.parametrize("scale,plane", [(0.15, (14, 14)), (0.70, (14, 14)), (0.15, (64, 8)), (0.70, (64, 8))])
-def test_single_block_area_matches_scale(scale, plane):
+@pytest.mark.parametrize("scale,plane", [(0.15, (14, 14)), (0.70, (14, 14)), (0.15, (64, 8))])
+def test_single_block_area_matches_scale_where_no_side_is_clamped(scale, plane):
     cfg = BlockMaskConfig(1, scale, (0.75, 1.5) if plane[0] == plane[1] else (0.75, 3.0))
     draws = torch.rand(400, generator=torch.Generator().manual_seed(1)).tolist()
     fractions = [math.prod(block_size(cfg, plane, u)) / math.prod(plane) for u in draws]
     assert abs(sum(fractions) / len(fractions) - scale) < 0.03
+
+
+def test_block_sides_are_clamped_to_the_plane_not_stretched_to_keep_the_area():
+    cfg = BlockMaskConfig(1, 0.70, (0.75, 3.0))
+    # At the longest ratio the block would be 1.45 of the time axis: clamped to 64, its frequency extent stays
+    # sqrt(0.7 / 3) of 8 rows instead of growing to keep 70 % of the area.
+    assert block_size(cfg, (64, 8), 0.999999) == (64, 4)
+    assert block_size(cfg, (64, 8), 0.0) == (46, 8)
+
+
+def _block_widths(cfg: BlockMaskConfig, plane: tuple[int, int], draws: int) -> list[int]:
+    gen = mask_generator(5, 0, 0)
+    return [w for _ in range(draws) for _, _, _, w in sample_blocks(cfg, plane, gen)]
+
+
+def test_audio_blocks_span_the_frequency_rows_their_scale_implies():
+    """Over 1,000 draws on the 64 x 8 audio grid: a short-range block spans 2-4 of the 8 frequency rows, a
+    long-range one 4-8, all those heights occur, and the full 8 rows are the exception, not the rule."""
+    short, long = MaskConfig().audio
+    short_widths, long_widths = _block_widths(short, (64, 8), 1000), _block_widths(long, (64, 8), 1000)
+    assert set(short_widths) == {2, 3, 4}
+    assert set(long_widths) == {4, 5, 6, 7, 8}
+    assert long_widths.count(8) / len(long_widths) < 0.1
+
+
+def test_long_range_audio_targets_mask_frequency_as_well_as_time():
+    _, long = MaskConfig().audio
+    gen = mask_generator(6, 0, 0)
+    pure_time = 0
+    for _ in range(1000):
+        plane = sample_block_mask(long, (1, 64, 8), gen).view(64, 8)
+        pure_time += bool(plane[plane.any(dim=1)].all())
+    assert pure_time / 1000 < 0.1  # every draw was a pure time mask when block sides were sized in tokens
 
 
 @pytest.mark.parametrize("num_blocks,scale", [(8, 0.15), (2, 0.70)])
@@ -118,7 +151,8 @@ def test_masked_fraction_of_multiblock_within_expected_range(num_blocks, scale):
 
 
 def test_mask_that_leaves_no_context_is_a_clear_error():
-    cfg = MaskConfig(video=(BlockMaskConfig(1, 1.0),), audio=(BlockMaskConfig(1, 1.0),))
+    whole_plane = BlockMaskConfig(1, 1.0, (1.0, 1.0))
+    cfg = MaskConfig(video=(whole_plane,), audio=(whole_plane,))
     with pytest.raises(ValueError, match="min_context"):
         MaskSampler(cfg, None, (2, 4, 4), modes=("V",))
 
@@ -131,3 +165,13 @@ def test_mode_without_its_grid_is_an_error():
 def test_length_quantile_out_of_range_is_refused():
     with pytest.raises(ValueError, match="length_quantile"):
         MaskConfig(length_quantile=0.5)
+
+
+def test_token_sized_blocks_remain_for_ablation_and_keep_their_area():
+    _, long = MaskConfig().audio
+    tokens = BlockMaskConfig(long.num_blocks, long.spatial_scale, long.aspect_ratio, sides="tokens")
+    widths = _block_widths(tokens, (64, 8), 200)
+    assert set(widths) == {8}  # the earlier sizing: every long-range audio block spans all frequencies
+    assert block_size(tokens, (64, 8), 0.5) == (45, 8)  # 70 % of 512 tokens kept by growing the time side
+    with pytest.raises(ValueError, match="mask.sides"):
+        BlockMaskConfig(2, 0.7, sides="pixels")

@@ -12,7 +12,7 @@ def _encoder(**changes):
 
 
 def test_audio_positions_follow_patch_order_on_non_square_grid():
-    enc = _encoder()
+    enc = _encoder(time_unit_seconds=None)  # the token-index clock: time coordinates are the grid's indices
     layout = enc.layout("A", (1, 64 * 16, 8 * 16), None)  # 1024 frames x 128 bins -> 64 x 8 patches
     assert layout.coords.shape == (512, 3) and layout.num_audio == 512
     for i in (0, 1, 7, 8, 9, 200, 511):
@@ -21,7 +21,7 @@ def test_audio_positions_follow_patch_order_on_non_square_grid():
 
 
 def test_audio_patch_order_matches_the_spectrogram():
-    enc = _encoder()
+    enc = _encoder(time_unit_seconds=None)
     spec = torch.zeros(1, 64, 32)
     spec[0, 16:32, 16:32] = 1.0  # exactly patch (time=1, freq=1) of a 4 x 2 grid
     tokens = enc.audio_embed(spec) - enc.audio_embed(torch.zeros_like(spec))
@@ -31,7 +31,7 @@ def test_audio_patch_order_matches_the_spectrogram():
 
 
 def test_video_positions_follow_tubelet_order():
-    enc = _encoder()
+    enc = _encoder(time_unit_seconds=None)
     layout = enc.layout("V", None, (1, 3, 8, 48, 64))  # grid 4 x 3 x 4
     assert layout.coords.shape == (48, 3)
     for i in (0, 1, 4, 12, 47):

@@ -62,9 +62,12 @@ class EncoderConfig:
     video_channels: int = 3
     position_embedding: Literal["rope", "sincos"] = "rope"
     rope_base: float = 10000.0
-    # None: time coordinate = token index. A number: time coordinate = token centre time in seconds divided by it,
-    # so audio and video tokens of the same instant share a time position.
-    time_unit_seconds: float | None = None
+    # Time coordinate of a token: its centre time in seconds divided by this unit, so audio and video tokens of the
+    # same instant share a time position (the video window placed inside the audio window by each sample's
+    # video_offset). The default is one audio patch (16 frames of 10 ms): audio positions step by 1 as with token
+    # indices, video tubelets (0.5 s at 4 fps) by 3.125. None: time coordinate = token index in each modality, two
+    # clocks on one axis (configs saved before seconds were the default).
+    time_unit_seconds: float | None = 0.16
     audio_frame_shift_seconds: float = 0.01
     video_fps: float = 4.0
     # Keys saved configs may still hold, dropped on reading (typed_config.without_retired_keys), and the setting
@@ -114,9 +117,14 @@ class BlockMaskConfig:
     num_blocks: int
     spatial_scale: float
     aspect_ratio: tuple[float, float] = (0.75, 1.5)
+    # How a block's sides are sized (mjepa.masks.block_size): "plane", in units of the plane's sides, each clamped
+    # to the plane; "tokens", the earlier sizing in tokens, the other side grown to keep the area where one is
+    # clamped (every long-range audio block then spans all frequencies). Kept for ablation.
+    sides: Literal["plane", "tokens"] = "plane"
 
     def __post_init__(self) -> None:
         _check_positive("mask.num_blocks", self.num_blocks)
+        _check_choice("mask.sides", self.sides, ("plane", "tokens"))
         if not 0 < self.spatial_scale <= 1:
             raise ValueError(f"mask.spatial_scale must be in (0, 1], got {self.spatial_scale}")
         lo, hi = self.aspect_ratio
@@ -165,15 +173,22 @@ class ObjectiveConfig:
     shared_encoder: bool = True  # False: one encoder per modality (the "separate unimodal encoders" row)
     cross_modal: Literal["none", "av", "all"] = "all"  # "av": only A->V and V->A
     joint_av: bool = True  # the AV mode ([video ; audio]) and every term that involves it
-    target_last_k_layers: int = 1  # targets = mean of the last k encoder layers, each layer-normalised
+    # Encoder blocks whose outputs are the intra-modal targets (0-based, negative counts from the end), one target
+    # level each, predicted by its own predictor output and logged as its own term (docs/method.md). (-1,): the
+    # last layer only.
+    target_layers: tuple[int, ...] = (-1,)
     term_weights: tuple[tuple[str, float], ...] = ()  # e.g. (("intra_A", 2.0),); unnamed terms weigh 1
     cross_modal_hidden_ratio: float = 1.0  # hidden width of the 3-layer cross-modal MLPs, relative to encoder width
+    # Keys saved configs may still hold, dropped on reading, and the setting that replaced each: the mean of the
+    # last k layers as one target is not the published construction (several levels, each its own target).
+    RETIRED_KEYS: ClassVar[dict[str, str]] = {"target_last_k_layers": "objective.target_layers"}
 
     def __post_init__(self) -> None:
         _check_choice("objective.cross_modal", self.cross_modal, CROSS_MODAL_CHOICES)
         if not self.shared_encoder and self.joint_av:
             raise ValueError("objective.joint_av=True needs objective.shared_encoder=True: the AV mode runs one encoder")
-        _check_positive("objective.target_last_k_layers", self.target_last_k_layers)
+        if not self.target_layers:
+            raise ValueError("objective.target_layers must name at least one encoder block, e.g. [-1]")
         _check_positive("objective.cross_modal_hidden_ratio", self.cross_modal_hidden_ratio)
         for name, weight in self.term_weights:
             _check_choice("objective.term_weights key", name, ALL_TERMS)
@@ -182,6 +197,20 @@ class ObjectiveConfig:
 
     def weight(self, term: str) -> float:
         return dict(self.term_weights).get(term, 1.0)
+
+    def target_blocks(self, depth: int) -> tuple[int, ...]:
+        """``target_layers`` as 0-based block indices of an encoder ``depth`` blocks deep, in ascending order (the
+        order of the target levels and of the predictor's output heads)."""
+        blocks = []
+        for layer in self.target_layers:
+            if not -depth <= layer < depth:
+                raise ValueError(f"objective.target_layers holds {layer}, outside an encoder of {depth} blocks "
+                                 f"(expected -{depth} .. {depth - 1})")
+            blocks.append(layer % depth)
+        if len(set(blocks)) != len(blocks):
+            raise ValueError(f"objective.target_layers={list(self.target_layers)} names a block twice "
+                             f"(as blocks {blocks} of {depth})")
+        return tuple(sorted(blocks))
 
 
 @dataclass(frozen=True)

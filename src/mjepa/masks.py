@@ -1,11 +1,13 @@
 """Mask generators: (context, target) index tensors for the A, V and AV token sequences.
 
 A mask configuration places ``num_blocks`` rectangles, each covering ``spatial_scale`` of a 2D plane, with aspect
-ratio (height/width) drawn log-uniformly from ``aspect_ratio``; their union is the *target* (tokens to predict)
-and the rest is the *context* (tokens the context encoder sees).
+ratio (height/width, in units of the plane's sides) drawn log-uniformly from ``aspect_ratio`` and each side clamped
+to the plane (:func:`block_size`); their union is the *target* (tokens to predict) and the rest is the *context*
+(tokens the context encoder sees).
 
 - Video: the plane is (height, width) of the tubelet grid and each block spans all time (V-JEPA 2 tubes).
-- Audio: the plane is (time, frequency) of the patch grid (a block's height is its time extent).
+- Audio: the plane is (time, frequency) of the patch grid (a block's height is its time extent, its width its
+  extent over frequency).
 - AV: video and audio are masked by their own generators and the two index sets are joined, audio indices offset
   by the number of video tokens (the AV sequence is ``[video ; audio]``).
 
@@ -68,16 +70,30 @@ def mask_generator(seed: int, step: int, index: int) -> torch.Generator:
 
 
 def block_size(cfg: BlockMaskConfig, plane: tuple[int, int], ratio_draw: float) -> tuple[int, int]:
-    """(height, width) of one block: area ``spatial_scale·H·W``, aspect ratio log-uniform in ``cfg.aspect_ratio``
-    at the uniform draw ``ratio_draw`` in [0, 1), kept inside the plane.
+    """(height, width) of one block on a ``plane`` of (height, width) tokens, at the uniform draw ``ratio_draw``.
 
-    When the aspect ratio asks for more than the plane allows on one side, the other side grows so that the area
-    still matches the configured scale where possible.
+    The block covers ``spatial_scale`` of the plane with aspect ratio ``r`` drawn log-uniformly from
+    ``cfg.aspect_ratio``, both measured in the plane's own units: its sides are ``sqrt(scale * r)`` of the plane's
+    height and ``sqrt(scale / r)`` of its width. Each side is then clamped to the plane, without growing the other
+    to keep the area. On a square grid (video) this is V-JEPA 2's block; on the 64 x 8 audio grid a block's extent
+    over frequency follows its scale and ratio (a long-range block spans 4 to 8 of the 8 rows, a short-range one 2
+    to 4), where sizing the sides in tokens would make every long-range block span all frequencies.
     """
     height, width = plane
-    area = cfg.spatial_scale * height * width
     low, high = math.log(cfg.aspect_ratio[0]), math.log(cfg.aspect_ratio[1])
     ratio = math.exp(low + (high - low) * ratio_draw)
+    if cfg.sides == "tokens":
+        return _token_sized_block(cfg.spatial_scale, ratio, plane)
+    h = int(round(math.sqrt(cfg.spatial_scale * ratio) * height))
+    w = int(round(math.sqrt(cfg.spatial_scale / ratio) * width))
+    return min(max(h, 1), height), min(max(w, 1), width)
+
+
+def _token_sized_block(scale: float, ratio: float, plane: tuple[int, int]) -> tuple[int, int]:
+    """The earlier sizing (``sides="tokens"``, kept for ablation): the ratio in tokens, and a side clamped to the
+    plane grows the other so the block keeps its area."""
+    height, width = plane
+    area = scale * height * width
     h = int(round(math.sqrt(area * ratio)))
     w = int(round(math.sqrt(area / ratio)))
     if h > height:
@@ -93,14 +109,24 @@ def sample_block_mask(
     """Boolean target mask ``(T·H·W,)`` over a time-major grid: union of blocks on the (H, W) plane, all T."""
     t, height, width = grid
     plane = torch.zeros(height, width, dtype=torch.bool)
-    # One draw of (aspect ratio, top, left) per block, read on the host: a few calls instead of three per block.
-    draws = torch.rand(cfg.num_blocks, 3, generator=gen, dtype=torch.float64).tolist()
-    for ratio_draw, top_draw, left_draw in draws:
-        h, w = block_size(cfg, (height, width), ratio_draw)
-        top = min(int(top_draw * (height - h + 1)), height - h)
-        left = min(int(left_draw * (width - w + 1)), width - w)
+    for top, left, h, w in sample_blocks(cfg, (height, width), gen):
         plane[top:top + h, left:left + w] = True
     return plane.reshape(1, -1).expand(t, -1).reshape(-1)
+
+
+def sample_blocks(cfg: BlockMaskConfig, plane: tuple[int, int], gen: torch.Generator
+                  ) -> list[tuple[int, int, int, int]]:
+    """The ``num_blocks`` blocks of one draw on a ``plane`` of (height, width): ``(top, left, height, width)``."""
+    height, width = plane
+    # One draw of (aspect ratio, top, left) per block, read on the host: a few calls instead of three per block.
+    draws = torch.rand(cfg.num_blocks, 3, generator=gen, dtype=torch.float64).tolist()
+    blocks = []
+    for ratio_draw, top_draw, left_draw in draws:
+        h, w = block_size(cfg, plane, ratio_draw)
+        top = min(int(top_draw * (height - h + 1)), height - h)
+        left = min(int(left_draw * (width - w + 1)), width - w)
+        blocks.append((top, left, h, w))
+    return blocks
 
 
 @lru_cache(maxsize=64)

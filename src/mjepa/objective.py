@@ -1,13 +1,15 @@
 """The MJEPA objective: 3 intra-modal latent-prediction terms and 6 cross-modal terms, all L1.
 
 For each active mode m (A, V, AV):
-- the target encoder sees the full input of m; targets are its output tokens, layer-normalised (optionally the
-  mean of its last k layers, each normalised);
+- the target encoder sees the full input of m; the targets are its tokens at each target level (the outputs of the
+  blocks ``objective.target_layers``, after its final norm), each layer-normalised without affine parameters;
 - for each mask configuration, the context encoder sees the context tokens of m, the predictor predicts the target
-  tokens, and ``intra_m`` is the L1 distance, averaged over target tokens, channels and mask configurations.
+  tokens of every level (one output head per level), and the level's term ``intra_m_layerK`` is the L1 distance,
+  averaged over target tokens, channels and mask configurations. ``intra_m`` is the mean over levels, so the
+  objective keeps its 9 terms and their balance whatever the number of levels.
 
 For each active ordered pair (s, t) of distinct modes, the head ``s_to_t`` maps the mean of the context encoder's
-output tokens of s (one per mask configuration) to the mean of the normalised target tokens of t;
+output tokens of s (one per mask configuration) to the mean of the normalised last-layer target tokens of t;
 ``cross_s_to_t`` is their L1 distance averaged over channels and mask configurations.
 
 Samples flagged ``has_audio = False`` are left out of every term that involves audio (modes A and AV).
@@ -15,16 +17,16 @@ Samples flagged ``has_audio = False`` are left out of every term that involves a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from mjepa.data.batch import Batch
 from mjepa.masks import Masks
-from mjepa.models.encoder import check_index, gather_tokens, layer_normalise
+from mjepa.models.encoder import check_index, gather_coords, gather_tokens, layer_normalise
 from mjepa.models.mjepa import MJEPA
 from mjepa.models.crossmodal import head_key
-from mjepa.terms import active_cross_pairs, active_modes, cross_term, mode_uses_audio
+from mjepa.terms import active_cross_pairs, active_modes, cross_term, level_term, mode_uses_audio
 
 
 @dataclass
@@ -32,23 +34,34 @@ class ObjectiveOutput:
     loss: torch.Tensor  # weighted sum of the active terms
     terms: dict[str, torch.Tensor]  # every active term, unweighted, as a scalar tensor
     pooled_targets: dict[str, torch.Tensor]  # (B, E) mean normalised target tokens per mode, for monitoring
+    # With several target levels: each level's intra-modal term (``intra_A_layer18``, ...), logged beside ``terms``
+    # and already inside their ``intra_*`` means. Empty with one level.
+    level_terms: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class Targets:
+    """One mode's targets: normalised tokens ``(B, N, E)`` (float32) per target level, and the normalised last
+    layer, which the cross-modal terms pool."""
+
+    levels: list[torch.Tensor]
+    last: torch.Tensor
 
 
 @torch.no_grad()
-def compute_targets(model: MJEPA, batch: Batch, modes: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    """Normalised target tokens ``(B, N, E)`` (float32) of each mode from the EMA target encoder(s)."""
-    k = model.config.objective.target_last_k_layers
+def compute_targets(model: MJEPA, batch: Batch, modes: tuple[str, ...]) -> dict[str, Targets]:
+    """The targets of each mode from the EMA target encoder(s), on the full input."""
+    blocks = model.target_blocks
     targets = {}
     for mode in modes:
         encoder = model.target_encoder(mode)
-        if k > encoder.depth:
-            raise ValueError(f"objective.target_last_k_layers={k} exceeds the encoder depth {encoder.depth}")
-        if k == 1:
-            out = encoder(mode, batch.audio, batch.video)
-            targets[mode] = layer_normalise(out.tokens)
-        else:
-            out = encoder(mode, batch.audio, batch.video, collect_layers=tuple(range(-k, 0)))
-            targets[mode] = torch.stack([layer_normalise(x) for x in out.layers]).mean(0)
+        last_block = encoder.depth - 1
+        inner = tuple(b for b in blocks if b != last_block)
+        out = encoder(mode, batch.audio, batch.video, collect_layers=inner, video_offset=batch.video_offset)
+        last = layer_normalise(out.tokens)
+        by_block = dict(zip(inner, (layer_normalise(x) for x in out.layers)))
+        by_block[last_block] = last
+        targets[mode] = Targets([by_block[b] for b in blocks], last)
     return targets
 
 
@@ -81,27 +94,35 @@ def mjepa_objective(model: MJEPA, batch: Batch, masks: Masks) -> ObjectiveOutput
     objective = model.config.objective
     modes = active_modes(objective)
     targets = compute_targets(model, batch, modes)
-    _check_masks(masks, modes, batch.batch_size, {m: t.shape[1] for m, t in targets.items()})
+    _check_masks(masks, modes, batch.batch_size, {m: t.last.shape[1] for m, t in targets.items()})
 
     terms: dict[str, torch.Tensor] = {}
+    level_terms: dict[str, torch.Tensor] = {}
     pooled_context: dict[str, list[torch.Tensor]] = {}
     for mode in modes:
         encoder, predictor = model.encoder(mode), model.predictor(mode)
         tokens, layout = encoder.embed(mode, batch.audio, batch.video)  # embedded once, gathered per mask config
-        coords, modality = layout.coords, layout.modality  # cached on the device
+        coords = encoder.token_coords(layout, batch.video_offset)  # shared ones cached on the device
+        modality = layout.modality
         weights = _sample_weights(batch, (mode,), tokens.device)
         per_config, pooled_context[mode] = [], []
         for pair in masks[mode]:
-            ctx_coords = coords[pair.context]
+            ctx_coords = gather_coords(coords, pair.context)
             context = encoder.encode_tokens(gather_tokens(tokens, pair.context), ctx_coords).tokens
-            prediction = predictor(context, ctx_coords, modality[pair.context], coords[pair.target],
-                                   modality[pair.target])
-            target = gather_tokens(targets[mode], pair.target)
-            per_config.append((prediction.float() - target).abs().mean(dim=(1, 2)))
+            predictions = predictor(context, ctx_coords, modality[pair.context], gather_coords(coords, pair.target),
+                                    modality[pair.target])
+            # (levels, B): each level's L1 per sample
+            per_config.append(torch.stack([
+                (prediction.float() - gather_tokens(level, pair.target)).abs().mean(dim=(1, 2))
+                for prediction, level in zip(predictions, targets[mode].levels)
+            ]))
             pooled_context[mode].append(context.mean(dim=1))
-        terms[f"intra_{mode}"] = _weighted_mean(torch.stack(per_config).mean(0), weights)
+        per_level = [_weighted_mean(per_sample, weights) for per_sample in torch.stack(per_config).mean(0)]
+        terms[f"intra_{mode}"] = torch.stack(per_level).mean()
+        if len(per_level) > 1:
+            level_terms.update({level_term(mode, b): v for b, v in zip(model.target_blocks, per_level)})
 
-    pooled_targets = {mode: t.mean(dim=1) for mode, t in targets.items()}
+    pooled_targets = {mode: t.last.mean(dim=1) for mode, t in targets.items()}
     for source, target_mode in active_cross_pairs(objective):
         head = model.cross_heads[head_key(source, target_mode)]
         goal = pooled_targets[target_mode]
@@ -110,4 +131,4 @@ def mjepa_objective(model: MJEPA, batch: Batch, masks: Masks) -> ObjectiveOutput
         terms[cross_term(source, target_mode)] = _weighted_mean(torch.stack(per_config).mean(0), weights)
 
     loss = sum(objective.weight(name) * value for name, value in terms.items())
-    return ObjectiveOutput(loss, terms, pooled_targets)
+    return ObjectiveOutput(loss, terms, pooled_targets, level_terms)

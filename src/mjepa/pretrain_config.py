@@ -89,8 +89,15 @@ class OptimConfig:
     grad_clip: float | None = 10.0  # max gradient norm; null turns clipping off
     ema_start: float = 0.99925
     ema_end: float = 0.99925
+    # The global batch that start_lr, peak_lr and final_lr were set for. None: they are used as given. A number:
+    # they are scaled by run.batch_size / lr_reference_batch (the linear scaling rule), so a recipe taken from a run
+    # at another batch (V-JEPA 2's 3072) keeps its source's numbers and still fits this batch.
+    lr_reference_batch: int | None = None
 
     def __post_init__(self) -> None:
+        if self.lr_reference_batch is not None and self.lr_reference_batch < 1:
+            raise ValueError(f"optim.lr_reference_batch must be a positive batch size or null, got "
+                             f"{self.lr_reference_batch}")
         for name in ("start_lr", "peak_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"optim.{name} must be > 0, got {getattr(self, name)}")
@@ -109,6 +116,12 @@ class OptimConfig:
                 raise ValueError(f"optim.betas[{index}] must be in [0, 1), got {beta}")
         if not self.eps > 0:
             raise ValueError(f"optim.eps must be > 0, got {self.eps}")
+
+    def learning_rates(self, batch_size: int) -> tuple[float, float, float]:
+        """``(start_lr, peak_lr, final_lr)`` for a global batch of ``batch_size``: as given, or scaled from
+        ``lr_reference_batch``."""
+        scale = 1.0 if self.lr_reference_batch is None else batch_size / self.lr_reference_batch
+        return self.start_lr * scale, self.peak_lr * scale, self.final_lr * scale
 
 
 @dataclass(frozen=True)
@@ -161,6 +174,13 @@ class PretrainConfig:
                 f"({self.optim.cooldown_steps}) exceed run.steps ({self.run.steps})"
             )
         enc = self.model.encoder
+        self.model.objective.target_blocks(enc.depth)  # target layers inside the encoder, none twice
+        if enc.video_fps != self.data.frames_per_second:
+            # The encoder places video tokens in time from its own frame rate; the loader samples at the data's.
+            raise ValueError(
+                f"model.encoder.video_fps={enc.video_fps} differs from data.frames_per_second="
+                f"{self.data.frames_per_second}: set both to the rate the frames are sampled at"
+            )
         if self.data.audio_frames % enc.audio_patch_time or self.data.mel_bins % enc.audio_patch_freq:
             raise ValueError(
                 f"data.audio_frames={self.data.audio_frames} x data.mel_bins={self.data.mel_bins} is not divisible "

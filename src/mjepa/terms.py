@@ -26,6 +26,12 @@ def cross_term(source: str, target: str) -> str:
     return f"cross_{source}_to_{target}"
 
 
+def level_term(mode: str, block: int) -> str:
+    """Name of the logged intra-modal term of one target level: ``intra_A_layer6`` for the output of block 6
+    (1-based, as layers are usually counted) of mode A."""
+    return f"intra_{mode}_layer{block + 1}"
+
+
 def active_modes(objective: ObjectiveSwitches) -> tuple[str, ...]:
     return ("A", "V", "AV") if objective.joint_av else ("A", "V")
 

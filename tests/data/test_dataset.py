@@ -99,3 +99,18 @@ def test_entry_table_gives_back_the_entries_in_a_fraction_of_the_memory():
     as_objects = sum(sys.getsizeof(e) + sys.getsizeof(e.__dict__) + sys.getsizeof(e.path) + sys.getsizeof(e.audio_path)
                      for e in entries)
     assert table.nbytes < 0.6 * as_objects  # and none of it is Python objects whose reference counts workers touch
+
+
+def test_training_samples_place_their_video_window_inside_their_audio_window(media):
+    """The 1.92 s of audio a training sample reads is centred on its 1 s video window (moved inside the 5 s clip):
+    the sample's video offset is the window's start on that audio's time axis."""
+    ds = _dataset([ManifestEntry(str(media["mkv"]))])
+    offsets = []
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        sample = ds[0]
+        offsets.append(sample.video_offset)
+        assert -1e-6 <= sample.video_offset <= 1.92 - 1.0 + 1e-6
+    assert len({round(o, 3) for o in offsets}) > 1  # windows near the clip's ends sit off the audio's centre
+    batch = collate_samples([ds[0], ds[0]]).batch
+    assert batch.video_offset.dtype == torch.float32 and batch.video_offset.shape == (2,)

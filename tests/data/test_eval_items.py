@@ -35,3 +35,11 @@ def test_long_audio_as_concatenable_windows(media):
 def test_unreadable_items_are_skipped_with_their_reason(media):
     item = _dataset(media, "garbage", ViewSpec())[0]
     assert isinstance(item, SkippedItem) and item.reason == "unreadable"
+
+
+def test_each_view_carries_where_its_window_starts_on_the_audio_axis(media):
+    item = _dataset(media, "mkv", ViewSpec(clips=2, spatial_views=3))[0]
+    offsets = item.video_offset.tolist()
+    assert len(offsets) == 6
+    assert offsets[:3] == [offsets[0]] * 3 and offsets[3:] == [offsets[3]] * 3  # the crops of a clip share it
+    assert offsets[0] == 0.0 and offsets[3] > offsets[0]  # the audio starts with the file, the second clip later

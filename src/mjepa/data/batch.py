@@ -14,6 +14,9 @@ class Batch:
     audio: torch.Tensor | None
     video: torch.Tensor | None
     has_audio: torch.Tensor | None = None  # (B,) bool; None means every sample has audio
+    # (B,) float32: seconds from the first audio sample to the first video frame of each sample (the video window's
+    # place inside the audio window), which puts both on one time axis; None means 0 for every sample.
+    video_offset: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -24,4 +27,4 @@ class Batch:
 
     def to(self, device: torch.device | str) -> "Batch":
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.audio), move(self.video), move(self.has_audio))
+        return Batch(move(self.audio), move(self.video), move(self.has_audio), move(self.video_offset))

@@ -42,6 +42,7 @@ class Sample:
     labels: torch.Tensor  # (num_classes,) multi-hot float
     has_audio: bool
     position: int | None = None  # stream position for keys from the training stream (mjepa.data.stream)
+    video_offset: float = 0.0  # seconds from the first audio sample to the first video frame
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class LoadedBatch:
         batch = self.batch
         if batch is not None:
             pin = lambda t: None if t is None else t.pin_memory()  # noqa: E731
-            batch = type(batch)(pin(batch.audio), pin(batch.video), pin(batch.has_audio))
+            batch = type(batch)(pin(batch.audio), pin(batch.video), pin(batch.has_audio), pin(batch.video_offset))
         masks = None if self.masks is None else {m: [p.pin_memory() for p in pairs] for m, pairs in self.masks.items()}
         return LoadedBatch(batch, self.labels, self.indices, self.audio_valid_frames, self.skipped, self.rows,
                            self.positions, masks)
@@ -155,10 +156,10 @@ class AudioVisualDataset(Dataset):
         labels = multi_hot(entry.labels, self.vocabulary, f"manifest item {index} ({entry.path})")
         try:
             with media_errors(entry.path):  # whatever a file makes the decoder or a transform raise is about it
-                audio, valid, video, has_audio = self._load(entry, generator)
+                audio, valid, video, has_audio, offset = self._load(entry, generator)
         except MediaError as err:
             return SkippedItem(index, str(err.path), err.reason, err.detail)
-        return Sample(index, audio, valid, video, labels, has_audio, position)
+        return Sample(index, audio, valid, video, labels, has_audio, position, offset)
 
     def _load(self, entry: ManifestEntry, generator: torch.Generator | None):
         options = dict(window_start=None, generator=generator, require_video=self.require_video,
@@ -177,7 +178,7 @@ class AudioVisualDataset(Dataset):
                 video = train_video_transform(clip.frames, self.video, generator)
             else:
                 video = eval_video_transform(clip.frames, self.video)
-        return audio, valid, video, clip.has_audio
+        return audio, valid, video, clip.has_audio, clip.video_offset
 
 
 def collate_samples(items: list[Sample | SkippedItem]) -> LoadedBatch:
@@ -195,6 +196,7 @@ def collate_samples(items: list[Sample | SkippedItem]) -> LoadedBatch:
         audio=torch.stack([s.audio for s in samples]),
         video=video,
         has_audio=torch.tensor([s.has_audio for s in samples]),
+        video_offset=torch.tensor([s.video_offset for s in samples], dtype=torch.float32),
     )
     return LoadedBatch(
         batch,

@@ -140,6 +140,14 @@ class DecodedClip:
         return self.waveform is not None
 
     @property
+    def video_offset(self) -> float:
+        """Seconds from the first audio sample to the video window's start (0 without both streams): where the
+        video window sits on the audio's time axis."""
+        if self.frames is None or self.waveform is None or self.audio_start is None:
+            return 0.0
+        return self.segment_start + self.window_start - self.audio_start
+
+    @property
     def is_padded(self) -> bool:
         return self.num_padded_frames > 0
 

@@ -64,7 +64,7 @@ def encode_batches(encoder: MultimodalEncoder, modality: str,
     for batch, batch_labels, batch_indices in batches:
         batch = batch.to(device)
         out = encoder(mode, batch.audio if "A" in mode else None, batch.video if "V" in mode else None,
-                      collect_layers=(layer,) if layer != -1 else ())
+                      collect_layers=(layer,) if layer != -1 else (), video_offset=batch.video_offset)
         chosen = out.tokens if layer == -1 else out.layers[0]
         tokens.append(chosen.to(torch.float16).cpu())
         labels.append(batch_labels)

@@ -1,7 +1,9 @@
 """Evaluation inputs: each manifest item decoded as several test views and/or concatenated audio windows.
 
-- ``clips`` temporal windows evenly spaced over the segment x ``spatial_views`` crops (left / centre / right) are
-  *views*: the probe scores each and the logits are averaged per item (Kinetics / SSv2 protocol).
+- ``clips`` temporal windows evenly spaced over the segment x ``spatial_views`` crops (left / centre / right): each
+  is encoded on its own; then the tokens of a spatial view's temporal clips are joined into one sequence
+  (``run_probe.join_temporal_clips``), the probe scores each spatial view and the probabilities are averaged per
+  item (V-JEPA 2's Kinetics / SSv2 protocol).
 - ``audio_windows`` > 1 cuts audio longer than one training window into consecutive windows whose tokens are
   *concatenated* into one long input for the probe (FSD50K clips last up to 30 s).
 
@@ -42,6 +44,7 @@ class EvalItem:
     video: torch.Tensor | None  # (views, 3, T, S, S)
     labels: torch.Tensor
     has_audio: bool
+    video_offset: torch.Tensor | None = None  # (views,) seconds from the audio's first sample to each view's window
 
 
 def audio_window_features(waveform: torch.Tensor | None, config: AudioFrontendConfig, windows: int) -> torch.Tensor:
@@ -63,19 +66,24 @@ class EvalDataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def _video_views(self, entry: ManifestEntry, first) -> list[torch.Tensor]:
+    def _video_views(self, entry: ManifestEntry, first) -> tuple[list[torch.Tensor], list[float]]:
+        """Every view's frames (temporal clips outer, spatial views inner) and its video offset: where its window
+        starts on the time axis of ``first``'s audio, which every view is paired with."""
         starts = [first.window_start]
         if self.views.clips > 1 and first.duration is not None:
             starts = evenly_spaced_window_starts(first.duration, self.clip.window_duration, self.views.clips)
-        out = []
+        out, offsets = [], []
         for start in starts:
             clip = first if len(starts) == 1 else decode_entry(entry, self.clip, window_start=start,
                                                              require_video=True)
+            offset = 0.0 if first.audio_start is None else clip.segment_start + clip.window_start - first.audio_start
             if self.views.spatial_views > 1:
-                out.extend(spatial_views(clip.frames, self.video, self.views.spatial_views).unbind(0))
+                views = spatial_views(clip.frames, self.video, self.views.spatial_views).unbind(0)
             else:
-                out.append(eval_video_transform(clip.frames, self.video))
-        return out
+                views = [eval_video_transform(clip.frames, self.video)]
+            out.extend(views)
+            offsets.extend([offset] * len(views))
+        return out, offsets
 
     def __getitem__(self, index: int) -> EvalItem | SkippedItem:
         entry = self.entries[index]
@@ -83,13 +91,16 @@ class EvalDataset(Dataset):
         try:
             first = decode_entry(entry, self.clip, window_start=None, require_video=self.need_video,
                                  require_audio=self.need_audio)
-            video = torch.stack(self._video_views(entry, first)) if self.need_video else None
+            video = offsets = None
+            if self.need_video:
+                frames, offsets = self._video_views(entry, first)
+                video, offsets = torch.stack(frames), torch.tensor(offsets, dtype=torch.float32)
         except MediaError as err:
             return SkippedItem(index, str(err.path), err.reason, err.detail)
         audio = audio_window_features(first.waveform, self.audio, self.views.audio_windows)
         views = video.shape[0] if video is not None else 1
         audio = audio.repeat(views, 1, 1)  # the full-clip audio is shared by every video view
-        return EvalItem(index, audio, video, labels, first.has_audio)
+        return EvalItem(index, audio, video, labels, first.has_audio, offsets)
 
 
 def collate_eval(items: list[EvalItem | SkippedItem]) -> tuple[list[EvalItem], list[SkippedItem]]:

@@ -20,12 +20,16 @@ from mjepa.eval.stacked_probe import attentive_logits, linear_logits
 from mjepa.models.vit import Block, Mlp
 
 
-class CrossAttentionBlock(nn.Module):
-    """A query attends to tokens: ``q + attn(norm(q), norm(tokens))`` then ``+ mlp(norm(.))``."""
+PROBE_VARIANTS = ("mjepa", "vjepa2")
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
+
+class CrossAttentionBlock(nn.Module):
+    """A query attends to tokens: ``q + attn(norm(q), norm(tokens))`` then ``+ mlp(norm(.))``; without
+    ``norm_query`` (V-JEPA 2's block) the query enters the attention as it is."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, norm_query: bool = True) -> None:
         super().__init__()
-        self.norm_query = nn.LayerNorm(dim, eps=1e-6)
+        self.norm_query = nn.LayerNorm(dim, eps=1e-6) if norm_query else nn.Identity()
         self.norm_tokens = nn.LayerNorm(dim, eps=1e-6)
         self.attn = nn.MultiheadAttention(dim, num_heads, batch_first=True)
         self.norm_mlp = nn.LayerNorm(dim, eps=1e-6)
@@ -39,14 +43,46 @@ class CrossAttentionBlock(nn.Module):
 
 
 class AttentiveProbe(nn.Module):
-    def __init__(self, dim: int, num_classes: int, num_heads: int, self_attention_blocks: int = 3) -> None:
+    """Self-attention blocks, one learned query in a cross-attention block, a linear head.
+
+    ``variant="mjepa"`` normalises the query before it attends and the pooled vector before the head, with
+    PyTorch's default initialisation of the attention and head. ``variant="vjepa2"`` is V-JEPA 2's
+    ``AttentiveClassifier``: no query norm, no norm before the head, every linear weight truncated-normal
+    (std 0.02) with zero bias, and each block's output projections divided by ``sqrt(2 * layer)``; its
+    published probe scores are comparable with this one's. (Its layer norms use eps 1e-5, ours 1e-6: a difference
+    far below the probe-seed spread.)"""
+
+    def __init__(self, dim: int, num_classes: int, num_heads: int, self_attention_blocks: int = 3,
+                 variant: str = "mjepa") -> None:
         super().__init__()
+        if variant not in PROBE_VARIANTS:
+            raise ValueError(f"probe variant {variant!r} is not valid; expected one of {PROBE_VARIANTS}")
+        self.variant = variant
+        vjepa2 = variant == "vjepa2"
         self.blocks = nn.ModuleList(Block(dim, num_heads, 4.0) for _ in range(self_attention_blocks))
         self.query = nn.Parameter(torch.zeros(1, 1, dim))
         nn.init.trunc_normal_(self.query, std=0.02)
-        self.cross = CrossAttentionBlock(dim, num_heads)
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.cross = CrossAttentionBlock(dim, num_heads, norm_query=not vjepa2)
+        self.norm = nn.Identity() if vjepa2 else nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, num_classes)
+        if vjepa2:
+            self._init_as_vjepa2()
+
+    @torch.no_grad()
+    def _init_as_vjepa2(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        attn = self.cross.attn  # nn.MultiheadAttention keeps its q / k / v projections in one parameter
+        nn.init.trunc_normal_(attn.in_proj_weight, std=0.02)
+        nn.init.zeros_(attn.in_proj_bias)
+        for layer, block in enumerate(self.blocks, start=1):
+            block.attn.proj.weight.div_(math.sqrt(2.0 * layer))
+            block.mlp.fc2.weight.div_(math.sqrt(2.0 * layer))
+        # V-JEPA 2 scales the cross-attention block's MLP like the last self-attention block.
+        self.cross.mlp.fc2.weight.div_(math.sqrt(2.0 * max(1, len(self.blocks))))
 
     def forward(self, tokens: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """``tokens`` ``(B, T, D)``; ``valid`` ``(B, T)`` bool (False = padding, never attended) -> logits."""
@@ -113,6 +149,9 @@ class ProbeSettings:
     heads_per_pass: int | str | None = "auto"
     # Draw each epoch's rows with AudioSet's class-balanced weights (with replacement) instead of a permutation.
     class_balanced: bool = False
+    # The attentive probe's architecture and initialisation (AttentiveProbe): "mjepa" or V-JEPA 2's ("vjepa2").
+    # vjepa2_probe_settings() also takes V-JEPA 2's batch and schedule.
+    variant: str = "mjepa"
 
     def __post_init__(self) -> None:
         if not self.learning_rates or not self.weight_decays:
@@ -120,9 +159,25 @@ class ProbeSettings:
         per_pass = self.heads_per_pass
         if not (per_pass is None or per_pass == "auto" or (isinstance(per_pass, int) and per_pass >= 1)):
             raise ValueError(f"heads_per_pass must be 'auto', an integer >= 1 or None (all), got {per_pass!r}")
+        if self.variant not in PROBE_VARIANTS:
+            raise ValueError(f"probe variant {self.variant!r} is not valid; expected one of {PROBE_VARIANTS}")
 
     def grid(self) -> list[tuple[float, float]]:
         return [(lr, wd) for lr in self.learning_rates for wd in self.weight_decays]
+
+
+# V-JEPA 2's frozen video probes (its K400 / SSv2 eval configs): 4 clips per GPU on 64 GPUs, no warm-up, the
+# learning rate following a cosine from its value to 0 and a constant weight decay, 20 epochs.
+VJEPA2_PROBE_BATCH = 256
+VJEPA2_PROBE_WARMUP_EPOCHS = 0
+
+
+def vjepa2_probe_settings(**overrides) -> ProbeSettings:
+    """The attentive probe as V-JEPA 2 trains it: its classifier, grid, heads, batch and schedule."""
+    values = dict(protocol="attentive", variant="vjepa2", learning_rates=VJEPA2_LEARNING_RATES,
+                  weight_decays=VJEPA2_WEIGHT_DECAYS, epochs=20, batch_size=VJEPA2_PROBE_BATCH,
+                  warmup_epochs=VJEPA2_PROBE_WARMUP_EPOCHS, num_heads=VJEPA2_PROBE_HEADS)
+    return ProbeSettings(**{**values, **overrides})
 
 
 # Share of the GPU's free memory the activations of one batched pass may take under heads_per_pass="auto".
@@ -158,7 +213,7 @@ def build_probe(settings: ProbeSettings, dim: int, num_classes: int) -> nn.Modul
     if settings.protocol == "attentive":
         # The most heads up to the setting that divide the width (16 for ViT-L's 1024, 12 for tiny's 192).
         heads = max(h for h in range(1, settings.num_heads + 1) if dim % h == 0)
-        return AttentiveProbe(dim, num_classes, heads, SELF_ATTENTION_BLOCKS)
+        return AttentiveProbe(dim, num_classes, heads, SELF_ATTENTION_BLOCKS, settings.variant)
     if settings.protocol == "linear":
         return LinearProbe(dim, num_classes)
     raise ValueError(f"probe protocol {settings.protocol!r} is not valid; expected 'attentive' or 'linear'")

@@ -17,7 +17,9 @@ from mjepa.eval.probe import (
     VJEPA2_LEARNING_RATES,
     VJEPA2_PROBE_HEADS,
     VJEPA2_WEIGHT_DECAYS,
+    PROBE_VARIANTS,
     ProbeSettings,
+    vjepa2_probe_settings,
 )
 from mjepa.eval.report import markdown_table, write_results
 from mjepa.eval.run_probe import FeatureSettings, evaluate
@@ -56,7 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--atari-dir", default="data/atari", help="AtariAV folder (generated when missing)")
     parser.add_argument("--metric", choices=("map", "top1"), default=None, help="metric of the manifest task")
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=32, help="probe training batch")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="probe training batch (default: 32; 256 with --probe-variant vjepa2)")
+    parser.add_argument("--probe-variant", choices=PROBE_VARIANTS, default="mjepa",
+                        help="attentive probe: mjepa's, or V-JEPA 2's classifier with its batch and schedule, to "
+                             "compare with published V-JEPA 2 probes (docs/evaluation.md)")
     parser.add_argument("--lrs", default=None,
                         help="learning rates of the head grid (default: V-JEPA 2's five; atari: 1e-3)")
     parser.add_argument("--wds", default=None,
@@ -116,9 +122,16 @@ def run(args: argparse.Namespace) -> int:
     lrs = _floats(args.lrs, "--lrs") if args.lrs else ((1e-3,) if small else VJEPA2_LEARNING_RATES)
     wds = _floats(args.wds, "--wds") if args.wds else ((0.05,) if small else VJEPA2_WEIGHT_DECAYS)
     heads = args.probe_heads or (ATARI_PROBE_HEADS if small else VJEPA2_PROBE_HEADS)
-    settings = ProbeSettings(protocol=args.protocol, learning_rates=lrs, weight_decays=wds, epochs=args.epochs,
-                             batch_size=args.batch_size, num_heads=heads, class_balanced=args.balanced,
-                             heads_per_pass=args.heads_per_pass)
+    chosen = dict(protocol=args.protocol, learning_rates=lrs, weight_decays=wds, epochs=args.epochs, num_heads=heads,
+                  class_balanced=args.balanced, heads_per_pass=args.heads_per_pass)
+    if args.batch_size is not None:
+        chosen["batch_size"] = args.batch_size
+    if args.probe_variant == "vjepa2":
+        if args.protocol != "attentive":
+            raise ValueError("--probe-variant vjepa2 is an attentive probe; drop --protocol linear")
+        settings = vjepa2_probe_settings(**chosen)
+    else:
+        settings = ProbeSettings(**chosen)
     folds = task_folds(task, args)
     # Under torchrun / SLURM every rank encodes and keeps a shard of each split; the probes train data-parallel on
     # the shards, and rank 0 writes the results.

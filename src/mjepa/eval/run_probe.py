@@ -64,8 +64,10 @@ def item_batches(items: list[EvalItem], modality: str, views: ViewSpec):
     """(Batch, labels) with views flattened into rows (audio windows stay separate rows, joined after encoding)."""
     audio = torch.cat([i.audio for i in items]) if modality != "video" else None
     video = torch.cat([i.video for i in items]) if modality != "audio" else None
+    offset = torch.cat([i.video_offset for i in items]) if modality == "av" else None
     labels = torch.stack([i.labels for i in items])
-    return Batch(audio=audio, video=video, has_audio=None), labels, torch.tensor([i.index for i in items])
+    return (Batch(audio=audio, video=video, has_audio=None, video_offset=offset), labels,
+            torch.tensor([i.index for i in items]))
 
 
 def probe_encoder(loaded: LoadedModel, modality: str, encoder: str = "target"):
@@ -106,14 +108,36 @@ def split_features(loaded: LoadedModel, task: TaskSpec, entries, vocabulary, set
             t, d = features.tokens.shape[1:]
             features.tokens = features.tokens.view(-1, views.audio_windows * t, d)
             features.views = features.tokens.shape[0] // features.num_items
+        if views.clips > 1:
+            features = join_temporal_clips(features, views.clips, views.spatial_views)
         return features
 
     key = {"encoder": fingerprint, "modality": modality, "layer": settings.layer, "frontend": fe.to_dict(),
-           "views": asdict(views), "items": [(e.path, e.start, e.end, e.labels) for e in entries]}
+           "views": asdict(views), "items": [(e.path, e.start, e.end, e.labels) for e in entries],
+           "layout": FEATURE_LAYOUT}
     if ctx.enabled:  # each rank keeps, and caches, only its shard of the features
         key["shard"] = (ctx.rank, ctx.world_size)
     features, from_cache = cached_features(settings.cache_dir, key, compute)
     return SplitFeatures(features, gather_skipped(skipped) if ctx.enabled else skipped, from_cache)
+
+
+# What a cached feature row is: the temporal clips of a spatial view joined into one row, video windows placed on
+# the audio's time axis. Part of the cache key, so features cached under another layout are never read back.
+FEATURE_LAYOUT = "clips-joined-per-view, video-offset"
+
+
+def join_temporal_clips(features: FeatureSet, clips: int, spatial_views: int) -> FeatureSet:
+    """V-JEPA 2's multi-clip protocol: the rows of each item, ``clips`` temporal clips x ``spatial_views`` crops
+    (clips outer), become one row per spatial view holding the tokens of all its temporal clips in time order,
+    so the probe reads one joined sequence per view and only the spatial views are averaged."""
+    rows, tokens, dim = features.tokens.shape
+    per_item = clips * spatial_views
+    if rows != features.num_items * per_item:
+        raise ValueError(f"expected {per_item} rows per item ({clips} clips x {spatial_views} views), got {rows} rows "
+                         f"for {features.num_items} items")
+    joined = (features.tokens.view(features.num_items, clips, spatial_views, tokens, dim).transpose(1, 2)
+              .reshape(features.num_items * spatial_views, clips * tokens, dim))
+    return FeatureSet(joined, features.labels, spatial_views, features.indices)
 
 
 def gather_skipped(local: list[SkippedItem]) -> list[SkippedItem]:

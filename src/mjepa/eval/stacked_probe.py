@@ -77,7 +77,11 @@ def _cross_attention_block(query: torch.Tensor, tokens: torch.Tensor, params: Pa
     wq, wk, wv = in_weight.chunk(3, dim=1)
     bq, bk, bv = in_bias.chunk(3, dim=1)
     kv = _norm(tokens, params, "cross.norm_tokens")
-    q = _linear(_norm(query, params, "cross.norm_query"), wq, bq)
+    if "cross.norm_query.weight" in params:  # V-JEPA 2's block has no query norm
+        query_in = _norm(query, params, "cross.norm_query")
+    else:
+        query_in = query
+    q = _linear(query_in, wq, bq)
     attended = _attend(q, _linear(kv, wk, bk), _linear(kv, wv, bv), num_heads, valid)
     query = query + _dense(attended, params, "cross.attn.out_proj")
     return query + _mlp(_norm(query, params, "cross.norm_mlp"), params, "cross.mlp")
@@ -94,7 +98,8 @@ def attentive_logits(params: Params, tokens: torch.Tensor, valid: torch.Tensor |
     g, b = x.shape[:2]
     query = params["query"].view(g, 1, 1, -1).expand(g, b, 1, x.shape[-1])
     pooled = _cross_attention_block(query, x, params, num_heads, valid)[:, :, 0]
-    normed = _norm(pooled.unsqueeze(2), params, "norm")
+    # V-JEPA 2's classifier has no norm before its head.
+    normed = _norm(pooled.unsqueeze(2), params, "norm") if "norm.weight" in params else pooled.unsqueeze(2)
     return _dense(normed, params, "head")[:, :, 0]
 
 

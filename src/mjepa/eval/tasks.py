@@ -34,9 +34,11 @@ TASKS = {
                        "FSD50K, mAP; long clips as 3 concatenated audio windows"),
     "vggsound": TaskSpec("vggsound", "top1", ViewSpec(), False, "VGGSound, top-1"),
     "k400": TaskSpec("k400", "top1", ViewSpec(clips=8, spatial_views=3), False,
-                     "Kinetics-400, top-1, 8 clips x 3 views (V-JEPA 2's protocol)"),
+                     "Kinetics-400, top-1; per spatial view (3) the tokens of 8 temporal clips joined into one "
+                     "sequence, scores averaged over the views (V-JEPA 2's protocol)"),
     "ssv2": TaskSpec("ssv2", "top1", ViewSpec(clips=2, spatial_views=3), False,
-                     "Something-Something v2, top-1, 2 clips x 3 views, V-JEPA 2's protocol (no audio)"),
+                     "Something-Something v2, top-1; per spatial view (3) the tokens of 2 temporal clips joined, "
+                     "scores averaged over the views (V-JEPA 2's protocol; no audio)"),
     "manifest": TaskSpec("manifest", "map", ViewSpec(), False, "any user manifests (--metric chooses)"),
 }
 

@@ -49,7 +49,8 @@ def heldout_batches(entries: list[ManifestEntry], frontend: Frontend, batch_size
         skipped.extend(bad)
         if items:
             batches.append(Batch(audio=torch.cat([i.audio for i in items]), video=torch.cat([i.video for i in items]),
-                                 has_audio=torch.tensor([i.has_audio for i in items])))
+                                 has_audio=torch.tensor([i.has_audio for i in items]),
+                                 video_offset=torch.cat([i.video_offset for i in items])))
     return batches, skipped
 
 
@@ -87,7 +88,7 @@ def heldout_evaluation(loaded: LoadedModel, batches: list[Batch], mask_seed: int
             out = mjepa_objective(model, batch.to(device), masks)
         size = batch.batch_size
         sums["loss"] += float(out.loss) * size
-        for name, value in out.terms.items():
+        for name, value in {**out.terms, **out.level_terms}.items():
             sums[name] += float(value) * size
         for mode, features in out.pooled_targets.items():
             pooled[mode].append(features.float().cpu())

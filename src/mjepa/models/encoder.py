@@ -44,6 +44,12 @@ def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
+def gather_coords(coords: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Coordinates of the tokens ``index`` (``(B, n)``): from coordinates shared by the batch ``(N, 3)`` or per
+    sample ``(B, N, 3)`` -> ``(B, n, 3)``."""
+    return coords[index] if coords.dim() == 2 else gather_tokens(coords, index)
+
+
 def init_vit_weights(module: nn.Module) -> None:
     """Truncated-normal linear/conv weights, zero biases, unit layer norms (the ViT convention)."""
     for m in module.modules():
@@ -184,6 +190,19 @@ class MultimodalEncoder(nn.Module):
             tokens = tokens + sincos_embedding(layout.coords, tokens.shape[-1]).to(tokens.dtype)
         return tokens, layout
 
+    def token_coords(self, layout: TokenLayout, video_offset: torch.Tensor | None) -> torch.Tensor:
+        """The coordinates of ``layout``'s tokens: shared by the batch ``(N, 3)``, or, with ``video_offset``
+        (``(B,)`` seconds from each sample's first audio sample to its first video frame), per sample
+        ``(B, N, 3)`` with the video tokens moved to their place on the audio's time axis. Positions in token
+        indices (``time_unit_seconds=None``) have no common clock, so the offset is not used there."""
+        unit = self.config.time_unit_seconds
+        if video_offset is None or unit is None or layout.num_video == 0:
+            return layout.coords
+        coords = layout.coords.unsqueeze(0).repeat(video_offset.shape[0], 1, 1)
+        # Video tokens come first in every mode that has them ([video ; audio] in AV).
+        coords[:, :layout.num_video, 0] += video_offset.to(coords.device, coords.dtype).unsqueeze(1) / unit
+        return coords
+
     def encode_tokens(
         self, tokens: torch.Tensor, coords: torch.Tensor, collect_layers: tuple[int, ...] = ()
     ) -> EncoderOutput:
@@ -199,17 +218,20 @@ class MultimodalEncoder(nn.Module):
         video: torch.Tensor | None = None,
         keep_index: torch.Tensor | None = None,
         collect_layers: tuple[int, ...] = (),
+        video_offset: torch.Tensor | None = None,
     ) -> EncoderOutput:
         """Encode ``mode``; with ``keep_index`` (``(B, n)`` indices into the mode's sequence) only those tokens.
 
         ``collect_layers`` are block indices (negative counts from the end) whose normalised outputs are returned.
+        ``video_offset`` (``(B,)`` seconds, see :meth:`token_coords`) places the video window inside the audio
+        window on the time axis; None puts both windows' starts at time 0.
         """
         tokens, layout = self.embed(mode, audio, video)
-        coords = layout.coords
+        coords = self.token_coords(layout, video_offset)
         if keep_index is not None:
             check_index(keep_index, tokens.shape[0], layout.num_tokens, "keep_index")
             tokens = gather_tokens(tokens, keep_index)
-            coords = coords[keep_index]
+            coords = gather_coords(coords, keep_index)
         return self.encode_tokens(tokens, coords, collect_layers)
 
 

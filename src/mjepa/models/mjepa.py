@@ -34,8 +34,10 @@ class MJEPA(nn.Module):
         else:
             keys_modalities = {"audio": ("audio",), "video": ("video",)}
         self.encoders = nn.ModuleDict({k: MultimodalEncoder(enc_cfg, m) for k, m in keys_modalities.items()})
+        self.target_blocks = obj.target_blocks(enc_cfg.depth)  # checked against the depth here, at construction
         self.predictors = nn.ModuleDict({
-            k: Predictor(enc_cfg.width, config.predictor, enc_cfg.position_embedding, enc_cfg.rope_base)
+            k: Predictor(enc_cfg.width, config.predictor, enc_cfg.position_embedding, enc_cfg.rope_base,
+                         num_levels=len(self.target_blocks))
             for k in keys_modalities
         })
         hidden = max(1, int(round(enc_cfg.width * obj.cross_modal_hidden_ratio)))

@@ -18,13 +18,18 @@ class Predictor(nn.Module):
     Input sequence = ``[projected context tokens ; one mask token per target position]``. Each mask token is the
     single learned mask vector plus the predictor's modality embedding of its position; its position enters through
     the rotary phase of its coordinates (or a sin-cos embedding). The outputs at the mask tokens are projected back
-    to the encoder width.
+    to the encoder width once per target level (``num_levels``): one output head per level of the target encoder
+    the objective predicts, stored as one linear layer whose output rows are split by level (the same as separate
+    heads, in one product; with one level, the single head of earlier checkpoints).
     """
 
     def __init__(self, encoder_width: int, config: PredictorConfig, position_embedding: str = "rope",
-                 rope_base: float = 10000.0) -> None:
+                 rope_base: float = 10000.0, num_levels: int = 1) -> None:
         super().__init__()
+        if num_levels < 1:
+            raise ValueError(f"num_levels must be >= 1, got {num_levels}")
         self.config = config
+        self.num_levels = num_levels
         self.embed = Linear(encoder_width, config.width)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, config.width))
         self.modality_embed = nn.Parameter(torch.zeros(len(TOKENIZED_INPUTS), config.width))
@@ -32,7 +37,7 @@ class Predictor(nn.Module):
         self.rope = Rotary3D(head_dim, rope_base) if position_embedding == "rope" else None
         self.blocks = BlockStack(config.width, config.depth, config.num_heads, config.mlp_ratio)
         self.norm = nn.LayerNorm(config.width, eps=1e-6)
-        self.proj = Linear(config.width, encoder_width)
+        self.proj = Linear(config.width, encoder_width * num_levels)
         init_vit_weights(self)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         nn.init.trunc_normal_(self.modality_embed, std=0.02)
@@ -45,8 +50,9 @@ class Predictor(nn.Module):
         context_modality: torch.Tensor,
         target_coords: torch.Tensor,
         target_modality: torch.Tensor,
-    ) -> torch.Tensor:
-        """``context`` ``(B, Nc, E)``; coords ``(B, N, 3)``; modality ids ``(B, N)`` -> predictions ``(B, Nt, E)``."""
+    ) -> list[torch.Tensor]:
+        """``context`` ``(B, Nc, E)``; coords ``(B, N, 3)``; modality ids ``(B, N)`` -> one prediction ``(B, Nt, E)``
+        per target level."""
         b, num_context, _ = context.shape
         num_target = target_coords.shape[1]
         if context_coords.shape[:2] != (b, num_context) or target_modality.shape != (b, num_target):
@@ -65,4 +71,5 @@ class Predictor(nn.Module):
         else:
             rope = self.rope.tables(coords)
         x, _ = self.blocks(x, rope)
-        return self.proj(self.norm(x[:, num_context:]))
+        out = self.proj(self.norm(x[:, num_context:]))
+        return list(out.chunk(self.num_levels, dim=-1))

@@ -107,12 +107,12 @@ def build_trainer(config: PretrainConfig, ctx: DistributedContext) -> Trainer:
     if run.compile:
         for encoder in model.encoders.values():
             encoder.blocks.compile()
-    optimizer = build_optimizer(model.named_trainable_parameters(), optim.peak_lr, optim.weight_decay,
+    start_lr, peak_lr, final_lr = optim.learning_rates(run.batch_size)
+    optimizer = build_optimizer(model.named_trainable_parameters(), peak_lr, optim.weight_decay,
                                 optim.betas, optim.eps)
     return Trainer(
         config, ctx, device, resolve_amp_dtype(run.precision, device.type), parallel, optimizer,
-        LearningRateSchedule(optim.start_lr, optim.peak_lr, optim.final_lr, optim.warmup_steps,
-                             optim.cooldown_steps, run.steps),
+        LearningRateSchedule(start_lr, peak_lr, final_lr, optim.warmup_steps, optim.cooldown_steps, run.steps),
         LinearSchedule(optim.weight_decay, optim.final_weight_decay, run.steps),
         LinearSchedule(optim.ema_start, optim.ema_end, run.steps),
     )

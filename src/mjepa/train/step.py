@@ -29,7 +29,7 @@ from mjepa.train.parallel import ParallelModel, unwrapped
 @dataclass
 class StepResult:
     loss: torch.Tensor  # () this rank's total loss, mean over micro-batches, detached, on the device
-    terms: dict[str, torch.Tensor]  # every active term, as ``loss``
+    terms: dict[str, torch.Tensor]  # every active term (and, with several target levels, each level's), as ``loss``
     grad_norm: torch.Tensor  # () total gradient norm before clipping (all ranks), on the device
     pooled_targets: dict[str, torch.Tensor]  # (B, E) per mode, last micro-batch, for collapse monitoring
     skipped: bool  # True when the loss or gradient was not finite on some rank and no update was made
@@ -93,7 +93,7 @@ def accumulated_step(
             (out.loss / count).backward()
         loss = out.loss.detach().float() / count
         loss_sum = loss if loss_sum is None else loss_sum + loss
-        for name, value in out.terms.items():
+        for name, value in {**out.terms, **out.level_terms}.items():
             value = value.detach().float() / count
             term_sums[name] = value if name not in term_sums else term_sums[name] + value
         pooled = {mode: t.detach() for mode, t in out.pooled_targets.items()}
