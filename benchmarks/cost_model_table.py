@@ -18,23 +18,31 @@ import json
 from pathlib import Path
 
 from mjepa.config import ModelConfig
+from mjepa.pretrain_config import load_pretrain_config
 from mjepa.cost_model import (
     ALLOCATOR_SLACK, GPU_RESERVED_BYTES, estimate_step_memory, gpu_bytes_needed, max_batch_per_gpu, sample_masks,
     step_flops_per_gpu,
 )
 
-# (label, size, video frames, image size, audio fbank frames, video fps)
+# (label, size, video frames, image size, audio fbank frames, video fps, the preset whose objective is used: its
+# target levels)
 SHAPES = (
-    ("ViT-L/16, 16 frames 256 px + 10 s audio", "large", 16, 256, 1024, 4.0),
-    ("ViT-g/16, 16 frames 256 px + 10 s audio", "giant", 16, 256, 1024, 4.0),
-    ("ViT-g/16 cool-down, 64 frames 256 px + 10 s audio", "giant", 64, 256, 1024, 16.0),
+    ("ViT-L/16, 16 frames 256 px + 10 s audio", "large", 16, 256, 1024, 4.0, "vitl16-as2m"),
+    ("ViT-g/16, 16 frames 256 px + 10 s audio", "giant", 16, 256, 1024, 4.0, "vitg16-as2m-vm2m"),
+    ("ViT-g/16 cool-down, 64 frames 256 px + 10 s audio", "giant", 64, 256, 1024, 16.0,
+     "vitg16-as2m-vm2m-cooldown64"),
 )
+
+
+def preset_objective(preset: str):
+    manifests = "[a,b,c,d]" if preset.startswith("vitg") else "[a]"
+    return load_pretrain_config(preset, [f"data.manifests={manifests}"]).model.objective
 
 
 def rows_for(args: argparse.Namespace) -> list[dict]:
     rows = []
-    for label, size, frames, image, audio_frames, fps in SHAPES:
-        config = ModelConfig.from_size(size)
+    for label, size, frames, image, audio_frames, fps, preset in SHAPES:
+        config = ModelConfig.from_size(size, preset_objective(preset))
         audio_shape, video_shape = (1, audio_frames, 128), (1, 3, frames, image, image)
         masks = sample_masks(config, audio_shape, video_shape)
         flops = step_flops_per_gpu(config, args.batch, audio_shape, video_shape, masks)
@@ -45,7 +53,8 @@ def rows_for(args: argparse.Namespace) -> list[dict]:
                                               world_size=args.world_size)
                 best = max_batch_per_gpu(config, audio_shape, video_shape, args.gpu_gib * 2**30, True, checkpointing,
                                          strategy, args.world_size, masks)
-                rows.append({"model": label, "size": size, "frames": frames, "image_size": image,
+                rows.append({"model": label, "size": size, "preset": preset,
+                             "target_layers": list(config.objective.target_layers), "frames": frames, "image_size": image,
                              "audio_frames": audio_frames, "strategy": strategy, "world_size": args.world_size,
                              "activation_checkpointing": checkpointing, "batch_per_gpu": args.batch,
                              "memory_gib": memory.as_gib(), "gpu_gib_needed": gpu_bytes_needed(memory) / 2**30,

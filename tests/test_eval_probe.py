@@ -195,7 +195,7 @@ def test_vjepa2_probe_is_v_jepa_2s_classifier_with_its_training():
     settings = vjepa2_probe_settings()
     assert (settings.batch_size, settings.warmup_epochs, settings.epochs, len(settings.grid())) == (256, 0, 20, 20)
     torch.manual_seed(0)
-    probe = AttentiveProbe(64, 5, num_heads=4, self_attention_blocks=3, variant="vjepa2")
+    probe = AttentiveProbe(64, 5, num_heads=4, self_attention_blocks=3, variant="vjepa2").requires_grad_(False)
     names = {name for name, _ in probe.named_parameters()}
     assert not any(n.startswith(("cross.norm_query", "norm.")) for n in names)  # no query norm, no norm before head
     assert "cross.norm_tokens.weight" in names and "cross.norm_mlp.weight" in names

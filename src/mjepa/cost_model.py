@@ -10,7 +10,7 @@ The model counts what the step keeps alive:
   mode and mask configuration), the tensors each pre-norm block saves for its backward, counted per token from the
   block's structure (``block_saved_bytes``), plus a few per-pass tensors (gathered tokens, final norm, loss); with
   activation checkpointing only each block's input is saved, plus one block's activations during its recompute;
-- **targets**: the normalised target tokens of every mode, and the transient working set of the no-grad target
+- **targets**: the normalised target tokens of every mode at every target level, and the transient working set of the no-grad target
   passes;
 - **backward working set**: the gradients flowing through one block of the largest trained pass.
 
@@ -187,7 +187,9 @@ def estimate_step_memory(config: ModelConfig, batch: int, audio_shape: tuple[int
     tokens = full_tokens(config, audio_shape, video_shape)
     enc = config.encoder
     modes = active_modes(config.objective)
-    targets = sum(batch * tokens[m] * enc.width * 4 for m in modes)
+    # One fp32 tensor per target level per mode (objective.target_layers).
+    levels = len(config.objective.target_layers)
+    targets = levels * sum(batch * tokens[m] * enc.width * 4 for m in modes)
     # The no-grad target pass of the longest mode: residual + qkv + MLP hidden of one block, alive at once.
     target_transient = batch * max(tokens[m] for m in modes) * (enc.width * 4 + (3 * enc.width + enc.mlp_ratio
                                                                                 * enc.width) * a)
