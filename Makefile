@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mjepa-installed
 
-.PHONY: install demo test bench
+.PHONY: install demo test test-fast lint format bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,20 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/mjepa demo
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest -q
+
+# The suite without the tests marked slow (end-to-end runs, subprocesses): about a tenth of the time.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks hubconf.py
+	$(VENV)/bin/ruff format --check src tests benchmarks hubconf.py
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix src tests benchmarks hubconf.py
+	$(VENV)/bin/ruff format src tests benchmarks hubconf.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_step.py

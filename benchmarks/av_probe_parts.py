@@ -24,8 +24,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from bench_json import write_record
 
+from bench_json import write_record
 from mjepa.eval.features import FeatureSet, encoder_fingerprint
 from mjepa.eval.loading import load_model
 from mjepa.eval.metrics import mean_average_precision
@@ -39,8 +39,11 @@ PARTS = ("all", "video", "audio")
 
 def token_part(features: FeatureSet, part: str, video_tokens: int) -> FeatureSet:
     """The rows' tokens of one part of the AV output (video tokens come first)."""
-    tokens = {"all": features.tokens, "video": features.tokens[:, :video_tokens],
-              "audio": features.tokens[:, video_tokens:]}[part]
+    tokens = {
+        "all": features.tokens,
+        "video": features.tokens[:, :video_tokens],
+        "audio": features.tokens[:, video_tokens:],
+    }[part]
     return FeatureSet(tokens.contiguous(), features.labels, features.views, features.indices)
 
 
@@ -55,26 +58,33 @@ def measure(loaded, splits, settings: ProbeSettings, seeds: range, cache_dir: Pa
     task = TASKS["atari"]
     features = FeatureSettings("av", cache_dir=cache_dir)
     fingerprint = encoder_fingerprint(probe_encoder(loaded, "av"))
-    train, val, test = (split_features(loaded, task, entries, splits.vocabulary, features, fingerprint).features
-                        for entries in (splits.train, splits.val, splits.test))
+    train, val, test = (
+        split_features(loaded, task, entries, splits.vocabulary, features, fingerprint).features
+        for entries in (splits.train, splits.val, splits.test)
+    )
     video_tokens = video_token_count(loaded)
     record = {}
     for part in PARTS:
         tr, va, te = (token_part(f, part, video_tokens) for f in (train, val, test))
         test_scores, val_scores, per_label = [], [], torch.zeros(len(splits.vocabulary))
         for seed in seeds:
-            probe = train_probe_grid(replace(settings, seed=seed), tr.tokens, None, tr.labels, True, "cpu",
-                                     row_keys(tr))[0]
+            probe = train_probe_grid(
+                replace(settings, seed=seed), tr.tokens, None, tr.labels, True, "cpu", row_keys(tr)
+            )[0]
             probabilities, labels = item_scores(probe, te, True, "cpu")
             test_scores.append(score("map", probabilities, labels))
             val_scores.append(score("map", *item_scores(probe, va, True, "cpu")))
             aps = mean_average_precision(probabilities, labels).per_class
             per_label += torch.tensor([float("nan") if ap is None else ap for ap in aps]) / len(seeds)
-        record[part] = {"test_map": SeedSpread(tuple(test_scores)).to_dict(),
-                        "val_map": SeedSpread(tuple(val_scores)).to_dict(),
-                        "test_ap_per_label": dict(zip(splits.vocabulary, per_label.tolist()))}
-        print(f"  {part:5s} tokens: test mAP {SeedSpread(tuple(test_scores))}, val {SeedSpread(tuple(val_scores))}",
-              flush=True)
+        record[part] = {
+            "test_map": SeedSpread(tuple(test_scores)).to_dict(),
+            "val_map": SeedSpread(tuple(val_scores)).to_dict(),
+            "test_ap_per_label": dict(zip(splits.vocabulary, per_label.tolist())),
+        }
+        print(
+            f"  {part:5s} tokens: test mAP {SeedSpread(tuple(test_scores))}, val {SeedSpread(tuple(val_scores))}",
+            flush=True,
+        )
     return record
 
 
@@ -89,20 +99,40 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/av_probe_parts.json")
     args = parser.parse_args()
     splits = atari_splits(args.atari_dir)
-    settings = ProbeSettings(protocol="attentive", learning_rates=(args.probe_lr,), weight_decays=(0.05,),
-                             epochs=args.probe_epochs, batch_size=32, num_heads=ATARI_PROBE_HEADS)
+    settings = ProbeSettings(
+        protocol="attentive",
+        learning_rates=(args.probe_lr,),
+        weight_decays=(0.05,),
+        epochs=args.probe_epochs,
+        batch_size=32,
+        num_heads=ATARI_PROBE_HEADS,
+    )
     started = time.perf_counter()
     encoders = {}
     for label, random_init in (("model", False), ("random-init", True)):
         print(f"{label}:", flush=True)
-        encoders[label] = measure(load_model(args.model, random_init=random_init), splits, settings,
-                                  range(args.probe_seeds), Path(args.cache_dir) if args.cache_dir else None)
-    write_record(args.out, {
-        "benchmark": "av_probe_parts", "model": args.model, "atari_dir": args.atari_dir,
-        "test_clips": len(splits.test), "probe_epochs": args.probe_epochs, "probe_lr": args.probe_lr,
-        "probe_seeds": args.probe_seeds,
-        "machine": platform.processor() or platform.machine(), "seconds": round(time.perf_counter() - started, 1),
-        "encoders": encoders})
+        encoders[label] = measure(
+            load_model(args.model, random_init=random_init),
+            splits,
+            settings,
+            range(args.probe_seeds),
+            Path(args.cache_dir) if args.cache_dir else None,
+        )
+    write_record(
+        args.out,
+        {
+            "benchmark": "av_probe_parts",
+            "model": args.model,
+            "atari_dir": args.atari_dir,
+            "test_clips": len(splits.test),
+            "probe_epochs": args.probe_epochs,
+            "probe_lr": args.probe_lr,
+            "probe_seeds": args.probe_seeds,
+            "machine": platform.processor() or platform.machine(),
+            "seconds": round(time.perf_counter() - started, 1),
+            "encoders": encoders,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -32,20 +32,21 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+
 from bench_json import write_record
 from bench_rehearsal import ASSUMED_MFU, H100_BF16_TFLOPS, predicted_step_ms
+from mjepa.data.loading.dataset import AudioVisualDataset, Sample
+from mjepa.data.manifests.manifest import ManifestEntry, read_manifest, write_manifest
+from mjepa.data.media.decode import ClipSpec
+from mjepa.data.preprocess.fbank import AudioFrontendConfig
+from mjepa.data.preprocess.video_transforms import VideoTransformConfig
+from mjepa.data.shards.command import pack_manifest
+from mjepa.data.shards.pack import PackSettings
 
-from mjepa.data.dataset import AudioVisualDataset, Sample
-from mjepa.data.decode import ClipSpec
-from mjepa.data.fbank import AudioFrontendConfig
-from mjepa.data.manifest import ManifestEntry, read_manifest, write_manifest
-from mjepa.data.shard_command import pack_manifest
-from mjepa.data.shard_pack import PackSettings
-from mjepa.data.video_transforms import VideoTransformConfig
 
-
-def write_clip(path: Path, seconds: float, width: int, height: int, fps: int, sample_rate: int,
-               channels: int, seed: int) -> Path:
+def write_clip(
+    path: Path, seconds: float, width: int, height: int, fps: int, sample_rate: int, channels: int, seed: int
+) -> Path:
     """A clip with a moving, smoothly textured picture (coarse noise blown up, plus a little grain: closer to camera
     footage than pure noise, which no codec compresses) and a noisy chord, so the decoders do real work."""
     rng = np.random.default_rng(seed)
@@ -55,13 +56,16 @@ def write_clip(path: Path, seconds: float, width: int, height: int, fps: int, sa
         audio = container.add_stream("aac", rate=sample_rate)
         audio.layout = "stereo" if channels == 2 else "mono"
         coarse = rng.integers(0, 256, (height // 16, width // 8, 3), dtype=np.uint8)
-        smooth = av.VideoFrame.from_ndarray(coarse, format="rgb24").reformat(
-            width=width * 2, height=height, interpolation="BICUBIC").to_ndarray()
+        smooth = (
+            av.VideoFrame.from_ndarray(coarse, format="rgb24")
+            .reformat(width=width * 2, height=height, interpolation="BICUBIC")
+            .to_ndarray()
+        )
         grain = rng.integers(-6, 7, smooth.shape)
         texture = np.clip(smooth.astype(np.int16) + grain, 0, 255).astype(np.uint8)
         for i in range(int(seconds * fps)):
             shift = (i * 4) % width
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(texture[:, shift:shift + width]), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(texture[:, shift : shift + width]), format="rgb24")
             for packet in video.encode(frame):
                 container.mux(packet)
         t = np.arange(int(seconds * sample_rate)) / sample_rate
@@ -69,7 +73,7 @@ def write_clip(path: Path, seconds: float, width: int, height: int, fps: int, sa
         samples = np.tile(wave.astype(np.float32), (channels, 1))
         chunk = 1024
         for start in range(0, samples.shape[1], chunk):
-            part = np.ascontiguousarray(samples[:, start:start + chunk])
+            part = np.ascontiguousarray(samples[:, start : start + chunk])
             frame = av.AudioFrame.from_ndarray(part, format="fltp", layout=audio.layout.name)
             frame.sample_rate, frame.pts, frame.time_base = sample_rate, start, Fraction(1, sample_rate)
             for packet in audio.encode(frame):
@@ -96,12 +100,15 @@ def packed_entries(clips: list[Path], out: Path) -> tuple[list[ManifestEntry], d
     manifest = out.with_suffix(".jsonl")
     write_manifest(manifest, [ManifestEntry(str(c)) for c in clips])
     start = time.perf_counter()
-    info = pack_manifest(str(manifest), out, PackSettings(), items_per_shard=len(clips), workers=1,
-                         progress=open("/dev/null", "w"))
+    info = pack_manifest(
+        str(manifest), out, PackSettings(), items_per_shard=len(clips), workers=1, progress=open("/dev/null", "w")
+    )
     seconds = time.perf_counter() - start
-    return read_manifest(out), {"pack_seconds_per_clip": seconds / len(clips),
-                                "shard_bytes_per_clip": info["bytes"] / len(clips),
-                                "loose_bytes_per_clip": sum(c.stat().st_size for c in clips) / len(clips)}
+    return read_manifest(out), {
+        "pack_seconds_per_clip": seconds / len(clips),
+        "shard_bytes_per_clip": info["bytes"] / len(clips),
+        "loose_bytes_per_clip": sum(c.stat().st_size for c in clips) / len(clips),
+    }
 
 
 def main() -> None:
@@ -132,43 +139,70 @@ def main() -> None:
         for name, shape in shapes.items():
             clips = [write_clip(root / f"{name}_{i}.mp4", seed=i, **shape["media"]) for i in range(4)]
             shard_entries, packing = packed_entries(clips, root / f"{name}_shards")
-            print(f"{name:8s} packing: {packing['pack_seconds_per_clip']:.2f} s per clip, "
-                  f"{packing['loose_bytes_per_clip'] / 1e3:.0f} kB loose -> "
-                  f"{packing['shard_bytes_per_clip'] / 1e3:.0f} kB in a shard", flush=True)
+            print(
+                f"{name:8s} packing: {packing['pack_seconds_per_clip']:.2f} s per clip, "
+                f"{packing['loose_bytes_per_clip'] / 1e3:.0f} kB loose -> "
+                f"{packing['shard_bytes_per_clip'] / 1e3:.0f} kB in a shard",
+                flush=True,
+            )
             sources = {"loose": [ManifestEntry(str(c)) for c in clips], "shards": shard_entries}
             for source, entries in sources.items():
                 for isolated in (False, True):
                     dataset = AudioVisualDataset(
-                        entries, [], shape["clip"], shape["audio"], shape["video"],
-                        training=True, seed=0, decode_timeout_s=120.0 if isolated else None,
+                        entries,
+                        [],
+                        shape["clip"],
+                        shape["audio"],
+                        shape["video"],
+                        training=True,
+                        seed=0,
+                        decode_timeout_s=120.0 if isolated else None,
                     )
                     result = time_dataset(dataset, args.items)
-                    result.update(shape=name, source=source, isolated_decoding=isolated, media=shape["media"],
-                                  clip=shape["clip"].to_dict(), fbank_frames=shape["audio"].target_frames,
-                                  crop=shape["video"].output_size, **(packing if source == "shards" else {}))
+                    result.update(
+                        shape=name,
+                        source=source,
+                        isolated_decoding=isolated,
+                        media=shape["media"],
+                        clip=shape["clip"].to_dict(),
+                        fbank_frames=shape["audio"].target_frames,
+                        crop=shape["video"].output_size,
+                        **(packing if source == "shards" else {}),
+                    )
                     rows.append(result)
-                    print(f"{name:8s} {source:6s} {'isolated' if isolated else 'in-process':10s}: "
-                          f"{result['samples_per_second']:.2f} samples/s per core "
-                          f"({result['items']} items in {result['seconds']:.1f} s)", flush=True)
+                    print(
+                        f"{name:8s} {source:6s} {'isolated' if isolated else 'in-process':10s}: "
+                        f"{result['samples_per_second']:.2f} samples/s per core "
+                        f"({result['items']} items in {result['seconds']:.1f} s)",
+                        flush=True,
+                    )
 
     step_seconds = predicted_step_ms("vitl16-as2m", args.per_gpu_batch) / 1e3
     needed = args.per_gpu_batch / step_seconds
     cores = {}
     for source in ("loose", "shards"):
-        rate = next(r for r in rows if r["shape"] == "default" and r["source"] == source
-                    and r["isolated_decoding"])["samples_per_second"]
+        rate = next(r for r in rows if r["shape"] == "default" and r["source"] == source and r["isolated_decoding"])[
+            "samples_per_second"
+        ]
         cores[source] = {"samples_per_second_per_core": rate, "cores_per_gpu": math.ceil(needed / rate)}
-        print(f"ViT-L, batch {args.per_gpu_batch} per GPU, predicted step {step_seconds:.2f} s -> {needed:.1f} "
-              f"samples/s -> {cores[source]['cores_per_gpu']} cores per GPU reading {source} "
-              f"at {rate:.2f} samples/s each")
+        print(
+            f"ViT-L, batch {args.per_gpu_batch} per GPU, predicted step {step_seconds:.2f} s -> {needed:.1f} "
+            f"samples/s -> {cores[source]['cores_per_gpu']} cores per GPU reading {source} "
+            f"at {rate:.2f} samples/s each"
+        )
     record = {
         "benchmark": "bench_data",
         "command": f"python benchmarks/bench_data.py --items {args.items} --per-gpu-batch {args.per_gpu_batch}",
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "av": av.__version__},
         "results": rows,
-        "vit_l_estimate": {"per_gpu_batch": args.per_gpu_batch, "assumed_gpu_tflops": H100_BF16_TFLOPS,
-                           "assumed_utilisation": ASSUMED_MFU, "predicted_step_seconds": step_seconds,
-                           "samples_per_second_needed": needed, "cores_per_gpu": cores},
+        "vit_l_estimate": {
+            "per_gpu_batch": args.per_gpu_batch,
+            "assumed_gpu_tflops": H100_BF16_TFLOPS,
+            "assumed_utilisation": ASSUMED_MFU,
+            "predicted_step_seconds": step_seconds,
+            "samples_per_second_needed": needed,
+            "cores_per_gpu": cores,
+        },
     }
     write_record(args.out, record)
 

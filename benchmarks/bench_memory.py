@@ -42,7 +42,7 @@ model.set_activation_checkpointing(checkpointing)
 optimizer = build_optimizer(model.named_trainable_parameters(), 1e-4, 0.04)
 batch = Batch(torch.randn(b, audio_frames, 128), torch.randn(b, 3, frames, image, image))
 grids = model.token_grids(tuple(batch.audio.shape), tuple(batch.video.shape))
-masks = MaskSampler(MaskConfig(), grids[0][:2], grids[1]).sample(b, seed=0)
+masks = MaskSampler(MaskConfig(), grids[0], grids[1]).sample(b, seed=0)
 before = status("VmRSS")
 train_step(model, optimizer, batch, masks, ema_momentum=0.999)
 peak = status("VmHWM")
@@ -70,11 +70,25 @@ print(json.dumps({"rss_before_mib": before, "peak_mib": peak, "parameters_mib": 
 
 def measure(size: str, checkpointing: bool, args: argparse.Namespace) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, size, "1" if checkpointing else "0", str(args.batch_size), str(args.frames),
-         str(args.image_size), str(args.audio_frames)], capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            size,
+            "1" if checkpointing else "0",
+            str(args.batch_size),
+            str(args.frames),
+            str(args.image_size),
+            str(args.audio_frames),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     record = json.loads(out.stdout.strip().splitlines()[-1])
-    record.update(size=size, activation_checkpointing=checkpointing,
-                  step_peak_mib=record["peak_mib"] - record["rss_before_mib"])
+    record.update(
+        size=size, activation_checkpointing=checkpointing, step_peak_mib=record["peak_mib"] - record["rss_before_mib"]
+    )
     return record
 
 
@@ -92,14 +106,18 @@ def main() -> None:
         for checkpointing in (False, True):
             row = measure(size, checkpointing, args)
             rows.append(row)
-            print(f"{size:6s} checkpointing={'on ' if checkpointing else 'off'}: step peak {row['step_peak_mib']:.0f} "
-                  f"MiB above {row['rss_before_mib']:.0f} MiB (parameters {row['parameters_mib']:.0f} MiB); live "
-                  f"tensors {row['live_tensor_peak_mib']:.0f} MiB; cost model {row['predicted_step_peak_mib']:.0f} MiB",
-                  flush=True)
-    record = {"benchmark": "bench_memory",
-              "command": f"python benchmarks/bench_memory.py --sizes {args.sizes} --batch-size {args.batch_size} "
-                         f"--frames {args.frames} --image-size {args.image_size} --audio-frames {args.audio_frames}",
-              "results": rows}
+            print(
+                f"{size:6s} checkpointing={'on ' if checkpointing else 'off'}: step peak {row['step_peak_mib']:.0f} "
+                f"MiB above {row['rss_before_mib']:.0f} MiB (parameters {row['parameters_mib']:.0f} MiB); live "
+                f"tensors {row['live_tensor_peak_mib']:.0f} MiB; cost model {row['predicted_step_peak_mib']:.0f} MiB",
+                flush=True,
+            )
+    record = {
+        "benchmark": "bench_memory",
+        "command": f"python benchmarks/bench_memory.py --sizes {args.sizes} --batch-size {args.batch_size} "
+        f"--frames {args.frames} --image-size {args.image_size} --audio-frames {args.audio_frames}",
+        "results": rows,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2))
     print(f"wrote {args.out}")

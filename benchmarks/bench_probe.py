@@ -23,8 +23,8 @@ import platform
 import time
 
 import torch
-from bench_json import write_record
 
+from bench_json import write_record
 from mjepa.eval.probe import (
     ATARI_PROBE_HEADS,
     AUTO_PASS_MEMORY_SHARE,
@@ -54,22 +54,27 @@ PAPER_TASKS = {
 def probe_flops_per_row(tokens: int, width: int) -> float:
     """Forward FLOPs of the attentive probe for one row: 3 self-attention blocks (linear layers 24·T·D², attention
     4·T²·D each) and the cross-attention block (key/value projections of every token, 4·T·D²)."""
-    block = 24 * tokens * width ** 2 + 4 * tokens ** 2 * width
-    return SELF_ATTENTION_BLOCKS * block + 4 * tokens * width ** 2
+    block = 24 * tokens * width**2 + 4 * tokens**2 * width
+    return SELF_ATTENTION_BLOCKS * block + 4 * tokens * width**2
 
 
 def predicted_grid(rows: int, folds: int, tokens: int, width: int, heads: int, epochs: int, batch: int) -> dict:
     flops = 3 * probe_flops_per_row(tokens, width) * rows * heads * epochs * folds  # forward + backward
     seconds = flops / (H100_BF16_TFLOPS * 1e12 * ASSUMED_MFU)
-    probe_params = sum(p.numel() for p in build_probe(ProbeSettings(num_heads=VJEPA2_PROBE_HEADS), width, 527)
-                       .parameters())
+    probe_params = sum(
+        p.numel() for p in build_probe(ProbeSettings(num_heads=VJEPA2_PROBE_HEADS), width, 527).parameters()
+    )
     state_bytes = probe_params * heads * (4 + 4 + 8)  # weights, gradients, AdamW moments (fp32)
     per_head = probe_activation_bytes(ProbeSettings(batch_size=batch), tokens, width)
     per_pass = max(1, min(heads, int(AUTO_PASS_MEMORY_SHARE * H100_FREE_BYTES // per_head)))
     feature_bytes = rows * tokens * width * 2  # fp16, in CPU memory
-    return {"tflop": flops / 1e12, "hours": seconds / 3600, "heads_per_pass_auto": per_pass,
-            "gpu_memory_gib": (state_bytes + per_pass * per_head) / 2**30,
-            "cpu_feature_memory_gib": feature_bytes / 2**30}
+    return {
+        "tflop": flops / 1e12,
+        "hours": seconds / 3600,
+        "heads_per_pass_auto": per_pass,
+        "gpu_memory_gib": (state_bytes + per_pass * per_head) / 2**30,
+        "cpu_feature_memory_gib": feature_bytes / 2**30,
+    }
 
 
 def measured_epoch(items: int, tokens: int, width: int, settings: ProbeSettings, device: torch.device) -> float:
@@ -98,17 +103,36 @@ def main() -> None:
     for modality, tokens in (("audio", 192), ("video", 64), ("av", 256)):
         for name, settings in (("demo probe, 1 head", demo), ("V-JEPA 2 grid, 20 heads", vjepa2)):
             seconds = measured_epoch(args.items, tokens, 192, settings, device)
-            measured.append({"modality": modality, "tokens": tokens, "probe": name, "heads": len(settings.grid()),
-                             "epoch_seconds": seconds})
-            print(f"measured  {modality:5s} {name:24s}: {seconds:6.2f} s per epoch ({args.items} rows, {device})",
-                  flush=True)
+            measured.append(
+                {
+                    "modality": modality,
+                    "tokens": tokens,
+                    "probe": name,
+                    "heads": len(settings.grid()),
+                    "epoch_seconds": seconds,
+                }
+            )
+            print(
+                f"measured  {modality:5s} {name:24s}: {seconds:6.2f} s per epoch ({args.items} rows, {device})",
+                flush=True,
+            )
 
     for per_pass in (4, None):  # the grid's heads trained together in one batched pass, against one at a time
         settings = ProbeSettings(epochs=1, heads_per_pass=per_pass)
         seconds = measured_epoch(args.items, 192, 192, settings, device)
-        measured.append({"modality": "audio", "tokens": 192, "probe": f"V-JEPA 2 grid, {per_pass or 20} heads per pass",
-                         "heads": len(settings.grid()), "heads_per_pass": per_pass, "epoch_seconds": seconds})
-        print(f"measured  audio V-JEPA 2 grid, {per_pass or 20:2d} heads per pass: {seconds:6.2f} s per epoch", flush=True)
+        measured.append(
+            {
+                "modality": "audio",
+                "tokens": 192,
+                "probe": f"V-JEPA 2 grid, {per_pass or 20} heads per pass",
+                "heads": len(settings.grid()),
+                "heads_per_pass": per_pass,
+                "epoch_seconds": seconds,
+            }
+        )
+        print(
+            f"measured  audio V-JEPA 2 grid, {per_pass or 20:2d} heads per pass: {seconds:6.2f} s per epoch", flush=True
+        )
 
     heads = len(VJEPA2_LEARNING_RATES) * len(VJEPA2_WEIGHT_DECAYS)
     predicted = []
@@ -116,18 +140,35 @@ def main() -> None:
         row = predicted_grid(rows, folds, tokens, 1024, heads, epochs=20, batch=32)
         row.update(task=task, modality=modality, rows=rows, folds=folds, tokens=tokens)
         predicted.append(row)
-        print(f"predicted {task:6s} {modality:5s}: {row['hours']:6.2f} h on one H100, {row['heads_per_pass_auto']} heads "
-              f"per pass, GPU {row['gpu_memory_gib']:.1f} "
-              f"GiB, features {row['cpu_feature_memory_gib']:.0f} GiB in CPU memory", flush=True)
+        print(
+            f"predicted {task:6s} {modality:5s}: {row['hours']:6.2f} h on one H100, {row['heads_per_pass_auto']} heads "
+            f"per pass, GPU {row['gpu_memory_gib']:.1f} "
+            f"GiB, features {row['cpu_feature_memory_gib']:.0f} GiB in CPU memory",
+            flush=True,
+        )
 
-    record = {"benchmark": "bench_probe", "command": f"python benchmarks/bench_probe.py --device {args.device} "
-                                                     f"--items {args.items}",
-              "machine": {"platform": platform.platform(), "torch": torch.__version__,
-                          "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor()},
-              "measured": measured,
-              "predicted": {"assumptions": {"gpu": "H100", "bf16_tflops": H100_BF16_TFLOPS, "mfu": ASSUMED_MFU,
-                                            "heads": heads, "epochs": 20, "batch": 32, "width": 1024},
-                            "tasks": predicted}}
+    record = {
+        "benchmark": "bench_probe",
+        "command": f"python benchmarks/bench_probe.py --device {args.device} --items {args.items}",
+        "machine": {
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor(),
+        },
+        "measured": measured,
+        "predicted": {
+            "assumptions": {
+                "gpu": "H100",
+                "bf16_tflops": H100_BF16_TFLOPS,
+                "mfu": ASSUMED_MFU,
+                "heads": heads,
+                "epochs": 20,
+                "batch": 32,
+                "width": 1024,
+            },
+            "tasks": predicted,
+        },
+    }
     write_record(args.out, record)
 
 

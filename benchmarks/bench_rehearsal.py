@@ -31,28 +31,43 @@ import time
 from contextlib import contextmanager
 
 import torch
-from bench_json import write_record
 
+from bench_json import write_record
 from mjepa.cost_model import step_flops_per_gpu
 from mjepa.distributed import DistributedContext
 from mjepa.masks import MaskSampler, masks_nbytes
 from mjepa.models.encoder import MultimodalEncoder
 from mjepa.pretrain_config import PretrainConfig, load_pretrain_config
 from mjepa.train import loop
-from mjepa.train.data_pipeline import build_train_stream, token_grids
+from mjepa.train.data_pipeline import build_train_stream
 from mjepa.train.device_reads import DeviceReadCounter
 
 H100_BF16_TFLOPS = 989.0
 ASSUMED_MFU = 0.4
-def rehearsal_config(preset: str, width: int, depth: int, workers: int, batch_size: int | None = None) -> PretrainConfig:
+
+
+def rehearsal_config(
+    preset: str, width: int, depth: int, workers: int, batch_size: int | None = None
+) -> PretrainConfig:
     """The preset with its data shapes, batch and mask settings, a narrow model, synthetic data, on the CPU."""
     heads = max(1, width // 32)
     overrides = [
-        "data.source=synthetic", "data.mixture_weights=[]", f"data.num_workers={workers}",
-        f"model.encoder.width={width}", f"model.encoder.depth={depth}", f"model.encoder.num_heads={heads}",
-        f"model.predictor.width={width}", "model.predictor.depth=1", f"model.predictor.num_heads={heads}",
-        "run.device=cpu", "run.precision=fp32", "run.distributed=none", "run.activation_checkpointing=false",
-        "optim.warmup_steps=1", "optim.cooldown_steps=0", "run.steps=100000",
+        "data.source=synthetic",
+        "data.mixture_weights=[]",
+        f"data.num_workers={workers}",
+        f"model.encoder.width={width}",
+        f"model.encoder.depth={depth}",
+        f"model.encoder.num_heads={heads}",
+        f"model.predictor.width={width}",
+        "model.predictor.depth=1",
+        f"model.predictor.num_heads={heads}",
+        "run.device=cpu",
+        "run.precision=fp32",
+        "run.distributed=none",
+        "run.activation_checkpointing=false",
+        "optim.warmup_steps=1",
+        "optim.cooldown_steps=0",
+        "run.steps=100000",
     ]
     if batch_size is not None:
         overrides.append(f"run.batch_size={batch_size}")
@@ -136,39 +151,52 @@ def rehearse_steps(config: PretrainConfig, world_size: int, steps: int, warmup: 
             micro_batches = [next(stream) for _ in range(config.run.grad_accumulation)]
             receive = time.perf_counter() - started
             replay = iter(micro_batches)
-            with timed(loop, "accumulated_step", totals, "model_s"), \
-                    timed(MultimodalEncoder, "layout", totals, "layout_s"), DeviceReadCounter() as reads:
+            with (
+                timed(loop, "accumulated_step", totals, "model_s"),
+                timed(MultimodalEncoder, "layout", totals, "layout_s"),
+                DeviceReadCounter() as reads,
+            ):
                 started = time.perf_counter()
                 outcome, _ = loop.run_step(trainer, replay, step, clock)
                 step_wall = time.perf_counter() - started
             outside_model = step_wall - totals.get("model_s", 0.0)
             layout = totals.get("layout_s", 0.0)
-            h2d = sum(mb.batch.audio.nbytes + mb.batch.video.nbytes + mb.batch.has_audio.nbytes
-                      + masks_nbytes(mb.masks) for mb in micro_batches if mb.batch is not None)
+            h2d = sum(
+                mb.batch.audio.nbytes + mb.batch.video.nbytes + mb.batch.has_audio.nbytes + masks_nbytes(mb.masks)
+                for mb in micro_batches
+                if mb.batch is not None
+            )
             if step >= warmup:
-                records.append({
-                    "receive_ms": 1e3 * receive,
-                    "outside_model_ms": 1e3 * outside_model,
-                    "layout_ms": 1e3 * layout,
-                    "mask_draw_ms": 1e3 * totals.get("mask_draw_s", 0.0),
-                    "host_ms": 1e3 * (receive + outside_model + layout),
-                    "model_ms_narrow_cpu": 1e3 * (totals.get("model_s", 0.0) - layout),
-                    "syncs": reads.count,
-                    "mask_draws": int(totals.get("mask_draws", 0)),
-                    "h2d_bytes": h2d,
-                    "skipped": bool(outcome.skipped) if outcome is not None else None,
-                })
+                records.append(
+                    {
+                        "receive_ms": 1e3 * receive,
+                        "outside_model_ms": 1e3 * outside_model,
+                        "layout_ms": 1e3 * layout,
+                        "mask_draw_ms": 1e3 * totals.get("mask_draw_s", 0.0),
+                        "host_ms": 1e3 * (receive + outside_model + layout),
+                        "model_ms_narrow_cpu": 1e3 * (totals.get("model_s", 0.0) - layout),
+                        "syncs": reads.count,
+                        "mask_draws": int(totals.get("mask_draws", 0)),
+                        "h2d_bytes": h2d,
+                        "skipped": bool(outcome.skipped) if outcome is not None else None,
+                    }
+                )
     return records
 
 
 def predicted_step_ms(preset: str, per_rank_batch: int) -> float:
     real = load_pretrain_config(preset, ["data.source=synthetic", "data.mixture_weights=[]"])
     data = real.data
-    audio_grid, video_grid = token_grids(real)
+    audio_grid, video_grid = real.token_grids()
     sampler = MaskSampler(real.masks, audio_grid, video_grid)
     masks = sampler.sample(2, seed=0)
-    flops = step_flops_per_gpu(real.model, per_rank_batch, (1, data.audio_frames, data.mel_bins),
-                               (1, 3, data.num_frames, data.image_size, data.image_size), masks)
+    flops = step_flops_per_gpu(
+        real.model,
+        per_rank_batch,
+        (1, data.audio_frames, data.mel_bins),
+        (1, 3, data.num_frames, data.image_size, data.image_size),
+        masks,
+    )
     return 1e3 * flops / (H100_BF16_TFLOPS * 1e12 * ASSUMED_MFU)
 
 
@@ -190,14 +218,23 @@ def main() -> None:
     per_rank = global_batch // (args.world_size * config.run.grad_accumulation)
     at_batch = measured_lengths(config, args.world_size)
     at_16 = measured_lengths(rehearsal_config(args.preset, args.width, args.depth, 0, batch_size=16), 1)
-    audio_grid, video_grid = token_grids(config)
+    audio_grid, video_grid = config.token_grids()
     tokens = {"A": audio_grid[0] * audio_grid[1], "V": video_grid[0] * video_grid[1] * video_grid[2]}
     tokens["AV"] = tokens["A"] + tokens["V"]
     masks = {
-        mode: [{"config": k, "context_at_batch": int(c), "target_at_batch": int(t), "context_at_16": int(at_16[mode][k][0]),
-                "target_at_16": int(at_16[mode][k][1]), "tokens": tokens[mode],
-                "context_fraction": round(c / tokens[mode], 4), "target_fraction": round(t / tokens[mode], 4)}
-               for k, (c, t) in enumerate(pairs)]
+        mode: [
+            {
+                "config": k,
+                "context_at_batch": int(c),
+                "target_at_batch": int(t),
+                "context_at_16": int(at_16[mode][k][0]),
+                "target_at_16": int(at_16[mode][k][1]),
+                "tokens": tokens[mode],
+                "context_fraction": round(c / tokens[mode], 4),
+                "target_fraction": round(t / tokens[mode], 4),
+            }
+            for k, (c, t) in enumerate(pairs)
+        ]
         for mode, pairs in at_batch.items()
     }
 
@@ -223,21 +260,30 @@ def main() -> None:
         "predicted_h100_step_ms": predicted,
         "host_share_of_predicted_step": median("host_ms") / predicted,
         "steps": records,
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count(), "torch": torch.__version__},
-        "command": "python benchmarks/bench_rehearsal.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+        },
+        "command": "python benchmarks/bench_rehearsal.py "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
     }
     out = write_record(args.json or f"benchmarks/results/rehearsal_{args.preset}.json", result, announce=False)
     print(f"{args.preset}: global batch {global_batch}, {args.world_size} simulated ranks x {per_rank} clips")
     for mode, rows in masks.items():
-        text = ", ".join(f"config {r['config']}: context {r['context_at_batch']} (at 16: {r['context_at_16']}), "
-                         f"target {r['target_at_batch']} (at 16: {r['target_at_16']})" for r in rows)
+        text = ", ".join(
+            f"config {r['config']}: context {r['context_at_batch']} (at 16: {r['context_at_16']}), "
+            f"target {r['target_at_batch']} (at 16: {r['target_at_16']})"
+            for r in rows
+        )
         print(f"  masks {mode:2s} of {tokens[mode]} tokens: {text}")
-    print(f"  host work {result['host_ms_per_step']:.1f} ms/step ({100 * result['host_share_of_predicted_step']:.2f} % "
-          f"of the predicted H100 step, {predicted:.0f} ms); {result['syncs_per_step']} device reads/step; "
-          f"{result['h2d_bytes_per_step'] / 2**20:.0f} MiB host->device/step; "
-          f"{result['mask_draws_in_training_process']} mask draws in the training process")
+    print(
+        f"  host work {result['host_ms_per_step']:.1f} ms/step ({100 * result['host_share_of_predicted_step']:.2f} % "
+        f"of the predicted H100 step, {predicted:.0f} ms); {result['syncs_per_step']} device reads/step; "
+        f"{result['h2d_bytes_per_step'] / 2**20:.0f} MiB host->device/step; "
+        f"{result['mask_draws_in_training_process']} mask draws in the training process"
+    )
     print(f"wrote {out}")
 
 

@@ -49,7 +49,7 @@ d, b = config.data, args["batch_size"]
 batch = Batch(audio=torch.randn(b, d.audio_frames, d.mel_bins),
               video=torch.randn(b, 3, d.num_frames, d.image_size, d.image_size))
 grids = model.token_grids(batch.audio.shape, batch.video.shape)
-masks = MaskSampler(config.masks, grids[0][:2], grids[1], active_modes(model_config.objective)).sample(b, seed=0)
+masks = MaskSampler(config.masks, grids[0], grids[1], active_modes(model_config.objective)).sample(b, seed=0)
 optimizer = build_optimizer(model.named_trainable_parameters(), lr=1e-4, weight_decay=0.04)
 before = hwm()
 times = []
@@ -65,8 +65,9 @@ print(json.dumps({"levels": args["levels"], "step_s": statistics.median(times), 
 
 
 def run_child(settings: dict) -> dict:
-    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(settings)], capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(settings)], capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         raise SystemExit(f"child failed: {done.stderr.strip().splitlines()[-1] if done.stderr else done.returncode}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -91,27 +92,49 @@ def main() -> None:
     preset_levels = list(config.model.objective.target_blocks(config.model.encoder.depth))
     rows = []
     for levels in ([config.model.encoder.depth - 1], preset_levels):
-        row = run_child({"preset": args.preset, "overrides": overrides, "width": args.width, "levels": levels,
-                         "batch_size": args.batch_size, "warmup": args.warmup, "steps": args.steps})
+        row = run_child(
+            {
+                "preset": args.preset,
+                "overrides": overrides,
+                "width": args.width,
+                "levels": levels,
+                "batch_size": args.batch_size,
+                "warmup": args.warmup,
+                "steps": args.steps,
+            }
+        )
         rows.append(row)
-        print(f"{args.preset} width {args.width}, batch {args.batch_size}, target blocks {levels}: "
-              f"{row['step_s']:.2f} s/step, peak step memory {row['peak_step_mib']:.0f} MiB")
-    real = ModelConfig.from_size("large").encoder.width if args.preset.startswith("vitl") else config.model.encoder.width
+        print(
+            f"{args.preset} width {args.width}, batch {args.batch_size}, target blocks {levels}: "
+            f"{row['step_s']:.2f} s/step, peak step memory {row['peak_step_mib']:.0f} MiB"
+        )
+    real = (
+        ModelConfig.from_size("large").encoder.width if args.preset.startswith("vitl") else config.model.encoder.width
+    )
     tokens = {"A": 0, "V": 0, "AV": 0}
     d, enc = config.data, config.model.encoder
     audio = (d.audio_frames // enc.audio_patch_time) * (d.mel_bins // enc.audio_patch_freq)
     video = (d.num_frames // enc.video_tubelet_time) * (d.image_size // enc.video_patch_size) ** 2
     tokens.update(A=audio, V=video, AV=audio + video)
     per_level = sum(tokens.values()) * args.per_gpu_batch * real * 4
-    print(f"target tensors at width {real}, batch {args.per_gpu_batch} per GPU, modes A+V+AV: "
-          f"{per_level / 2**30:.2f} GiB per level, {len(preset_levels) * per_level / 2**30:.2f} GiB for "
-          f"{len(preset_levels)} levels (predicted)")
-    write_record(args.out, {
-        "preset": args.preset, "width": args.width, "batch_size": args.batch_size, "machine": platform.processor()
-        or platform.machine(), "measured": rows,
-        "predicted_target_gib_per_level": per_level / 2**30, "predicted_for_batch_per_gpu": args.per_gpu_batch,
-        "levels": preset_levels,
-    })
+    print(
+        f"target tensors at width {real}, batch {args.per_gpu_batch} per GPU, modes A+V+AV: "
+        f"{per_level / 2**30:.2f} GiB per level, {len(preset_levels) * per_level / 2**30:.2f} GiB for "
+        f"{len(preset_levels)} levels (predicted)"
+    )
+    write_record(
+        args.out,
+        {
+            "preset": args.preset,
+            "width": args.width,
+            "batch_size": args.batch_size,
+            "machine": platform.processor() or platform.machine(),
+            "measured": rows,
+            "predicted_target_gib_per_level": per_level / 2**30,
+            "predicted_for_batch_per_gpu": args.per_gpu_batch,
+            "levels": preset_levels,
+        },
+    )
 
 
 if __name__ == "__main__":

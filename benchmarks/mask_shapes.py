@@ -46,8 +46,10 @@ def shapes(cfg, grid, draws: int, seed: int) -> dict:
             rows[h] += 1
             columns[w] += 1
     total = sum(rows.values())
-    return {"height_share": {k: round(v / total, 4) for k, v in sorted(rows.items())},
-            "width_share": {k: round(v / total, 4) for k, v in sorted(columns.items())}}
+    return {
+        "height_share": {k: round(v / total, 4) for k, v in sorted(rows.items())},
+        "width_share": {k: round(v / total, 4) for k, v in sorted(columns.items())},
+    }
 
 
 def main() -> None:
@@ -61,17 +63,25 @@ def main() -> None:
     for name, modality, grid in GRIDS:
         for cfg in getattr(masks, modality):
             lengths = fixed_lengths(cfg, grid, masks.length_quantile, masks.min_context)
-            entry = {"grid": name, "num_blocks": cfg.num_blocks, "spatial_scale": cfg.spatial_scale,
-                     "aspect_ratio": list(cfg.aspect_ratio), "context": lengths.context, "target": lengths.target,
-                     **shapes(cfg, grid, args.draws, args.seed)}
+            entry = {
+                "grid": name,
+                "num_blocks": cfg.num_blocks,
+                "spatial_scale": cfg.spatial_scale,
+                "aspect_ratio": list(cfg.aspect_ratio),
+                "context": lengths.context,
+                "target": lengths.target,
+                **shapes(cfg, grid, args.draws, args.seed),
+            }
             if modality == "audio":
                 entry["pure_time_share"] = pure_time_share(cfg, grid, args.draws, args.seed)
             record["grids"].append(entry)
             axis = "frequency rows" if modality == "audio" else "columns"
             spread = ", ".join(f"{k}: {100 * v:.1f} %" for k, v in entry["width_share"].items())
             extra = f"; pure time masks {100 * entry['pure_time_share']:.1f} %" if modality == "audio" else ""
-            print(f"{name} | {cfg.num_blocks} x {cfg.spatial_scale}: context {lengths.context}, target "
-                  f"{lengths.target}; {axis} per block {spread}{extra}")
+            print(
+                f"{name} | {cfg.num_blocks} x {cfg.spatial_scale}: context {lengths.context}, target "
+                f"{lengths.target}; {axis} per block {spread}{extra}"
+            )
     write_record(args.out, record)
 
 

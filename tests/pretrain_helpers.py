@@ -9,16 +9,33 @@ import sys
 from pathlib import Path
 
 TINY_RUN = [
-    "model.encoder.depth=2", "model.encoder.width=64", "model.encoder.num_heads=2",
-    "model.predictor.width=64", "model.predictor.depth=1", "model.predictor.num_heads=2",
-    "data.audio_frames=128", "data.mel_bins=64", "data.image_size=64", "data.num_frames=4",
-    "optim.warmup_steps=2", "optim.cooldown_steps=2", "run.log_every=1", "run.precision=fp32", "run.device=cpu",
+    "model.encoder.depth=2",
+    "model.encoder.width=64",
+    "model.encoder.num_heads=2",
+    "model.predictor.width=64",
+    "model.predictor.depth=1",
+    "model.predictor.num_heads=2",
+    "data.audio_frames=128",
+    "data.mel_bins=64",
+    "data.image_size=64",
+    "data.num_frames=4",
+    "optim.warmup_steps=2",
+    "optim.cooldown_steps=2",
+    "run.log_every=1",
+    "run.precision=fp32",
+    "run.device=cpu",
 ]
 
 
 def synthetic_run(out_dir: Path, steps: int, batch_size: int = 4, extra: tuple[str, ...] = ()) -> list[str]:
-    return [*TINY_RUN, "data.source=synthetic", f"run.steps={steps}", f"run.batch_size={batch_size}",
-            f"run.out_dir={out_dir}", *extra]
+    return [
+        *TINY_RUN,
+        "data.source=synthetic",
+        f"run.steps={steps}",
+        f"run.batch_size={batch_size}",
+        f"run.out_dir={out_dir}",
+        *extra,
+    ]
 
 
 def cli_env() -> dict[str, str]:
@@ -29,8 +46,9 @@ def cli_env() -> dict[str, str]:
 
 
 def run_cli(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mjepa.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=cli_env())
+    return subprocess.run(
+        [sys.executable, "-m", "mjepa.cli", *args], capture_output=True, text=True, timeout=timeout, env=cli_env()
+    )
 
 
 def step_losses(run_dir: Path) -> dict[int, float]:

@@ -59,6 +59,7 @@ def test_a_retired_key_loads_from_saved_configs_and_is_refused_in_new_ones(tmp_p
     assert ModelConfig.from_dict(saved["model"]) == ModelConfig()
     custom = tmp_path / "custom.yaml"
     custom.write_text("base: tiny-cpu\nmodel:\n  encoder: {activation_checkpointing: true}\n")
-    with pytest.raises(ConfigError, match="'model.encoder.activation_checkpointing' was retired; use "
-                                          "'run.activation_checkpointing'"):
+    with pytest.raises(
+        ConfigError, match="'model.encoder.activation_checkpointing' was retired; use 'run.activation_checkpointing'"
+    ):
         load_pretrain_config(str(custom), [])

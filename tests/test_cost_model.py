@@ -6,7 +6,12 @@ import torch
 from conftest import tiny_model_config
 from mjepa.config import ModelConfig
 from mjepa.cost_model import (
-    block_saved_bytes, count_parameters, estimate_step_memory, gpu_bytes_needed, max_batch_per_gpu, sample_masks,
+    block_saved_bytes,
+    count_parameters,
+    estimate_step_memory,
+    gpu_bytes_needed,
+    max_batch_per_gpu,
+    sample_masks,
     step_flops_per_gpu,
 )
 from mjepa.flops import step_flops
@@ -36,8 +41,11 @@ def test_block_saved_bytes_equal_the_tensors_autograd_saves(amp):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
             block(x, (cos, sin))
     not_per_token = {t.untyped_storage().data_ptr() for t in (cos, sin, *block.parameters())}
-    per_token = sum(n for ptr, n in saved.items() if ptr not in not_per_token and n % (batch * tokens) == 0
-                    and not _is_weight_copy(n, block))
+    per_token = sum(
+        n
+        for ptr, n in saved.items()
+        if ptr not in not_per_token and n % (batch * tokens) == 0 and not _is_weight_copy(n, block)
+    )
     assert per_token / (batch * tokens) == block_saved_bytes(width, heads, 4 * width, amp)
 
 

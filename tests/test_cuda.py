@@ -6,17 +6,17 @@ import pytest
 import torch
 
 from conftest import tiny_model_config
+from mjepa.checkpoint_file import load_checkpoint
 from mjepa.config import MaskConfig
 from mjepa.data.synthetic import synthetic_batch
+from mjepa.distributed import DistributedContext
 from mjepa.masks import MaskSampler, masks_to
 from mjepa.models.mjepa import MJEPA
-from mjepa.checkpoint_file import load_checkpoint
+from mjepa.pretrain_config import load_pretrain_config
 from mjepa.train.data_pipeline import build_train_stream
 from mjepa.train.device_reads import DeviceReadCounter
-from mjepa.distributed import DistributedContext
 from mjepa.train.loop import pretrain
 from mjepa.train.optim import build_optimizer
-from mjepa.pretrain_config import load_pretrain_config
 from mjepa.train.step import train_step
 from pretrain_helpers import synthetic_run
 
@@ -30,7 +30,7 @@ def _model_batch_masks():
     model = MJEPA(tiny_model_config()).to(CUDA)
     batch, _ = synthetic_batch(0, 0, 4)
     audio_grid, video_grid = model.token_grids(tuple(batch.audio.shape), tuple(batch.video.shape))
-    masks = MaskSampler(MaskConfig(), audio_grid[:2], video_grid).sample(4, seed=0)
+    masks = MaskSampler(MaskConfig(), audio_grid, video_grid).sample(4, seed=0)
     return model, batch.to(CUDA), masks_to(masks, CUDA)
 
 
@@ -61,8 +61,10 @@ def test_training_loader_pins_batches_and_masks(tmp_path):
 
 
 def test_pretrain_on_cuda_writes_a_checkpoint_that_loads_on_the_cpu(tmp_path):
-    config = load_pretrain_config("tiny-cpu", synthetic_run(tmp_path / "run", 4, extra=(
-        "run.device=cuda", "run.precision=bf16", "data.num_workers=1")))
+    config = load_pretrain_config(
+        "tiny-cpu",
+        synthetic_run(tmp_path / "run", 4, extra=("run.device=cuda", "run.precision=bf16", "data.num_workers=1")),
+    )
     assert pretrain(config).last_step == 4
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["model"]
     assert all(v.device.type == "cpu" and torch.isfinite(v).all() for v in state.values())
@@ -76,8 +78,14 @@ def test_probe_grid_trains_on_cuda_batched_heads_agreeing_with_one_at_a_time():
     targets = (torch.rand(64, 5, generator=gen) < 0.3).float()
     scores = {}
     for per_pass in (1, None):
-        settings = ProbeSettings(learning_rates=(1e-3, 3e-4), weight_decays=(0.01, 0.1), epochs=2, batch_size=16,
-                                 num_heads=4, heads_per_pass=per_pass)
+        settings = ProbeSettings(
+            learning_rates=(1e-3, 3e-4),
+            weight_decays=(0.01, 0.1),
+            epochs=2,
+            batch_size=16,
+            num_heads=4,
+            heads_per_pass=per_pass,
+        )
         probes = train_probe_grid(settings, tokens, None, targets, multi_label=True, device=CUDA)
         assert all(p.head.weight.device.type == "cuda" for p in probes)
         scores[per_pass] = torch.stack([predict(p, tokens, None, multi_label=True) for p in probes])

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from mjepa.config import BlockMaskConfig, MaskConfig
+from mjepa.grids import TokenGrid
 from mjepa.masks import MaskSampler, block_size, fixed_lengths, mask_generator, sample_block_mask, sample_blocks
 
-AUDIO_GRID = (64, 8)  # 1024 frames x 128 mel bins at 16x16 patches
+AUDIO_GRID = TokenGrid(64, 8, 1)  # 1024 frames x 128 mel bins at 16x16 patches: (time, frequency, 1)
 VIDEO_GRID = (8, 14, 14)  # 16 frames at 224 px, 2x16x16 tubelets (vitl16-as2m)
 VIDEO_GRID_256 = (8, 16, 16)  # 16 frames at 256 px (vitg16-as2m-vm2m)
 

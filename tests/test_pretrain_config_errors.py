@@ -12,8 +12,10 @@ from pretrain_helpers import run_cli
         (["data.source=manifest", "data.manifests=[/nonexistent/train.jsonl]"], "/nonexistent/train.jsonl"),
         (["--config", "missing.yaml"], "config file 'missing.yaml' does not exist"),
         (["run.batch_size=6", "run.grad_accumulation=4", "data.source=synthetic"], "divisible"),
-        (["run.batch_size=15", "run.grad_accumulation=2", "data.source=synthetic"],
-         "run.batch_size=15 must be divisible by run.grad_accumulation=2"),
+        (
+            ["run.batch_size=15", "run.grad_accumulation=2", "data.source=synthetic"],
+            "run.batch_size=15 must be divisible by run.grad_accumulation x world size = 2 x 1",
+        ),
         (["optim.grad_clip=0"], "optim.grad_clip must be > 0"),
         (["optim.grad_clip=-1"], "optim.grad_clip must be > 0"),
         (["optim.ema_end=-0.5"], "optim.ema_end must be in [0, 1]"),
@@ -21,11 +23,14 @@ from pretrain_helpers import run_cli
         (["data.source=manifest", "data.manifests=[BINARY]"], "binary.jsonl: not a text manifest"),
     ],
 )
+@pytest.mark.slow
 def test_bad_configs_give_one_line_error_and_nonzero_exit(overrides, message, tmp_path):
     (tmp_path / "empty.jsonl").write_text("\n")
     (tmp_path / "binary.jsonl").write_bytes(bytes(range(256)) * 4)
-    overrides = [o.replace("EMPTY", str(tmp_path / "empty.jsonl")).replace("BINARY", str(tmp_path / "binary.jsonl"))
-                 for o in overrides]
+    overrides = [
+        o.replace("EMPTY", str(tmp_path / "empty.jsonl")).replace("BINARY", str(tmp_path / "binary.jsonl"))
+        for o in overrides
+    ]
     result = run_cli(["pretrain", *overrides, f"run.out_dir={tmp_path / 'run'}", "model.encoder.depth=1"])
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

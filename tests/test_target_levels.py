@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from mjepa.config import BlockMaskConfig, MaskConfig, ModelConfig, ObjectiveConfig, PredictorConfig
+from mjepa.data.batch import Batch
 from mjepa.masks import MaskSampler
 from mjepa.models.encoder import gather_tokens, layer_normalise
 from mjepa.models.mjepa import MJEPA
-from mjepa.data.batch import Batch
 from mjepa.objective import compute_targets, mjepa_objective
 from mjepa.pretrain_config import load_pretrain_config
 from mjepa.terms import active_modes
@@ -21,15 +21,18 @@ def _narrow(preset: str, overrides: list[str] = ()) -> tuple[ModelConfig, object
     """The preset's model at its real depth and grids, made narrow (width 48) so it runs in a test."""
     config = load_pretrain_config(preset, ["data.manifests=[x.jsonl]", *overrides])
     encoder = dataclasses.replace(config.model.encoder, width=48, num_heads=2)
-    model = dataclasses.replace(config.model, encoder=encoder, predictor=PredictorConfig(width=48, depth=1,
-                                                                                           num_heads=2))
+    model = dataclasses.replace(
+        config.model, encoder=encoder, predictor=PredictorConfig(width=48, depth=1, num_heads=2)
+    )
     return model, config
 
 
 def _real_batch(config) -> Batch:
     data = config.data
-    return Batch(audio=torch.randn(1, data.audio_frames, data.mel_bins),
-                 video=torch.randn(1, 3, data.num_frames, data.image_size, data.image_size))
+    return Batch(
+        audio=torch.randn(1, data.audio_frames, data.mel_bins),
+        video=torch.randn(1, 3, data.num_frames, data.image_size, data.image_size),
+    )
 
 
 def test_vitl_preset_predicts_four_levels_at_its_real_grids():
@@ -49,25 +52,37 @@ def test_vitl_preset_predicts_four_levels_at_its_real_grids():
     assert torch.equal(targets["AV"].last, targets["AV"].levels[3])
 
     audio_grid, video_grid = model.token_grids(batch.audio.shape, batch.video.shape)
-    sampler = MaskSampler(config.masks, audio_grid[:2], video_grid, active_modes(model_config.objective))
+    sampler = MaskSampler(config.masks, audio_grid, video_grid, active_modes(model_config.objective))
     masks = sampler.sample(1, seed=0)
     pair = masks["AV"][1]
     tokens, layout = encoder.embed("AV", batch.audio, batch.video)
     context = encoder.encode_tokens(gather_tokens(tokens, pair.context), layout.coords[pair.context]).tokens
-    predictions = model.predictor("AV")(context, layout.coords[pair.context], layout.modality[pair.context],
-                                        layout.coords[pair.target], layout.modality[pair.target])
+    predictions = model.predictor("AV")(
+        context,
+        layout.coords[pair.context],
+        layout.modality[pair.context],
+        layout.coords[pair.target],
+        layout.modality[pair.target],
+    )
     assert len(predictions) == 4
     assert all(p.shape == (1, pair.target.shape[1], 48) for p in predictions)
 
 
 def test_each_level_is_logged_and_the_intra_term_is_their_mean():
-    model_config, config = _narrow("vitg16-as2m-vm2m", ["data.manifests=[a,b,c,d]", "model.encoder.depth=40",
-                                                        "data.num_frames=4", "data.image_size=64",
-                                                        "data.audio_frames=256"])
+    model_config, config = _narrow(
+        "vitg16-as2m-vm2m",
+        [
+            "data.manifests=[a,b,c,d]",
+            "model.encoder.depth=40",
+            "data.num_frames=4",
+            "data.image_size=64",
+            "data.audio_frames=256",
+        ],
+    )
     model = MJEPA(model_config)
     batch = _real_batch(config)
     audio_grid, video_grid = model.token_grids(batch.audio.shape, batch.video.shape)
-    masks = MaskSampler(config.masks, audio_grid[:2], video_grid).sample(1, seed=0)
+    masks = MaskSampler(config.masks, audio_grid, video_grid).sample(1, seed=0)
     out = mjepa_objective(model, batch, masks)
     for mode in ("A", "V", "AV"):
         levels = [out.level_terms[f"intra_{mode}_layer{k}"] for k in (25, 30, 35, 40)]
@@ -78,14 +93,16 @@ def test_each_level_is_logged_and_the_intra_term_is_their_mean():
 def test_each_level_trains_only_its_own_predictor_head():
     objective = ObjectiveConfig(target_layers=(0, -1))
     config = ModelConfig.from_size("tiny", objective)
-    config = dataclasses.replace(config, encoder=dataclasses.replace(config.encoder, width=48, depth=2,
-                                                                     num_heads=2),
-                                 predictor=PredictorConfig(width=32, depth=1, num_heads=2))
+    config = dataclasses.replace(
+        config,
+        encoder=dataclasses.replace(config.encoder, width=48, depth=2, num_heads=2),
+        predictor=PredictorConfig(width=32, depth=1, num_heads=2),
+    )
     model = MJEPA(config)
     batch = Batch(audio=torch.randn(2, 64, 32), video=torch.randn(2, 3, 4, 32, 32))
     audio_grid, video_grid = model.token_grids(batch.audio.shape, batch.video.shape)
     small = MaskConfig(video=(BlockMaskConfig(2, 0.15),), audio=(BlockMaskConfig(2, 0.15),))
-    masks = MaskSampler(small, audio_grid[:2], video_grid).sample(2, seed=1)
+    masks = MaskSampler(small, audio_grid, video_grid).sample(2, seed=1)
     out = mjepa_objective(model, batch, masks)
     first = out.level_terms["intra_A_layer1"]
     grad = torch.autograd.grad(first, model.predictors["shared"].proj.weight)[0]

@@ -1,8 +1,8 @@
 """MJEPA: one shared ViT encoder, one latent-prediction objective within and across audio and video.
 
-    import mjepa
-    model = mjepa.load("runs/tiny-cpu/checkpoints/latest.pt")
-    embedding = model.encode_audio(waveform, sample_rate=16000).mean
+import mjepa
+model = mjepa.load("runs/tiny-cpu/checkpoints/latest.pt")
+embedding = model.encode_audio(waveform, sample_rate=16000).mean
 """
 
 from mjepa.version import __version__  # noqa: F401

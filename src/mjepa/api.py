@@ -27,15 +27,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from mjepa.data.decode import ClipSpec
-from mjepa.data.fbank import AudioFrontendConfig, fbank_for_config, fbank_windows
-from mjepa.data.video_transforms import VideoTransformConfig, eval_video_transform
+from mjepa.data.preprocess.fbank import fbank_for_config, fbank_windows
+from mjepa.data.preprocess.video_transforms import eval_video_transform
 from mjepa.embedding_inputs import audio_clips, decode_video_file, path_list, video_clips
 from mjepa.models.encoder import MultimodalEncoder
-from mjepa.models.mjepa import MJEPA
 from mjepa.packaging import (
     PARTS,
     SHIPPED_MODELS,
+    LoadedModel,
     download_from_hub,
     is_model_dir,
     load_model_dir,
@@ -99,50 +98,66 @@ class MJEPAModel(nn.Module):
     An ``nn.Module``: ``.to(device)``, ``.to(torch.bfloat16)``, ``.eval()`` work as usual; outputs come back on the
     model's device in its dtype."""
 
-    def __init__(self, model: MJEPA, frontend: dict, config: dict) -> None:
+    def __init__(self, loaded: LoadedModel) -> None:
         super().__init__()
-        self.model = model.eval()
-        self.clip = ClipSpec.from_dict(frontend["clip"])
-        self.audio_config = AudioFrontendConfig.from_dict(frontend["audio"])
-        self.video_config = VideoTransformConfig.from_dict(frontend["video"])
-        self.frontend = frontend
-        self.config = config
+        self.model = loaded.model.eval()
+        self.frontend = loaded.frontend
+        self.clip = loaded.frontend.clip
+        self.audio_config = loaded.frontend.audio
+        self.video_config = loaded.frontend.video
+        self.run_config, self.step, self.parts = loaded.config, loaded.step, loaded.parts
+        self._saved_run_config = loaded.saved_run_config()
+
+    @property
+    def config(self) -> dict:
+        """What the model was saved with: ``{"pretrain": run config or None, "step": int, "parts": str}``."""
+        return {"pretrain": self._saved_run_config, "step": self.step, "parts": self.parts}
 
     # -- construction ----------------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path_or_repo: str, revision: str | None = None, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None) -> "MJEPAModel":
+    def from_pretrained(
+        cls,
+        path_or_repo: str,
+        revision: str | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> MJEPAModel:
         """A shipped model's name (``"mjepa-tiny"``, in the package: no download), a model directory
         (``save_pretrained``), a training checkpoint (``.pt``), or a Hub repository id; moved to ``device`` and cast
         to ``dtype`` when given."""
         path = resolve_model_path(path_or_repo)
         if path.is_file():
             from mjepa.eval.loading import load_model
-            from mjepa.typed_config import to_dict
 
-            loaded = load_model(path)
-            config = {"pretrain": to_dict(loaded.config), "step": loaded.step, "parts": "all"}
-            instance = cls(loaded.model, loaded.frontend.to_dict(), config)
+            instance = cls(load_model(path))
         else:
             if not is_model_dir(path):
                 if path.exists() or str(path_or_repo).count("/") != 1:
-                    raise ValueError(f"{path_or_repo!r} is neither a shipped model ({', '.join(SHIPPED_MODELS)}), "
-                                     "an mjepa checkpoint, a model directory nor a Hub id")
+                    raise ValueError(
+                        f"{path_or_repo!r} is neither a shipped model ({', '.join(SHIPPED_MODELS)}), "
+                        "an mjepa checkpoint, a model directory nor a Hub id"
+                    )
                 path = download_from_hub(str(path_or_repo), revision)
-            model, frontend, config = load_model_dir(path)
-            instance = cls(model, frontend, config)
+            instance = cls(load_model_dir(path))
         return instance.to(device=device, dtype=dtype) if device is not None or dtype is not None else instance
 
     def save_pretrained(self, directory: str | Path, parts: str = "all", dtype: torch.dtype | None = None) -> Path:
         """A model directory: ``parts="all"`` (every part, to resume research from) or ``"target"`` (the target
         encoder only: what embedding needs, about a third of the size); ``dtype`` casts the stored weights."""
-        if parts == "all" and self.config.get("parts", "all") == "target":
+        if parts == "all" and self.parts == "target":
             raise ValueError("this model holds only its target encoder; save it with parts='target'")
-        return save_model_dir(directory, self.model, self.frontend, self.config.get("pretrain"),
-                              int(self.config.get("step", 0)), parts=parts, dtype=dtype)
+        return save_model_dir(
+            directory, self.model, self.frontend, self._saved_run_config, self.step, parts=parts, dtype=dtype
+        )
 
-    def push_to_hub(self, repo_id: str, parts: str = "target", dtype: torch.dtype | None = None,
-                    private: bool = False, token: str | None = None) -> str:
+    def push_to_hub(
+        self,
+        repo_id: str,
+        parts: str = "target",
+        dtype: torch.dtype | None = None,
+        private: bool = False,
+        token: str | None = None,
+    ) -> str:
         """Upload a model directory to the Hugging Face Hub (needs ``pip install 'mjepa[hub]'``); returns the URL
         of the commit. Loading it back: ``mjepa.load(repo_id)``."""
         import tempfile
@@ -186,8 +201,16 @@ class MJEPAModel(nn.Module):
 
     # -- audio -----------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def encode_audio(self, audio, sample_rate: int | None = None, pooled: bool = True, layer: int | list[int] = -1,
-                     encoder: str = "target", batch_size: int = 8, timestamps: bool = False):
+    def encode_audio(
+        self,
+        audio,
+        sample_rate: int | None = None,
+        pooled: bool = True,
+        layer: int | list[int] = -1,
+        encoder: str = "target",
+        batch_size: int = 8,
+        timestamps: bool = False,
+    ):
         """Embeddings of one clip (-> :class:`Embeddings`) or several (a list or a ``(clips, samples)`` batch, of
         any lengths, or file paths -> a list, in order). ``timestamps=True`` adds frame-level embeddings with their
         times. ``layer``: a block index (-1, the default, is the last; every block's output goes through the final
@@ -209,8 +232,15 @@ class MJEPAModel(nn.Module):
 
     # -- video -----------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def encode_video(self, video, fps: float | None = None, pooled: bool = True, layer: int | list[int] = -1,
-                     encoder: str = "target", batch_size: int = 8):
+    def encode_video(
+        self,
+        video,
+        fps: float | None = None,
+        pooled: bool = True,
+        layer: int | list[int] = -1,
+        encoder: str = "target",
+        batch_size: int = 8,
+    ):
         """Embeddings of RGB frames ``(time, height, width, 3)`` uint8 decoded at ``fps``, of a list or batch of
         them, or of video files (decoded at the model's frame rate)."""
         clips = video_clips(video, fps, self.clip, self.video_config.eval_short_side)
@@ -237,8 +267,17 @@ class MJEPAModel(nn.Module):
 
     # -- audio-visual ----------------------------------------------------------------------------------------
     @torch.no_grad()
-    def encode_av(self, audio, sample_rate: int | None = None, video=None, fps: float | None = None,
-                  pooled: bool = True, layer: int | list[int] = -1, encoder: str = "target", batch_size: int = 8):
+    def encode_av(
+        self,
+        audio,
+        sample_rate: int | None = None,
+        video=None,
+        fps: float | None = None,
+        pooled: bool = True,
+        layer: int | list[int] = -1,
+        encoder: str = "target",
+        batch_size: int = 8,
+    ):
         """Joint ``[video ; audio]`` embeddings of a waveform and its frames (or lists of both), or of video files
         with their sound (``encode_av("clip.mp4")`` or a list of paths). Video windows are the training clip
         length; each is paired with the audio window of the training audio length that starts at the same time
@@ -252,30 +291,39 @@ class MJEPAModel(nn.Module):
             audio_input = [waveform.numpy() for _, waveform in decoded]
             video_input = [frames for frames, _ in decoded]
             single = len(paths) == 1 and not isinstance(audio, (list, tuple))
-            audio_clip_set = audio_clips(audio_input, self.clip.sample_rate, self.sample_rate,
-                                         self.audio_config.frame_length_ms / 1000.0)
-            video_clip_set = video_clips(video_input, self.clip.frames_per_second, self.clip,
-                                         self.video_config.eval_short_side)
+            audio_clip_set = audio_clips(
+                audio_input, self.clip.sample_rate, self.sample_rate, self.audio_config.frame_length_ms / 1000.0
+            )
+            video_clip_set = video_clips(
+                video_input, self.clip.frames_per_second, self.clip, self.video_config.eval_short_side
+            )
         else:
             if video is None:
                 raise ValueError("encode_av needs the video frames too (or video file paths as the first argument)")
-            audio_clip_set = audio_clips(audio, sample_rate, self.sample_rate,
-                                         self.audio_config.frame_length_ms / 1000.0)
+            audio_clip_set = audio_clips(
+                audio, sample_rate, self.sample_rate, self.audio_config.frame_length_ms / 1000.0
+            )
             video_clip_set = video_clips(video, fps, self.clip, self.video_config.eval_short_side)
             single = audio_clip_set.single and video_clip_set.single
         if len(audio_clip_set.waveforms) != len(video_clip_set.frames):
-            raise ValueError(f"encode_av got {len(audio_clip_set.waveforms)} audio clips and "
-                             f"{len(video_clip_set.frames)} videos")
-        windows = [self._av_windows(w, audio_clip_set.sample_rate, frames, video_clip_set.fps)
-                   for w, frames in zip(audio_clip_set.waveforms, video_clip_set.frames)]
+            raise ValueError(
+                f"encode_av got {len(audio_clip_set.waveforms)} audio clips and {len(video_clip_set.frames)} videos"
+            )
+        windows = [
+            self._av_windows(w, audio_clip_set.sample_rate, frames, video_clip_set.fps)
+            for w, frames in zip(audio_clip_set.waveforms, video_clip_set.frames)
+        ]
         results = self._encode("AV", windows, layer, encoder, batch_size, pooled, False)
         return results[0] if single else results
 
     def _av_windows(self, waveform: np.ndarray, sample_rate: int, frames: torch.Tensor, fps: float) -> _Windows:
         video, starts = self._video_starts_and_windows(frames, fps)
         frames_per_second = 1000.0 / self.audio_config.frame_shift_ms
-        audio, valid = fbank_windows(self._fbank(waveform, sample_rate), self.audio_config,
-                                     starts=[int(round(start * frames_per_second)) for start in starts])
+        audio, valid = fbank_windows(
+            self._fbank(waveform, sample_rate),
+            self.audio_config,
+            starts=[int(round(start * frames_per_second)) for start in starts],
+        )
         return _Windows(audio, video, valid, starts)
 
     # -- shared ----------------------------------------------------------------------------------------------
@@ -288,17 +336,27 @@ class MJEPAModel(nn.Module):
             raise ValueError("layer=[] asks for no layer")
         for value in layers:
             if isinstance(value, bool) or not isinstance(value, int) or not -depth <= value < depth:
-                raise ValueError(f"layer {value!r} is outside this {depth}-block encoder: use 0..{depth - 1}, or "
-                                 f"-1..-{depth} counting from the last")
+                raise ValueError(
+                    f"layer {value!r} is outside this {depth}-block encoder: use 0..{depth - 1}, or "
+                    f"-1..-{depth} counting from the last"
+                )
         return [value % depth for value in layers]
 
     def _encoder(self, mode: str, encoder: str) -> MultimodalEncoder:
-        if encoder != "target" and self.config.get("parts", "all") == "target":
+        if encoder != "target" and self.parts == "target":
             raise ValueError(f"encoder={encoder!r}: this model holds only its target encoder")
         return self.model.frozen_encoder(mode, encoder)
 
-    def _encode(self, mode: str, clips: list[_Windows], layer, encoder: str, batch_size: int, pooled_only: bool,
-                timestamps: bool) -> list[Embeddings]:
+    def _encode(
+        self,
+        mode: str,
+        clips: list[_Windows],
+        layer,
+        encoder: str,
+        batch_size: int,
+        pooled_only: bool,
+        timestamps: bool,
+    ) -> list[Embeddings]:
         """All the clips' windows through the encoder ``batch_size`` at a time, split back into each clip's
         embeddings."""
         if batch_size < 1:
@@ -310,12 +368,20 @@ class MJEPAModel(nn.Module):
         total = sum(c.count for c in clips)
         chunks = []
         for start in range(0, total, batch_size):
-            part = lambda t: None if t is None else t[start:start + batch_size].to(self.device, self.dtype)  # noqa: E731
-            chunks.append(self._run(net, mode, part(audio), part(video), layers))
+            stop = start + batch_size
+            chunks.append(
+                self._run(
+                    net,
+                    mode,
+                    _rows(audio, start, stop, self.device, self.dtype),
+                    _rows(video, start, stop, self.device, self.dtype),
+                    layers,
+                )
+            )
         tokens = torch.cat(chunks)  # (windows, layers, T, D)
         results, offset = [], 0
         for clip in clips:
-            mine = tokens[offset:offset + clip.count]
+            mine = tokens[offset : offset + clip.count]
             offset += clip.count
             results.append(self._embeddings(mine, clip, mode, len(layers) > 1, pooled_only, timestamps))
         return results
@@ -338,8 +404,8 @@ class MJEPAModel(nn.Module):
     def _audio_grid(self) -> tuple[int, int]:
         """(time steps, frequency patches) of one audio window, as the tokenizer cuts it."""
         shape = (1, self.audio_config.target_frames, self.audio_config.num_mel_bins)
-        steps, patches, _ = self.model.token_grids(shape, None)[0]
-        return steps, patches
+        grid = self.model.token_grids(shape, None)[0]
+        return grid.time, grid.height
 
     def _audio_tokens(self) -> int:
         steps, patches = self._audio_grid()
@@ -351,8 +417,9 @@ class MJEPAModel(nn.Module):
         time_index = torch.arange(num_tokens) // patches  # the grid is time-major
         return (time_index.unsqueeze(0) * patch_time) < valid_frames.unsqueeze(1)
 
-    def _embeddings(self, tokens: torch.Tensor, clip: _Windows, mode: str, several_layers: bool, pooled_only: bool,
-                    timestamps: bool) -> Embeddings:
+    def _embeddings(
+        self, tokens: torch.Tensor, clip: _Windows, mode: str, several_layers: bool, pooled_only: bool, timestamps: bool
+    ) -> Embeddings:
         """Pooled over the tokens that hold signal (in float32, returned in the model's dtype)."""
         mask = self._token_mask(clip, mode, tokens.shape[2])
         weights = mask.to(tokens.device, torch.float32)[:, None, :, None]
@@ -381,8 +448,17 @@ class MJEPAModel(nn.Module):
         return torch.cat(frames), torch.cat(times)
 
 
-def load(path_or_repo: str, revision: str | None = None, device: str | torch.device | None = None,
-         dtype: torch.dtype | None = None) -> MJEPAModel:
+def _rows(tensor: torch.Tensor | None, start: int, stop: int, device, dtype) -> torch.Tensor | None:
+    """Rows ``start:stop`` of ``tensor`` on ``device`` in ``dtype`` (None stays None)."""
+    return None if tensor is None else tensor[start:stop].to(device, dtype)
+
+
+def load(
+    path_or_repo: str,
+    revision: str | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> MJEPAModel:
     """A trained model from a shipped model's name (``"mjepa-tiny"``), a model directory, a training checkpoint
     (``.pt``) or a Hugging Face Hub id, on ``device`` in ``dtype`` when given."""
     return MJEPAModel.from_pretrained(path_or_repo, revision, device=device, dtype=dtype)

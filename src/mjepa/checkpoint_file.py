@@ -19,7 +19,6 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or is not an mjepa checkpoint."""
 
 
-
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint without unpickling arbitrary objects; a clear error for anything else."""
     path = Path(path)

@@ -6,7 +6,6 @@ import argparse
 import sys
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mjepa", description="MJEPA audio-visual self-supervised learning")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -18,47 +17,76 @@ def build_parser() -> argparse.ArgumentParser:
         "model.objective.cross_modal=av. Re-running with the same run.out_dir resumes from its latest checkpoint. "
         "Launch with torchrun (or srun) for several processes.",
     )
-    pre.add_argument("--config", default="tiny-cpu",
-                     help="preset (tiny-cpu, mjepa-tiny, vitl16-as2m, vitg16-as2m-vm2m, "
-                     "vitg16-as2m-vm2m-cooldown64) or YAML file (default: tiny-cpu)")
+    pre.add_argument(
+        "--config",
+        default="tiny-cpu",
+        help="preset (tiny-cpu, mjepa-tiny, vitl16-as2m, vitg16-as2m-vm2m, "
+        "vitg16-as2m-vm2m-cooldown64) or YAML file (default: tiny-cpu)",
+    )
     pre.add_argument("--print-config", action="store_true", help="print the merged configuration and exit")
     pre.add_argument("overrides", nargs="*", metavar="key=value", help="configuration overrides")
 
     sub.add_parser("plot", help="draw a run's training curves as a PNG", add_help=False)
-    sub.add_parser("probe", help="frozen-encoder probe of a checkpoint on a task (with a random-init baseline)",
-                   add_help=False)
+    sub.add_parser(
+        "probe", help="frozen-encoder probe of a checkpoint on a task (with a random-init baseline)", add_help=False
+    )
     sub.add_parser("retrieve", help="A->V and V->A retrieval recall of a checkpoint", add_help=False)
     sub.add_parser("extract", help="embeddings for every item of a manifest", add_help=False)
-    sub.add_parser("demo", help="generate AtariAV, pretrain, probe A/V/AV of the shipped model, the new one and a "
-                   "random encoder, retrieve, report", add_help=False)
-    sub.add_parser("track", help="every checkpoint of a run: held-out loss per term and probe scores over steps",
-                   add_help=False)
-    sub.add_parser("transfer", help="a model's audio embeddings on GM-Instruments (real recorded instruments) vs "
-                   "random init and a log-mel baseline, linear probe", add_help=False)
-    sub.add_parser("ablate", help="the central ablation on AtariAV: four settings x seeds, probed A/V/AV, table + plot",
-                   add_help=False)
-    data = sub.add_parser("data", help="data tools: import, validate and shard manifests, fbank statistics, built-in AtariAV data")
+    sub.add_parser(
+        "demo",
+        help="generate AtariAV, pretrain, probe A/V/AV of the shipped model, the new one and a "
+        "random encoder, retrieve, report",
+        add_help=False,
+    )
+    sub.add_parser(
+        "track", help="every checkpoint of a run: held-out loss per term and probe scores over steps", add_help=False
+    )
+    sub.add_parser(
+        "transfer",
+        help="a model's audio embeddings on GM-Instruments (real recorded instruments) vs "
+        "random init and a log-mel baseline, linear probe",
+        add_help=False,
+    )
+    sub.add_parser(
+        "ablate",
+        help="the central ablation on AtariAV: four settings x seeds, probed A/V/AV, table + plot",
+        add_help=False,
+    )
+    data = sub.add_parser(
+        "data", help="data tools: import, validate and shard manifests, fbank statistics, built-in AtariAV data"
+    )
     data_sub = data.add_subparsers(dest="data_command", required=True)
     # The tools parse their own arguments; these entries only make them show up in --help.
-    data_sub.add_parser("import", help="dataset metadata (AudioSet, ESC-50, FSD50K, ...) to a manifest",
-                        add_help=False)
+    data_sub.add_parser("import", help="dataset metadata (AudioSet, ESC-50, FSD50K, ...) to a manifest", add_help=False)
     data_sub.add_parser("validate", help="scan every file of a manifest and report the bad ones", add_help=False)
     data_sub.add_parser("stats", help="fbank mean / std over a manifest", add_help=False)
     data_sub.add_parser("atari", help="generate the built-in AtariAV dataset", add_help=False)
-    data_sub.add_parser("instruments", help="render the GM-Instruments transfer set from a SoundFont",
-                        add_help=False)
-    data_sub.add_parser("shard", help="pack a manifest into WebDataset tar shards for training and evaluation",
-                        add_help=False)
+    data_sub.add_parser("instruments", help="render the GM-Instruments transfer set from a SoundFont", add_help=False)
+    data_sub.add_parser(
+        "shard", help="pack a manifest into WebDataset tar shards for training and evaluation", add_help=False
+    )
     return parser
 
 
 # Commands that parse their own arguments (their module has main(argv) and build_parser()).
-TOOLS = {"plot": "mjepa.train.plot", "probe": "mjepa.eval.probe_command", "retrieve": "mjepa.eval.retrieve_command",
-         "extract": "mjepa.extract", "demo": "mjepa.experiments.demo", "ablate": "mjepa.experiments.ablation",
-         "track": "mjepa.experiments.track", "transfer": "mjepa.experiments.transfer"}
-DATA_TOOLS = {"import": "mjepa.data.import_command", "validate": "mjepa.data.validate", "stats": "mjepa.data.stats",
-              "atari": "mjepa.data.atari_command", "shard": "mjepa.data.shard_command",
-              "instruments": "mjepa.data.instruments_command"}
+TOOLS = {
+    "plot": "mjepa.train.plot",
+    "probe": "mjepa.eval.probe_command",
+    "retrieve": "mjepa.eval.retrieve_command",
+    "extract": "mjepa.extract",
+    "demo": "mjepa.experiments.demo",
+    "ablate": "mjepa.experiments.ablation",
+    "track": "mjepa.experiments.track",
+    "transfer": "mjepa.experiments.transfer",
+}
+DATA_TOOLS = {
+    "import": "mjepa.data.manifests.import_command",
+    "validate": "mjepa.data.manifests.validate",
+    "stats": "mjepa.data.manifests.stats",
+    "atari": "mjepa.data.atari.command",
+    "shard": "mjepa.data.shards.command",
+    "instruments": "mjepa.data.instruments.command",
+}
 
 
 def _run_data_tool(argv: list[str]) -> int:
@@ -84,8 +112,11 @@ def _pretrain(args: argparse.Namespace) -> int:
 
     result = pretrain(config)
     if result.preempted:
-        print(f"mjepa pretrain: stopped by {result.preempted} after step {result.last_step}; checkpoint written, "
-              f"run the same command to resume", flush=True)
+        print(
+            f"mjepa pretrain: stopped by {result.preempted} after step {result.last_step}; checkpoint written, "
+            f"run the same command to resume",
+            flush=True,
+        )
     return 0
 
 
@@ -99,22 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         return importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "pretrain":
-        from mjepa.checkpoint_file import CheckpointError
-        from mjepa.distributed import DistributedInitError
+        from mjepa.commands import run_reporting_errors
         from mjepa.train.loop import TrainingStopped
 
-        try:
-            return _pretrain(args)
-        except (ValueError, CheckpointError, DistributedInitError) as err:
-            print(f"mjepa pretrain: error: {err}", file=sys.stderr)
-            return 2
-        except TrainingStopped as err:
-            print(f"mjepa pretrain: stopped: {err}", file=sys.stderr)
-            return 3
-        except OSError as err:  # the run folder cannot be created or written (read-only, full disk)
-            where = f"{err.filename}: " if err.filename else ""
-            print(f"mjepa pretrain: error: cannot write {where}{err.strerror or err}", file=sys.stderr)
-            return 2
+        return run_reporting_errors("mjepa pretrain", _pretrain, args, stops=(TrainingStopped,))
     return 0
 
 

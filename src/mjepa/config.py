@@ -76,14 +76,25 @@ class EncoderConfig:
 
     def __post_init__(self) -> None:
         _check_choice("encoder.position_embedding", self.position_embedding, ("rope", "sincos"))
-        for name in ("width", "depth", "num_heads", "audio_patch_time", "audio_patch_freq", "video_tubelet_time",
-                     "video_patch_size", "video_channels", "mlp_ratio", "audio_frame_shift_seconds", "video_fps"):
+        for name in (
+            "width",
+            "depth",
+            "num_heads",
+            "audio_patch_time",
+            "audio_patch_freq",
+            "video_tubelet_time",
+            "video_patch_size",
+            "video_channels",
+            "mlp_ratio",
+            "audio_frame_shift_seconds",
+            "video_fps",
+        ):
             _check_positive(f"encoder.{name}", getattr(self, name))
         if self.width % self.num_heads:
             raise ValueError(f"encoder.width={self.width} is not divisible by encoder.num_heads={self.num_heads}")
 
     @classmethod
-    def from_size(cls, size: str) -> "EncoderConfig":
+    def from_size(cls, size: str) -> EncoderConfig:
         """Config of a named size (change other fields with ``dataclasses.replace``)."""
         _check_choice("size", size, tuple(ENCODER_SIZES))
         width, depth, heads, ratio = ENCODER_SIZES[size]
@@ -104,7 +115,7 @@ class PredictorConfig:
             raise ValueError(f"predictor.width={self.width} is not divisible by predictor.num_heads={self.num_heads}")
 
     @classmethod
-    def for_size(cls, size: str) -> "PredictorConfig":
+    def for_size(cls, size: str) -> PredictorConfig:
         _check_choice("size", size, tuple(PREDICTOR_SIZES))
         width, depth, heads = PREDICTOR_SIZES[size]
         return cls(width=width, depth=depth, num_heads=heads)
@@ -186,7 +197,9 @@ class ObjectiveConfig:
     def __post_init__(self) -> None:
         _check_choice("objective.cross_modal", self.cross_modal, CROSS_MODAL_CHOICES)
         if not self.shared_encoder and self.joint_av:
-            raise ValueError("objective.joint_av=True needs objective.shared_encoder=True: the AV mode runs one encoder")
+            raise ValueError(
+                "objective.joint_av=True needs objective.shared_encoder=True: the AV mode runs one encoder"
+            )
         if not self.target_layers:
             raise ValueError("objective.target_layers must name at least one encoder block, e.g. [-1]")
         _check_positive("objective.cross_modal_hidden_ratio", self.cross_modal_hidden_ratio)
@@ -204,12 +217,16 @@ class ObjectiveConfig:
         blocks = []
         for layer in self.target_layers:
             if not -depth <= layer < depth:
-                raise ValueError(f"objective.target_layers holds {layer}, outside an encoder of {depth} blocks "
-                                 f"(expected -{depth} .. {depth - 1})")
+                raise ValueError(
+                    f"objective.target_layers holds {layer}, outside an encoder of {depth} blocks "
+                    f"(expected -{depth} .. {depth - 1})"
+                )
             blocks.append(layer % depth)
         if len(set(blocks)) != len(blocks):
-            raise ValueError(f"objective.target_layers={list(self.target_layers)} names a block twice "
-                             f"(as blocks {blocks} of {depth})")
+            raise ValueError(
+                f"objective.target_layers={list(self.target_layers)} names a block twice "
+                f"(as blocks {blocks} of {depth})"
+            )
         return tuple(sorted(blocks))
 
 
@@ -220,13 +237,13 @@ class ModelConfig:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
     @classmethod
-    def from_size(cls, size: str, objective: ObjectiveConfig | None = None) -> "ModelConfig":
+    def from_size(cls, size: str, objective: ObjectiveConfig | None = None) -> ModelConfig:
         return cls(EncoderConfig.from_size(size), PredictorConfig.for_size(size), objective or ObjectiveConfig())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """A saved model config (checkpoint, model folder): keys mjepa has retired are dropped."""
         return build(cls, without_retired_keys(cls, data))

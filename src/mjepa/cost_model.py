@@ -10,7 +10,8 @@ The model counts what the step keeps alive:
   mode and mask configuration), the tensors each pre-norm block saves for its backward, counted per token from the
   block's structure (``block_saved_bytes``), plus a few per-pass tensors (gathered tokens, final norm, loss); with
   activation checkpointing only each block's input is saved, plus one block's activations during its recompute;
-- **targets**: the normalised target tokens of every mode at every target level, and the transient working set of the no-grad target
+- **targets**: the normalised target tokens of every mode at every target level, and the transient working set of the
+no-grad target
   passes;
 - **backward working set**: the gradients flowing through one block of the largest trained pass.
 
@@ -27,7 +28,8 @@ import torch
 
 from mjepa.config import MaskConfig, ModelConfig
 from mjepa.flops import step_flops
-from mjepa.masks import MaskSampler, Masks
+from mjepa.grids import audio_grid, video_grid
+from mjepa.masks import Masks, MaskSampler
 from mjepa.terms import active_modes
 
 STRATEGIES = ("ddp", "fsdp")
@@ -107,7 +109,9 @@ def block_saved_bytes(width: int, num_heads: int, mlp_hidden: int, amp: bool) ->
     a = 2 if amp else 4
     head_dim = width // num_heads
     residual = 2 * width * 4 + 2 * 2 * 4  # norm inputs and their mean / rstd
-    products = (width + 3 * width + 2 * width + width + width + width) * a  # qkv in/out, q', k', attn out, proj in, fc1 in
+    products = (
+        width + 3 * width + 2 * width + width + width + width
+    ) * a  # qkv in/out, q', k', attn out, proj in, fc1 in
     mlp = 2 * mlp_hidden * a  # GELU input, fc2 input
     lse = num_heads * 4
     rotary = 2 * 2 * (head_dim // 2) * a if amp else 0  # cos and sin (broadcast over heads), cast for q and k
@@ -124,35 +128,56 @@ def trained_passes(config: ModelConfig, masks: Masks) -> list[TrainedPass]:
     for mode in active_modes(config.objective):
         for pair in masks[mode]:
             n_ctx, n_tgt = pair.context.shape[1], pair.target.shape[1]
-            passes.append(TrainedPass(n_ctx, enc.width, enc.depth, enc.num_heads, int(round(enc.width * enc.mlp_ratio))))
-            passes.append(TrainedPass(n_ctx + n_tgt, pred.width, pred.depth, pred.num_heads,
-                                      int(round(pred.width * pred.mlp_ratio))))
+            passes.append(
+                TrainedPass(n_ctx, enc.width, enc.depth, enc.num_heads, int(round(enc.width * enc.mlp_ratio)))
+            )
+            passes.append(
+                TrainedPass(
+                    n_ctx + n_tgt, pred.width, pred.depth, pred.num_heads, int(round(pred.width * pred.mlp_ratio))
+                )
+            )
     return passes
 
 
 def full_tokens(config: ModelConfig, audio_shape: tuple[int, ...], video_shape: tuple[int, ...]) -> dict[str, int]:
     enc = config.encoder
     audio = (audio_shape[1] // enc.audio_patch_time) * (audio_shape[2] // enc.audio_patch_freq)
-    video = ((video_shape[2] // enc.video_tubelet_time) * (video_shape[3] // enc.video_patch_size)
-             * (video_shape[4] // enc.video_patch_size))
+    video = (
+        (video_shape[2] // enc.video_tubelet_time)
+        * (video_shape[3] // enc.video_patch_size)
+        * (video_shape[4] // enc.video_patch_size)
+    )
     return {"A": audio, "V": video, "AV": audio + video}
 
 
-def sample_masks(config: ModelConfig, audio_shape: tuple[int, ...], video_shape: tuple[int, ...],
-                 mask_config: MaskConfig = MaskConfig(), seed: int = 0, batch: int = 2) -> Masks:
+def sample_masks(
+    config: ModelConfig,
+    audio_shape: tuple[int, ...],
+    video_shape: tuple[int, ...],
+    mask_config: MaskConfig = MaskConfig(),
+    seed: int = 0,
+    batch: int = 2,
+) -> Masks:
     """Masks of the recipe at these shapes, drawn for ``batch`` samples. Their lengths depend on the grids and the
     mask configuration only, so the token counts hold for any per-GPU batch."""
     enc = config.encoder
-    audio_grid = (audio_shape[1] // enc.audio_patch_time, audio_shape[2] // enc.audio_patch_freq)
-    video_grid = (video_shape[2] // enc.video_tubelet_time, video_shape[3] // enc.video_patch_size,
-                  video_shape[4] // enc.video_patch_size)
-    sampler = MaskSampler(mask_config, audio_grid, video_grid, active_modes(config.objective))
+    audio = audio_grid(audio_shape[1], audio_shape[2], enc.audio_patch_time, enc.audio_patch_freq)
+    video = video_grid(video_shape[2], video_shape[3], video_shape[4], enc.video_tubelet_time, enc.video_patch_size)
+    sampler = MaskSampler(mask_config, audio, video, active_modes(config.objective))
     return sampler.sample(batch, seed=seed)
 
 
-def estimate_step_memory(config: ModelConfig, batch: int, audio_shape: tuple[int, ...],
-                         video_shape: tuple[int, ...], masks: Masks, amp: bool, checkpointing: bool,
-                         strategy: str = "ddp", world_size: int = 1) -> StepMemory:
+def estimate_step_memory(
+    config: ModelConfig,
+    batch: int,
+    audio_shape: tuple[int, ...],
+    video_shape: tuple[int, ...],
+    masks: Masks,
+    amp: bool,
+    checkpointing: bool,
+    strategy: str = "ddp",
+    world_size: int = 1,
+) -> StepMemory:
     """Predicted per-GPU bytes of one training step with ``batch`` samples per GPU.
 
     ``audio_shape`` ``(B, frames, mel_bins)`` and ``video_shape`` ``(B, C, T, H, W)``: their B is ignored.
@@ -191,8 +216,9 @@ def estimate_step_memory(config: ModelConfig, batch: int, audio_shape: tuple[int
     levels = len(config.objective.target_layers)
     targets = levels * sum(batch * tokens[m] * enc.width * 4 for m in modes)
     # The no-grad target pass of the longest mode: residual + qkv + MLP hidden of one block, alive at once.
-    target_transient = batch * max(tokens[m] for m in modes) * (enc.width * 4 + (3 * enc.width + enc.mlp_ratio
-                                                                                * enc.width) * a)
+    target_transient = (
+        batch * max(tokens[m] for m in modes) * (enc.width * 4 + (3 * enc.width + enc.mlp_ratio * enc.width) * a)
+    )
     working = max(working, target_transient)
     return StepMemory(parameters, gradients, optimizer, gathered, copies, saved, float(targets), working)
 
@@ -201,13 +227,27 @@ def gpu_bytes_needed(memory: StepMemory) -> float:
     return memory.total * ALLOCATOR_SLACK + GPU_RESERVED_BYTES
 
 
-def max_batch_per_gpu(config: ModelConfig, audio_shape: tuple[int, ...], video_shape: tuple[int, ...],
-                      gpu_bytes: float, amp: bool, checkpointing: bool, strategy: str, world_size: int,
-                      masks: Masks | None = None) -> int:
+def max_batch_per_gpu(
+    config: ModelConfig,
+    audio_shape: tuple[int, ...],
+    video_shape: tuple[int, ...],
+    gpu_bytes: float,
+    amp: bool,
+    checkpointing: bool,
+    strategy: str,
+    world_size: int,
+    masks: Masks | None = None,
+) -> int:
     """The largest per-GPU batch whose predicted peak (with slack and reserved memory) fits ``gpu_bytes``."""
     masks = masks if masks is not None else sample_masks(config, audio_shape, video_shape)
-    fits = lambda b: gpu_bytes_needed(estimate_step_memory(  # noqa: E731
-        config, b, audio_shape, video_shape, masks, amp, checkpointing, strategy, world_size)) <= gpu_bytes
+    fits = lambda b: (
+        gpu_bytes_needed(
+            estimate_step_memory(  # noqa: E731
+                config, b, audio_shape, video_shape, masks, amp, checkpointing, strategy, world_size
+            )
+        )
+        <= gpu_bytes
+    )
     if not fits(1):
         return 0
     low, high = 1, 2
@@ -219,8 +259,9 @@ def max_batch_per_gpu(config: ModelConfig, audio_shape: tuple[int, ...], video_s
     return low
 
 
-def step_flops_per_gpu(config: ModelConfig, batch: int, audio_shape: tuple[int, ...], video_shape: tuple[int, ...],
-                       masks: Masks) -> float:
+def step_flops_per_gpu(
+    config: ModelConfig, batch: int, audio_shape: tuple[int, ...], video_shape: tuple[int, ...], masks: Masks
+) -> float:
     """Analytic FLOPs of one training step for ``batch`` samples (per GPU: FLOPs do not depend on the strategy)."""
     one = step_flops(config, masks_batch(masks), (1, *audio_shape[1:]), (1, *video_shape[1:]), masks)
     return one.training_step / masks_batch(masks) * batch

@@ -56,11 +56,13 @@ def detect_launch(env: dict[str, str]) -> DistributedContext:
     """Rank, world size and local rank from the environment (see the module docstring)."""
     try:
         if "RANK" in env and "WORLD_SIZE" in env:
-            return DistributedContext(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)),
-                                      "torchrun")
+            return DistributedContext(
+                int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)), "torchrun"
+            )
         if "SLURM_PROCID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
-            return DistributedContext(int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]),
-                                      int(env.get("SLURM_LOCALID", 0)), "slurm")
+            return DistributedContext(
+                int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env.get("SLURM_LOCALID", 0)), "slurm"
+            )
     except ValueError as err:
         raise DistributedInitError(f"malformed launcher environment: {err}") from None
     return DistributedContext(0, 1, 0, "single")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mjepa.data.decode import ClipSpec, decode_audio, decode_clip
+from mjepa.data.media.decode import ClipSpec, decode_audio, decode_clip
 
 PathLike = (str, os.PathLike)
 
@@ -80,8 +80,10 @@ def check_waveform(waveform: np.ndarray, sample_rate: int, min_seconds: float, w
         bad = int((~np.isfinite(waveform)).sum())
         raise ValueError(f"{where}: {bad} of {waveform.size} audio samples are NaN or infinite")
     if waveform.size < math.ceil(min_seconds * sample_rate):
-        raise ValueError(f"{where}: {waveform.size} samples at {sample_rate} Hz is shorter than one analysis frame "
-                         f"({min_seconds * 1000:g} ms)")
+        raise ValueError(
+            f"{where}: {waveform.size} samples at {sample_rate} Hz is shorter than one analysis frame "
+            f"({min_seconds * 1000:g} ms)"
+        )
     return waveform
 
 
@@ -95,8 +97,9 @@ def audio_clips(audio, sample_rate: int | None, model_rate: int, min_seconds: fl
     else:
         array = _as_array(audio)
         if array.ndim not in (1, 2):
-            raise ValueError(f"audio must be (samples,), a batch (clips, samples) or a list of clips, got shape "
-                             f"{array.shape}")
+            raise ValueError(
+                f"audio must be (samples,), a batch (clips, samples) or a list of clips, got shape {array.shape}"
+            )
         items = [array] if array.ndim == 1 else list(array)
     if not items:
         raise ValueError("no audio clips were given (an empty list)")
@@ -110,15 +113,18 @@ def audio_clips(audio, sample_rate: int | None, model_rate: int, min_seconds: fl
             raise ValueError("sample_rate is needed for waveforms (it is read from the file for paths)")
         waveforms = [_mono(pcm_to_float(_as_array(item), f"clip {i}"), f"clip {i}") for i, item in enumerate(items)]
         rate = int(sample_rate)
-    checked = [check_waveform(w, rate, min_seconds, f"clip {i}" if not _is_path(items[i]) else str(items[i]))
-               for i, w in enumerate(waveforms)]
+    checked = [
+        check_waveform(w, rate, min_seconds, f"clip {i}" if not _is_path(items[i]) else str(items[i]))
+        for i, w in enumerate(waveforms)
+    ]
     return AudioClips(checked, rate, single)
 
 
 def _check_frames(frames: torch.Tensor, where: str) -> torch.Tensor:
     if frames.dim() != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
-        raise ValueError(f"{where}: frames must be uint8 (time, height, width, 3), got {frames.dtype} "
-                         f"{tuple(frames.shape)}")
+        raise ValueError(
+            f"{where}: frames must be uint8 (time, height, width, 3), got {frames.dtype} {tuple(frames.shape)}"
+        )
     if frames.shape[0] == 0:
         raise ValueError(f"{where}: the video has no frames")
     return frames
@@ -129,9 +135,13 @@ def decode_video_file(path, spec: ClipSpec, short_side: int) -> tuple[torch.Tens
     it has none)."""
     first = decode_clip(path, spec, window_start=0.0, require_video=True)
     duration = first.duration or spec.window_duration
-    whole = ClipSpec(num_frames=max(1, math.ceil(duration * spec.frames_per_second)),
-                     frames_per_second=spec.frames_per_second, audio_window="full", sample_rate=spec.sample_rate,
-                     short_side=short_side)
+    whole = ClipSpec(
+        num_frames=max(1, math.ceil(duration * spec.frames_per_second)),
+        frames_per_second=spec.frames_per_second,
+        audio_window="full",
+        sample_rate=spec.sample_rate,
+        short_side=short_side,
+    )
     return decode_clip(path, whole, window_start=0.0, require_video=True).frames, first.waveform
 
 
@@ -148,8 +158,9 @@ def video_clips(video, fps: float | None, spec: ClipSpec, short_side: int) -> Vi
         return VideoClips(frames, spec.frames_per_second, single)
     if fps is None:
         raise ValueError("fps is needed for frames (it is read from the file for paths)")
-    return VideoClips([_check_frames(torch.as_tensor(item), f"video {i}") for i, item in enumerate(items)],
-                      float(fps), single)
+    return VideoClips(
+        [_check_frames(torch.as_tensor(item), f"video {i}") for i, item in enumerate(items)], float(fps), single
+    )
 
 
 def path_list(value) -> list[Path] | None:

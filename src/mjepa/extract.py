@@ -3,10 +3,11 @@
 Each item is decoded whole (its segment bounds respected; video at the evaluation size) in loader workers
 (``--workers``), cut into windows of the training clip length by :mod:`mjepa.api`, and embedded
 ``--items-per-batch`` items at a time, their windows ``--batch-size`` to a forward pass. ``--modality auto`` (the
-default) embeds what the first readable item holds: audio and video, audio only, or video only. The output (``torch.save``, loadable with ``weights_only=True``) holds:
-``paths`` (list), ``pooled`` (N, D) — the mean over an item's windows, weighted by the tokens that hold signal —, ``windows`` (list of (W_i, D)),
-``tokens`` (list of (W_i, T, D), with ``--tokens``), ``skipped`` (list of {path, reason, detail}) and the settings.
-Unreadable items are skipped and listed, never replaced.
+default) embeds what the first readable item holds: audio and video, audio only, or video only. The output
+(``torch.save``, loadable with ``weights_only=True``) holds: ``paths`` (list), ``pooled`` (N, D) — the mean over an
+item's windows, weighted by the tokens that hold signal —, ``windows`` (list of (W_i, D)), ``tokens`` (list of (W_i, T,
+D), with ``--tokens``), ``skipped`` (list of {path, reason, detail}) and the settings. Unreadable items are skipped and
+listed, never replaced.
 """
 
 from __future__ import annotations
@@ -15,19 +16,19 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mjepa.api import MJEPAModel, load
 from mjepa.commands import add_device_argument, resolve_device, run_reporting_errors
-from mjepa.data.decode import ClipSpec, MediaError, decode_entry_isolated, probe_media
-from mjepa.data.isolation import IsolatedRunner
-from mjepa.data.manifest import EntryTable, ManifestEntry, read_manifest
-from mjepa.data.media_info import media_errors
+from mjepa.data.manifests.manifest import EntryTable, ManifestEntry, read_manifest
+from mjepa.data.media.decode import ClipSpec, MediaError, decode_entry_isolated, probe_media
+from mjepa.data.media.info import media_errors
+from mjepa.data.media.isolation import IsolatedRunner
 from mjepa.models.mjepa import ENCODER_CHOICES
 from mjepa.terms import MODALITIES
 
@@ -47,7 +48,7 @@ class DecodedItem:
 class ExtractItems(Dataset):
     """Manifest items decoded whole (segment bounds respected) for :func:`embed_items`; an unreadable item comes
     back as a MediaError (not raised), so a worker never stops on it. Decoding runs in an isolating helper process
-    (:mod:`mjepa.data.isolation`)."""
+    (:mod:`mjepa.data.media.isolation`)."""
 
     def __init__(self, entries: list[ManifestEntry], clip: ClipSpec, eval_short_side: int, modality: str) -> None:
         self.entries = EntryTable(entries)  # shared by forked loader workers, not copied
@@ -67,21 +68,39 @@ class ExtractItems(Dataset):
 
     def _decode(self, entry: ManifestEntry) -> DecodedItem:
         need_video = self.modality != "audio"
-        first = decode_entry_isolated(self.runner, entry, self.clip, window_start=0.0, require_video=need_video,
-                                      require_audio=self.modality != "video")
+        first = decode_entry_isolated(
+            self.runner,
+            entry,
+            self.clip,
+            window_start=0.0,
+            require_video=need_video,
+            require_audio=self.modality != "video",
+        )
         frames = None
         if need_video:
             fps = self.clip.frames_per_second
             duration = first.duration or self.clip.window_duration
             # Decoded at the evaluation size (FFmpeg scales while decoding): the transform resizes to it anyway.
-            whole = ClipSpec(num_frames=max(1, math.ceil(duration * fps)), frames_per_second=fps,
-                             audio_window="full", sample_rate=self.clip.sample_rate, short_side=self.eval_short_side)
+            whole = ClipSpec(
+                num_frames=max(1, math.ceil(duration * fps)),
+                frames_per_second=fps,
+                audio_window="full",
+                sample_rate=self.clip.sample_rate,
+                short_side=self.eval_short_side,
+            )
             frames = decode_entry_isolated(self.runner, entry, whole, window_start=0.0, require_video=True).frames
         return DecodedItem(entry.path, first.waveform, first.sample_rate, frames)
 
 
-def embed_items(model: MJEPAModel, items: list[DecodedItem], modality: str, layer: int, encoder: str,
-                keep_tokens: bool, batch_size: int) -> list:
+def embed_items(
+    model: MJEPAModel,
+    items: list[DecodedItem],
+    modality: str,
+    layer: int,
+    encoder: str,
+    keep_tokens: bool,
+    batch_size: int,
+) -> list:
     """Embeddings of decoded items, their windows batched together, on the model's device."""
     pooled, fps = not keep_tokens, model.clip.frames_per_second
     options = dict(pooled=pooled, layer=layer, encoder=encoder, batch_size=batch_size)
@@ -89,8 +108,7 @@ def embed_items(model: MJEPAModel, items: list[DecodedItem], modality: str, laye
         return model.encode_audio([i.waveform for i in items], items[0].sample_rate, **options)
     if modality == "video":
         return model.encode_video([i.frames for i in items], fps, **options)
-    return model.encode_av([i.waveform for i in items], items[0].sample_rate, [i.frames for i in items], fps,
-                           **options)
+    return model.encode_av([i.waveform for i in items], items[0].sample_rate, [i.frames for i in items], fps, **options)
 
 
 def modality_of(entries, limit: int = 20) -> str:
@@ -115,14 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("manifest")
     parser.add_argument("--checkpoint", required=True, help="training checkpoint, model directory or Hub id")
     parser.add_argument("--out", required=True, help="output file (.pt)")
-    parser.add_argument("--modality", choices=("auto", *MODALITIES), default="auto",
-                        help="what to embed (default auto: what the first readable item holds)")
+    parser.add_argument(
+        "--modality",
+        choices=("auto", *MODALITIES),
+        default="auto",
+        help="what to embed (default auto: what the first readable item holds)",
+    )
     parser.add_argument("--encoder", choices=ENCODER_CHOICES, default="target")
     parser.add_argument("--layer", type=int, default=-1)
     parser.add_argument("--tokens", action="store_true", help="also store token-level features")
     parser.add_argument("--workers", type=int, default=2, help="decoding processes (default 2; 0 decodes here)")
-    parser.add_argument("--items-per-batch", type=int, default=8,
-                        help="items embedded together (their windows share forward passes)")
+    parser.add_argument(
+        "--items-per-batch", type=int, default=8, help="items embedded together (their windows share forward passes)"
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
     add_device_argument(parser)
     return parser
@@ -153,17 +176,29 @@ def run(args: argparse.Namespace) -> int:
             pending = []
         if number % max(1, len(entries) // 20) == 0 or number == len(entries):
             rate = number / (time.perf_counter() - started)
-            print(f"extract {number}/{len(entries)} ({rate:.1f} items/s, {len(out.skipped)} skipped)",
-                  file=sys.stderr, flush=True)
-    record = {"paths": out.paths, "pooled": torch.stack(out.pooled) if out.pooled else torch.zeros(0),
-              "windows": out.windows, "skipped": out.skipped, "modality": modality, "encoder": args.encoder,
-              "layer": args.layer, "checkpoint": args.checkpoint}
+            print(
+                f"extract {number}/{len(entries)} ({rate:.1f} items/s, {len(out.skipped)} skipped)",
+                file=sys.stderr,
+                flush=True,
+            )
+    record = {
+        "paths": out.paths,
+        "pooled": torch.stack(out.pooled) if out.pooled else torch.zeros(0),
+        "windows": out.windows,
+        "skipped": out.skipped,
+        "modality": modality,
+        "encoder": args.encoder,
+        "layer": args.layer,
+        "checkpoint": args.checkpoint,
+    }
     if args.tokens:
         record["tokens"] = out.tokens
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     torch.save(record, args.out)
-    print(f"wrote {len(out.paths)} embeddings to {args.out}; {len(out.skipped)} unreadable items skipped"
-          + "".join(f"\n  skipped {s['path']}: {s['reason']}" for s in out.skipped))
+    print(
+        f"wrote {len(out.paths)} embeddings to {args.out}; {len(out.skipped)} unreadable items skipped"
+        + "".join(f"\n  skipped {s['path']}: {s['reason']}" for s in out.skipped)
+    )
     return 0
 
 
@@ -183,11 +218,19 @@ class _Collected:
             self.tokens.append(emb.tokens.float().cpu())
 
 
-def _embed_group(model: MJEPAModel, items: list[DecodedItem], modality: str, args: argparse.Namespace,
-                 out: _Collected) -> None:
+def _embed_group(
+    model: MJEPAModel, items: list[DecodedItem], modality: str, args: argparse.Namespace, out: _Collected
+) -> None:
     """Embed the items together; when the group fails, one by one, so only the item at fault is skipped."""
-    embed = lambda group: embed_items(model, group, modality, args.layer, args.encoder, args.tokens,  # noqa: E731
-                                      args.batch_size)
+    embed = lambda group: embed_items(
+        model,
+        group,
+        modality,
+        args.layer,
+        args.encoder,
+        args.tokens,  # noqa: E731
+        args.batch_size,
+    )
     try:
         results = embed(items)
     except ValueError:

@@ -48,8 +48,13 @@ class StepFlops:
 
     @property
     def forward(self) -> float:
-        return (self.target_forward + self.context_embed_forward + self.context_forward + self.predictor_forward
-                + self.cross_heads_forward)
+        return (
+            self.target_forward
+            + self.context_embed_forward
+            + self.context_forward
+            + self.predictor_forward
+            + self.cross_heads_forward
+        )
 
     @property
     def training_step(self) -> float:
@@ -58,8 +63,9 @@ class StepFlops:
         return self.target_forward + 3 * trained + 2 * self.context_embed_forward
 
 
-def step_flops(config: ModelConfig, batch: int, audio_shape: tuple[int, ...], video_shape: tuple[int, ...],
-               masks: Masks) -> StepFlops:
+def step_flops(
+    config: ModelConfig, batch: int, audio_shape: tuple[int, ...], video_shape: tuple[int, ...], masks: Masks
+) -> StepFlops:
     """FLOPs of one training step for inputs of these shapes and these masks."""
     enc, pred, obj = config.encoder, config.predictor, config.objective
     enc_hidden, pred_hidden = _mlp_hidden(enc.width, enc.mlp_ratio), _mlp_hidden(pred.width, pred.mlp_ratio)
@@ -68,7 +74,7 @@ def step_flops(config: ModelConfig, batch: int, audio_shape: tuple[int, ...], vi
         s // p for s, p in zip(video_shape[2:], (enc.video_tubelet_time, enc.video_patch_size, enc.video_patch_size))
     )
     audio_patch = enc.audio_patch_time * enc.audio_patch_freq
-    video_patch = enc.video_channels * enc.video_tubelet_time * enc.video_patch_size ** 2
+    video_patch = enc.video_channels * enc.video_tubelet_time * enc.video_patch_size**2
     target = context_embed = context = predictor = attention_target = attention_trained = 0.0
     for mode in active_modes(obj):
         embed = 0.0

@@ -39,15 +39,17 @@ def _sounds(audio: torch.Tensor) -> torch.Tensor:
 
 def get_scene_embeddings(audio: torch.Tensor, model: MJEPAModel) -> torch.Tensor:
     """``(n_sounds, D)`` float32 on the model's device."""
-    results = model.encode_audio(list(_sounds(audio)), model.sample_rate,
-                                 batch_size=getattr(model, "hear_batch_size", 8))
+    results = model.encode_audio(
+        list(_sounds(audio)), model.sample_rate, batch_size=getattr(model, "hear_batch_size", 8)
+    )
     return torch.stack([r.mean for r in results]).float()
 
 
 def get_timestamp_embeddings(audio: torch.Tensor, model: MJEPAModel) -> tuple[torch.Tensor, torch.Tensor]:
     """``(n_sounds, T, D)`` float32 embeddings and ``(n_sounds, T)`` timestamps in milliseconds."""
-    results = model.encode_audio(list(_sounds(audio)), model.sample_rate, timestamps=True,
-                                 batch_size=getattr(model, "hear_batch_size", 8))
+    results = model.encode_audio(
+        list(_sounds(audio)), model.sample_rate, timestamps=True, batch_size=getattr(model, "hear_batch_size", 8)
+    )
     embeddings = torch.stack([r.frames for r in results]).float()
     times = torch.stack([r.frame_times for r in results]).to(embeddings.device, torch.float32) * 1000.0
     return embeddings, times

@@ -33,6 +33,7 @@ from functools import lru_cache
 import torch
 
 from mjepa.config import BlockMaskConfig, MaskConfig
+from mjepa.grids import TokenGrid
 from mjepa.seeding import derived_generator
 
 # Key tags that keep mask draws apart from every other seeded stream (augmentations use (seed, position)).
@@ -46,10 +47,10 @@ class MaskPair:
     context: torch.Tensor  # (B, Nc) long, sorted per row
     target: torch.Tensor  # (B, Nt) long, sorted per row
 
-    def to(self, device: torch.device | str) -> "MaskPair":
+    def to(self, device: torch.device | str) -> MaskPair:
         return MaskPair(self.context.to(device, non_blocking=True), self.target.to(device, non_blocking=True))
 
-    def pin_memory(self) -> "MaskPair":
+    def pin_memory(self) -> MaskPair:
         return MaskPair(self.context.pin_memory(), self.target.pin_memory())
 
 
@@ -103,19 +104,18 @@ def _token_sized_block(scale: float, ratio: float, plane: tuple[int, int]) -> tu
     return min(max(h, 1), height), min(max(w, 1), width)
 
 
-def sample_block_mask(
-    cfg: BlockMaskConfig, grid: tuple[int, int, int], gen: torch.Generator
-) -> torch.Tensor:
+def sample_block_mask(cfg: BlockMaskConfig, grid: tuple[int, int, int], gen: torch.Generator) -> torch.Tensor:
     """Boolean target mask ``(T·H·W,)`` over a time-major grid: union of blocks on the (H, W) plane, all T."""
     t, height, width = grid
     plane = torch.zeros(height, width, dtype=torch.bool)
     for top, left, h, w in sample_blocks(cfg, (height, width), gen):
-        plane[top:top + h, left:left + w] = True
+        plane[top : top + h, left : left + w] = True
     return plane.reshape(1, -1).expand(t, -1).reshape(-1)
 
 
-def sample_blocks(cfg: BlockMaskConfig, plane: tuple[int, int], gen: torch.Generator
-                  ) -> list[tuple[int, int, int, int]]:
+def sample_blocks(
+    cfg: BlockMaskConfig, plane: tuple[int, int], gen: torch.Generator
+) -> list[tuple[int, int, int, int]]:
     """The ``num_blocks`` blocks of one draw on a ``plane`` of (height, width): ``(top, left, height, width)``."""
     height, width = plane
     # One draw of (aspect ratio, top, left) per block, read on the host: a few calls instead of three per block.
@@ -171,8 +171,9 @@ def sample_fixed_pair(
         if size >= lengths.target and num_tokens - size >= lengths.context:
             context_index = (~target).nonzero().squeeze(1)
             target_index = target.nonzero().squeeze(1)
-            return _random_subset(context_index, lengths.context, gen), _random_subset(target_index, lengths.target,
-                                                                                        gen)
+            return _random_subset(context_index, lengths.context, gen), _random_subset(
+                target_index, lengths.target, gen
+            )
     raise ValueError(
         f"mask config {cfg} on grid {grid}: no draw in {max_tries} left {lengths.context} context and "
         f"{lengths.target} target tokens; lower num_blocks or spatial_scale, or use a larger input"
@@ -195,35 +196,45 @@ def stack_sample_masks(samples: list[SampleMasks]) -> Masks:
 class MaskSampler:
     """Draws every mode's masks for one sample (or a batch of samples) on fixed token grids.
 
-    ``audio_grid`` is the audio patch grid ``(time, freq)``; ``video_grid`` the tubelet grid ``(T, H, W)``; a grid
-    may be None when no active mode needs it. The fixed lengths are computed here, once.
+    ``audio_grid`` and ``video_grid`` are the token grids the tokenizers give (:class:`mjepa.grids.TokenGrid`:
+    audio ``(time, frequency, 1)``, video ``(time, height, width)``); a grid may be None when no active mode needs it.
+    Audio blocks lie on the (time, frequency) plane, video blocks on the (height, width) plane across all time. The
+    fixed lengths are computed here, once.
     """
 
     def __init__(
         self,
         config: MaskConfig,
-        audio_grid: tuple[int, int] | None,
-        video_grid: tuple[int, int, int] | None,
+        audio_grid: TokenGrid | None,
+        video_grid: TokenGrid | None,
         modes: tuple[str, ...] = ("A", "V", "AV"),
     ) -> None:
         self.config = config
         self.modes = tuple(modes)
-        self.audio_grid = None if audio_grid is None else (1, int(audio_grid[0]), int(audio_grid[1]))
-        self.video_grid = None if video_grid is None else tuple(int(g) for g in video_grid)
+        self.audio_grid = None if audio_grid is None else _checked_grid(audio_grid, "audio_grid")
+        self.video_grid = None if video_grid is None else _checked_grid(video_grid, "video_grid")
+        if self.audio_grid is not None and self.audio_grid.width != 1:
+            raise ValueError(
+                f"audio_grid {tuple(self.audio_grid)} must be (time, frequency, 1), as the audio tokenizer gives it"
+            )
+        # The audio plane as the block sampler reads grids: one time slice of a (time, frequency) plane.
+        self._audio_plane = None if self.audio_grid is None else (1, self.audio_grid.time, self.audio_grid.height)
         for mode in self.modes:
             if "A" in mode and self.audio_grid is None:
                 raise ValueError(f"mode {mode!r} needs an audio grid")
             if "V" in mode and self.video_grid is None:
                 raise ValueError(f"mode {mode!r} needs a video grid")
         q, floor = config.length_quantile, config.min_context
-        self.audio_lengths = (None if self.audio_grid is None else
-                              [fixed_lengths(c, self.audio_grid, q, floor) for c in config.audio])
-        self.video_lengths = (None if self.video_grid is None else
-                              [fixed_lengths(c, self.video_grid, q, floor) for c in config.video])
+        self.audio_lengths = (
+            None if self.audio_grid is None else [fixed_lengths(c, self._audio_plane, q, floor) for c in config.audio]
+        )
+        self.video_lengths = (
+            None if self.video_grid is None else [fixed_lengths(c, self.video_grid, q, floor) for c in config.video]
+        )
 
     @property
     def num_video_tokens(self) -> int:
-        return math.prod(self.video_grid)
+        return self.video_grid.num_tokens
 
     def lengths(self) -> dict[str, list[MaskLengths]]:
         """Per mode and mask configuration, the context and target lengths every sample gets."""
@@ -231,8 +242,9 @@ class MaskSampler:
         for mode in self.modes:
             per_config = []
             for k in range(len(self.config.video)):
-                parts = ([self.video_lengths[k]] if "V" in mode else []) + ([self.audio_lengths[k]] if "A" in mode
-                                                                             else [])
+                parts = ([self.video_lengths[k]] if "V" in mode else []) + (
+                    [self.audio_lengths[k]] if "A" in mode else []
+                )
                 per_config.append(MaskLengths(sum(p.context for p in parts), sum(p.target for p in parts)))
             out[mode] = per_config
         return out
@@ -246,12 +258,12 @@ class MaskSampler:
             pairs = []
             for k, (video_cfg, audio_cfg) in enumerate(zip(cfg.video, cfg.audio)):
                 if mode == "A":
-                    pairs.append(sample_fixed_pair(audio_cfg, self.audio_grid, self.audio_lengths[k], gen))
+                    pairs.append(sample_fixed_pair(audio_cfg, self._audio_plane, self.audio_lengths[k], gen))
                 elif mode == "V":
                     pairs.append(sample_fixed_pair(video_cfg, self.video_grid, self.video_lengths[k], gen))
                 else:
                     vc, vt = sample_fixed_pair(video_cfg, self.video_grid, self.video_lengths[k], gen)
-                    ac, at = sample_fixed_pair(audio_cfg, self.audio_grid, self.audio_lengths[k], gen)
+                    ac, at = sample_fixed_pair(audio_cfg, self._audio_plane, self.audio_lengths[k], gen)
                     offset = self.num_video_tokens
                     pairs.append((torch.cat([vc, ac + offset]), torch.cat([vt, at + offset])))
             out[mode] = pairs
@@ -266,6 +278,15 @@ class MaskSampler:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         return self.sample_rows(seed, step, list(range(first_row, first_row + batch_size)))
+
+
+def _checked_grid(grid, name: str) -> TokenGrid:
+    if len(grid) != 3:
+        raise ValueError(
+            f"{name} {tuple(grid)} must be a token grid (time, height, width), as the tokenizers give it "
+            f"(audio: (time, frequency, 1))"
+        )
+    return TokenGrid(*(int(g) for g in grid))
 
 
 def masks_to(masks: Masks, device: torch.device | str) -> Masks:

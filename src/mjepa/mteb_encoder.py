@@ -33,13 +33,21 @@ def _rows(batch: list[dict]) -> dict[str, list]:
 
 
 class MJEPAMtebEncoder(AbsEncoder):
-    def __init__(self, model_name: str, revision: str | None = None, device: str | None = None,
-                 batch_size: int = 8, model: MJEPAModel | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        revision: str | None = None,
+        device: str | None = None,
+        batch_size: int = 8,
+        model: MJEPAModel | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.model = model if model is not None else load(model_name, revision, device=device)
         self.batch_size = batch_size
 
-    def encode(self, inputs, *, task_metadata=None, hf_split: str = "", hf_subset: str = "", prompt_type=None,
-               **kwargs: Any) -> np.ndarray:
+    def encode(
+        self, inputs, *, task_metadata=None, hf_split: str = "", hf_subset: str = "", prompt_type=None, **kwargs: Any
+    ) -> np.ndarray:
         inputs.collate_fn = _rows
         out = []
         for batch in inputs:
@@ -56,8 +64,9 @@ class MJEPAMtebEncoder(AbsEncoder):
             frames = self._frames(video)
             fps = self.model.clip.frames_per_second
             if audio is not None:
-                emb = self.model.encode_av(np.asarray(audio["array"]), int(audio["sampling_rate"]), frames, fps,
-                                           **options)
+                emb = self.model.encode_av(
+                    np.asarray(audio["array"]), int(audio["sampling_rate"]), frames, fps, **options
+                )
             else:
                 emb = self.model.encode_video(frames, fps, **options)
         elif audio is not None:
@@ -78,23 +87,41 @@ class MJEPAMtebEncoder(AbsEncoder):
         return frames.contiguous()
 
 
-def _load_encoder(model_name: str, revision: str | None = None, *, path: str, device: str | None = None,
-                  **kwargs: Any) -> MJEPAMtebEncoder:
+def _load_encoder(
+    model_name: str, revision: str | None = None, *, path: str, device: str | None = None, **kwargs: Any
+) -> MJEPAMtebEncoder:
     """mteb's loader call, ``loader(name, revision=..., **kwargs)``: ``name`` is the meta's label, ``path`` where
     the weights are."""
     return MJEPAMtebEncoder(path, revision, device=device, **kwargs)
 
 
-def model_meta(path_or_repo: str, name: str = "mjepa/mjepa", revision: str | None = None,
-               modalities: tuple[str, ...] = ("audio", "video"), **loader_kwargs: Any) -> ModelMeta:
+def model_meta(
+    path_or_repo: str,
+    name: str = "mjepa/mjepa",
+    revision: str | None = None,
+    modalities: tuple[str, ...] = ("audio", "video"),
+    **loader_kwargs: Any,
+) -> ModelMeta:
     """The ``ModelMeta`` mteb runs an mjepa model by."""
     model = load(path_or_repo, revision)
     parameters = sum(p.numel() for p in model.model.frozen_encoder("A").parameters())
     return ModelMeta(
         loader=partial(_load_encoder, path=path_or_repo, **loader_kwargs),
-        name=name, revision=revision, release_date=None, languages=None, n_parameters=parameters,
-        memory_usage_mb=parameters * 4 / 2**20, max_tokens=None, embed_dim=model.embedding_dim,
-        license="apache-2.0", open_weights=True, public_training_code="https://github.com/mjepa/mjepa",
-        public_training_data=None, framework=["PyTorch", "safetensors"], similarity_fn_name="cosine",
-        use_instructions=False, training_datasets=None, modalities=list(modalities),
+        name=name,
+        revision=revision,
+        release_date=None,
+        languages=None,
+        n_parameters=parameters,
+        memory_usage_mb=parameters * 4 / 2**20,
+        max_tokens=None,
+        embed_dim=model.embedding_dim,
+        license="apache-2.0",
+        open_weights=True,
+        public_training_code="https://github.com/mjepa/mjepa",
+        public_training_data=None,
+        framework=["PyTorch", "safetensors"],
+        similarity_fn_name="cosine",
+        use_instructions=False,
+        training_datasets=None,
+        modalities=list(modalities),
     )

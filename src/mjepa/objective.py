@@ -23,9 +23,9 @@ import torch
 
 from mjepa.data.batch import Batch
 from mjepa.masks import Masks
+from mjepa.models.crossmodal import head_key
 from mjepa.models.encoder import check_index, gather_coords, gather_tokens, layer_normalise
 from mjepa.models.mjepa import MJEPA
-from mjepa.models.crossmodal import head_key
 from mjepa.terms import active_cross_pairs, active_modes, cross_term, level_term, mode_uses_audio
 
 
@@ -109,13 +109,18 @@ def mjepa_objective(model: MJEPA, batch: Batch, masks: Masks) -> ObjectiveOutput
         for pair in masks[mode]:
             ctx_coords = gather_coords(coords, pair.context)
             context = encoder.encode_tokens(gather_tokens(tokens, pair.context), ctx_coords).tokens
-            predictions = predictor(context, ctx_coords, modality[pair.context], gather_coords(coords, pair.target),
-                                    modality[pair.target])
+            predictions = predictor(
+                context, ctx_coords, modality[pair.context], gather_coords(coords, pair.target), modality[pair.target]
+            )
             # (levels, B): each level's L1 per sample
-            per_config.append(torch.stack([
-                (prediction.float() - gather_tokens(level, pair.target)).abs().mean(dim=(1, 2))
-                for prediction, level in zip(predictions, targets[mode].levels)
-            ]))
+            per_config.append(
+                torch.stack(
+                    [
+                        (prediction.float() - gather_tokens(level, pair.target)).abs().mean(dim=(1, 2))
+                        for prediction, level in zip(predictions, targets[mode].levels)
+                    ]
+                )
+            )
             pooled_context[mode].append(context.mean(dim=1))
         per_level = [_weighted_mean(per_sample, weights) for per_sample in torch.stack(per_config).mean(0)]
         terms[f"intra_{mode}"] = torch.stack(per_level).mean()

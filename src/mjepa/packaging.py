@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -21,8 +22,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mjepa.config import ModelConfig
+from mjepa.data.preprocess.frontend import Frontend, frontend_from_dict
 from mjepa.models.mjepa import MJEPA
-from mjepa.typed_config import to_dict
+from mjepa.pretrain_config import PretrainConfig
+from mjepa.typed_config import ConfigError, build, to_dict, without_retired_keys
 
 PRETRAINED_FORMAT = "mjepa-pretrained-v1"
 WEIGHTS_NAME, CONFIG_NAME, FRONTEND_NAME = "model.safetensors", "config.json", "frontend.json"
@@ -36,8 +39,33 @@ PARTS = ("all", "target")
 TARGET_PREFIX = "target_encoders."
 
 
-def save_model_dir(directory: str | os.PathLike, model: MJEPA, frontend: dict, pretrain_config: dict | None,
-                   step: int, parts: str = "all", dtype: torch.dtype | None = None) -> Path:
+@dataclass
+class LoadedModel:
+    """A model with what it was saved with, whether it came from a training checkpoint or a model folder: the one
+    record the evaluation tools and the embedding API build on."""
+
+    model: MJEPA
+    frontend: Frontend  # the preprocessing it was trained with
+    config: PretrainConfig  # its run's configuration, or (run_config_saved=False) the defaults around its model
+    step: int
+    path: str
+    parts: str = "all"  # "target": only the target encoder was saved (the other parts are unused)
+    run_config_saved: bool = True
+
+    def saved_run_config(self) -> dict | None:
+        """The run configuration as a model folder stores it (None when the source held none)."""
+        return to_dict(self.config) if self.run_config_saved else None
+
+
+def save_model_dir(
+    directory: str | os.PathLike,
+    model: MJEPA,
+    frontend: Frontend,
+    pretrain_config: dict | None,
+    step: int,
+    parts: str = "all",
+    dtype: torch.dtype | None = None,
+) -> Path:
     """Write a model directory: every part, or (``parts="target"``) the target encoder only; weights cast to
     ``dtype`` when given (floating-point tensors only)."""
     from mjepa.version import __version__
@@ -46,15 +74,24 @@ def save_model_dir(directory: str | os.PathLike, model: MJEPA, frontend: dict, p
         raise ValueError(f"parts={parts!r} is not valid; expected one of {PARTS}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
-             if parts == "all" or k.startswith(TARGET_PREFIX)}
+    state = {
+        k: v.detach().contiguous().cpu()
+        for k, v in model.state_dict().items()
+        if parts == "all" or k.startswith(TARGET_PREFIX)
+    }
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": PRETRAINED_FORMAT})
-    config = {"format": PRETRAINED_FORMAT, "model": to_dict(model.config), "pretrain": pretrain_config,
-              "step": step, "parts": parts, "mjepa_version": __version__}
+    config = {
+        "format": PRETRAINED_FORMAT,
+        "model": to_dict(model.config),
+        "pretrain": pretrain_config,
+        "step": step,
+        "parts": parts,
+        "mjepa_version": __version__,
+    }
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2))
-    (directory / FRONTEND_NAME).write_text(json.dumps(frontend, indent=2))
+    (directory / FRONTEND_NAME).write_text(json.dumps(frontend.to_dict(), indent=2))
     return directory
 
 
@@ -70,8 +107,9 @@ def shipped_model_dir(name: str) -> Path:
         raise PretrainedFormatError(f"{name!r} is not a shipped model; expected one of {', '.join(SHIPPED_MODELS)}")
     folder = Path(str(resources.files(WEIGHTS_PACKAGE).joinpath(name)))
     if not is_model_dir(folder):
-        raise PretrainedFormatError(f"{name!r} names a shipped model, but this installation has no weights at "
-                                    f"{folder}; reinstall mjepa")
+        raise PretrainedFormatError(
+            f"{name!r} names a shipped model, but this installation has no weights at {folder}; reinstall mjepa"
+        )
     return folder
 
 
@@ -88,29 +126,40 @@ def is_model_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / CONFIG_NAME).is_file() and (Path(path) / WEIGHTS_NAME).is_file()
 
 
-def load_model_dir(directory: str | os.PathLike) -> tuple[MJEPA, dict, dict]:
-    """``(model, frontend dict, config dict)`` from a model directory."""
+def load_model_dir(directory: str | os.PathLike) -> LoadedModel:
+    """The model, preprocessing and run configuration of a model directory."""
     directory = Path(directory)
     if not is_model_dir(directory):
-        raise PretrainedFormatError(f"{directory} is not an mjepa model directory (needs {CONFIG_NAME} and "
-                                    f"{WEIGHTS_NAME})")
+        raise PretrainedFormatError(
+            f"{directory} is not an mjepa model directory (needs {CONFIG_NAME} and {WEIGHTS_NAME})"
+        )
     config = json.loads((directory / CONFIG_NAME).read_text())
     if config.get("format") != PRETRAINED_FORMAT:
-        raise PretrainedFormatError(f"{directory / CONFIG_NAME}: format {config.get('format')!r}, expected "
-                                    f"{PRETRAINED_FORMAT!r}")
+        raise PretrainedFormatError(
+            f"{directory / CONFIG_NAME}: format {config.get('format')!r}, expected {PRETRAINED_FORMAT!r}"
+        )
     model = MJEPA(ModelConfig.from_dict(config["model"]))
     state = load_file(str(directory / WEIGHTS_NAME))
     dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
     if len(dtypes) == 1:
         model = model.to(dtypes.pop())  # a bf16 export loads as bf16
     missing, unexpected = model.load_state_dict(state, strict=False)
-    if config.get("parts", "all") == "target":  # the other parts were not saved: they stay unused
+    parts = config.get("parts", "all")
+    if parts == "target":  # the other parts were not saved: they stay unused
         missing = [k for k in missing if k.startswith(TARGET_PREFIX)]
     if missing or unexpected:
-        raise PretrainedFormatError(f"{directory}: weights do not fit config.json (missing {missing[:3]}, "
-                                    f"unexpected {unexpected[:3]})")
-    frontend = json.loads((directory / FRONTEND_NAME).read_text())
-    return model.eval(), frontend, config
+        raise PretrainedFormatError(
+            f"{directory}: weights do not fit config.json (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    frontend = frontend_from_dict(json.loads((directory / FRONTEND_NAME).read_text()))
+    saved = config.get("pretrain")
+    try:
+        run_config = build(PretrainConfig, without_retired_keys(PretrainConfig, saved or {"model": config["model"]}))
+    except ConfigError as err:
+        raise PretrainedFormatError(f"{directory}: config.json has no usable run config: {err}") from None
+    return LoadedModel(
+        model.eval(), frontend, run_config, int(config.get("step", 0)), str(directory), parts, saved is not None
+    )
 
 
 def download_from_hub(repo_id: str, revision: str | None) -> Path:
@@ -118,8 +167,10 @@ def download_from_hub(repo_id: str, revision: str | None) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        raise PretrainedFormatError(f"{repo_id!r} is not a local path; loading from the Hugging Face Hub needs "
-                                    f"huggingface_hub (pip install 'mjepa[hub]')") from None
-    return Path(snapshot_download(repo_id, revision=revision, allow_patterns=[WEIGHTS_NAME, CONFIG_NAME,
-                                                                              FRONTEND_NAME]))
-
+        raise PretrainedFormatError(
+            f"{repo_id!r} is not a local path; loading from the Hugging Face Hub needs "
+            f"huggingface_hub (pip install 'mjepa[hub]')"
+        ) from None
+    return Path(
+        snapshot_download(repo_id, revision=revision, allow_patterns=[WEIGHTS_NAME, CONFIG_NAME, FRONTEND_NAME])
+    )

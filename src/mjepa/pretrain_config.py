@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from mjepa.config import ENCODER_SIZES, MaskConfig, ModelConfig
+from mjepa.grids import TokenGrid, audio_grid, video_grid
 from mjepa.typed_config import ConfigError, build, load_yaml, merge_overrides
 
 PRESET_PACKAGE = "mjepa.configs"
@@ -25,8 +26,16 @@ class DataConfig:
     mixture_weights: tuple[float, ...] = ()  # one per manifest or shard folder; empty = every item equally likely
     class_balanced: bool = False  # AudioSet-style class-balanced sampling over the items' labels
     atari_dir: str = "data/atari"  # AtariAV folder; generated there on first use
-    atari_games: tuple[str, ...] = ("pong", "breakout", "space_invaders", "seaquest", "ms_pacman", "enduro",
-                                    "asteroids", "frogger")
+    atari_games: tuple[str, ...] = (
+        "pong",
+        "breakout",
+        "space_invaders",
+        "seaquest",
+        "ms_pacman",
+        "enduro",
+        "asteroids",
+        "frogger",
+    )
     atari_clips_per_game: int = 40
     atari_test_clips_per_game: int | None = None  # None: the generator's 15 % rule; training reads only train clips
     num_frames: int = 8
@@ -54,13 +63,20 @@ class DataConfig:
             raise ValueError("data.source='shards' needs data.shards (one or more shard folders or URLs)")
         sources = self.item_sources()
         if self.mixture_weights and len(self.mixture_weights) != len(sources):
-            raise ValueError(f"data.mixture_weights has {len(self.mixture_weights)} values for "
-                             f"{len(sources)} {'shard folders' if self.source == 'shards' else 'manifests'}")
+            raise ValueError(
+                f"data.mixture_weights has {len(self.mixture_weights)} values for "
+                f"{len(sources)} {'shard folders' if self.source == 'shards' else 'manifests'}"
+            )
         if self.mixture_weights and self.class_balanced:
-            raise ValueError("data.mixture_weights and data.class_balanced both set the sampling weights; "
-                             "choose one")
-        for name in ("num_frames", "image_size", "audio_frames", "mel_bins", "atari_clips_per_game",
-                     "atari_test_clips_per_game"):
+            raise ValueError("data.mixture_weights and data.class_balanced both set the sampling weights; choose one")
+        for name in (
+            "num_frames",
+            "image_size",
+            "audio_frames",
+            "mel_bins",
+            "atari_clips_per_game",
+            "atari_test_clips_per_game",
+        ):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
         if self.num_workers < 0:
@@ -96,8 +112,9 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         if self.lr_reference_batch is not None and self.lr_reference_batch < 1:
-            raise ValueError(f"optim.lr_reference_batch must be a positive batch size or null, got "
-                             f"{self.lr_reference_batch}")
+            raise ValueError(
+                f"optim.lr_reference_batch must be a positive batch size or null, got {self.lr_reference_batch}"
+            )
         for name in ("start_lr", "peak_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"optim.{name} must be > 0, got {getattr(self, name)}")
@@ -105,12 +122,16 @@ class OptimConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"optim.{name} must be >= 0, got {getattr(self, name)}")
         if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"optim.grad_clip must be > 0 (the largest gradient norm kept) or null for no clipping, "
-                             f"got {self.grad_clip}")
+            raise ValueError(
+                f"optim.grad_clip must be > 0 (the largest gradient norm kept) or null for no clipping, "
+                f"got {self.grad_clip}"
+            )
         for name in ("ema_start", "ema_end"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"optim.{name} must be in [0, 1] (the EMA momentum; 1 freezes the target), got "
-                                 f"{getattr(self, name)}")
+                raise ValueError(
+                    f"optim.{name} must be in [0, 1] (the EMA momentum; 1 freezes the target), got "
+                    f"{getattr(self, name)}"
+                )
         for index, beta in enumerate(self.betas):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"optim.betas[{index}] must be in [0, 1), got {beta}")
@@ -122,6 +143,17 @@ class OptimConfig:
         ``lr_reference_batch``."""
         scale = 1.0 if self.lr_reference_batch is None else batch_size / self.lr_reference_batch
         return self.start_lr * scale, self.peak_lr * scale, self.final_lr * scale
+
+
+def micro_batch_size(global_batch: int, accumulation: int, world_size: int) -> int:
+    """The samples of one rank's micro-batch: the global batch split over ranks and accumulation steps. The one check
+    that it splits evenly."""
+    if global_batch % (accumulation * world_size):
+        raise ValueError(
+            f"run.batch_size={global_batch} must be divisible by run.grad_accumulation x world size "
+            f"= {accumulation} x {world_size}"
+        )
+    return global_batch // (accumulation * world_size)
 
 
 @dataclass(frozen=True)
@@ -150,13 +182,22 @@ class RunConfig:
     allow_resume_changes: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "grad_accumulation", "checkpoint_every", "keep_checkpoints", "log_every",
-                     "max_skipped_steps"):
+        for name in (
+            "steps",
+            "batch_size",
+            "grad_accumulation",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "log_every",
+            "max_skipped_steps",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"run.{name} must be >= 1, got {getattr(self, name)}")
-        if self.batch_size % self.grad_accumulation:
-            raise ValueError(f"run.batch_size={self.batch_size} must be divisible by run.grad_accumulation="
-                             f"{self.grad_accumulation}")
+        micro_batch_size(self.batch_size, self.grad_accumulation, 1)
+
+    def micro_batch_size(self, world_size: int) -> int:
+        """Samples per rank and accumulation step (a one-line error when the batch does not split evenly)."""
+        return micro_batch_size(self.batch_size, self.grad_accumulation, world_size)
 
 
 @dataclass(frozen=True)
@@ -192,6 +233,14 @@ class PretrainConfig:
                 f"by the tubelet {enc.video_tubelet_time}x{enc.video_patch_size}x{enc.video_patch_size}"
             )
 
+    def token_grids(self) -> tuple[TokenGrid, TokenGrid]:
+        """The audio and video token grids of the configured input size."""
+        data, enc = self.data, self.model.encoder
+        return (
+            audio_grid(data.audio_frames, data.mel_bins, enc.audio_patch_time, enc.audio_patch_freq),
+            video_grid(data.num_frames, data.image_size, data.image_size, enc.video_tubelet_time, enc.video_patch_size),
+        )
+
 
 def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".yaml"))
@@ -214,8 +263,9 @@ def _with_base(source: str, data: dict, seen: tuple[str, ...] = ()) -> dict:
     if base is None:
         return data
     if not isinstance(base, str):
-        raise ConfigError(f"config {source!r}: 'base' must name a preset ({', '.join(preset_names())}) or a YAML "
-                          f"file, got {base!r}")
+        raise ConfigError(
+            f"config {source!r}: 'base' must name a preset ({', '.join(preset_names())}) or a YAML file, got {base!r}"
+        )
     if base in seen or base == source:
         raise ConfigError(f"config {source!r}: 'base' chain loops back to {base!r}")
     parent = _with_base(base, _read_source(base), (*seen, source))
@@ -225,8 +275,9 @@ def _with_base(source: str, data: dict, seen: tuple[str, ...] = ()) -> dict:
 def _deep_merge(base: dict, top: dict) -> dict:
     merged = dict(base)
     for key, value in top.items():
-        merged[key] = (_deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict)
-                       else value)
+        merged[key] = (
+            _deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 

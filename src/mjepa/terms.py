@@ -11,6 +11,7 @@ class ObjectiveSwitches(Protocol):
     cross_modal: str
     joint_av: bool
 
+
 # The modes' names where users meet them (command lines, result files) and the mode each selects.
 MODE_OF_MODALITY = {"audio": "A", "video": "V", "av": "AV"}
 MODALITIES = tuple(MODE_OF_MODALITY)

@@ -19,8 +19,9 @@ from mjepa.api import MJEPAModel, load
 
 
 class MJEPAEncoder(nn.Module):
-    def __init__(self, model_path: str | None = None, model: MJEPAModel | None = None, batch_size: int = 8,
-                 layer: int = -1) -> None:
+    def __init__(
+        self, model_path: str | None = None, model: MJEPAModel | None = None, batch_size: int = 8, layer: int = -1
+    ) -> None:
         super().__init__()
         if (model_path is None) == (model is None):
             raise ValueError("MJEPAEncoder needs either model_path or model")
@@ -51,11 +52,13 @@ class MJEPAEncoder(nn.Module):
         rows = list(audio.float())
         if audio_attention_mask is not None:
             rows = [row[: int(mask.sum())] for row, mask in zip(rows, audio_attention_mask)]
-        results = self.model.encode_audio(rows, self.sampling_rate, layer=self.layer, batch_size=self.batch_size,
-                                          timestamps=True)
+        results = self.model.encode_audio(
+            rows, self.sampling_rate, layer=self.layer, batch_size=self.batch_size, timestamps=True
+        )
         length = max(r.frames.shape[0] for r in results)
-        out = torch.zeros(len(results), length, self.output_dim, dtype=results[0].frames.dtype,
-                          device=results[0].frames.device)
+        out = torch.zeros(
+            len(results), length, self.output_dim, dtype=results[0].frames.dtype, device=results[0].frames.device
+        )
         for index, result in enumerate(results):
             out[index, : result.frames.shape[0]] = result.frames
         return out

@@ -9,15 +9,15 @@ import av
 import numpy as np
 import pytest
 
-from mjepa.data import atari
-from mjepa.data.atari import (
+from mjepa.data.atari import generate as atari
+from mjepa.data.atari.generate import (
     EVENT_LABELS,
     SPLITS,
     atari_av_manifest_path,
     generate_atari_av,
     read_atari_av_labels,
 )
-from mjepa.data.manifest import read_manifest  # noqa: E402
+from mjepa.data.manifests.manifest import read_manifest  # noqa: E402
 
 # Tiny but real: two games with different sound, one clip per split each.
 TINY = dict(games=("pong", "space_invaders"), clips_per_game=3, clip_seconds=2.0, fps=15, size=32, seed=0)
@@ -48,19 +48,24 @@ def _small_files(root):
     return {name: (root / name).read_bytes() for name in ["train.jsonl", "val.jsonl", "test.jsonl", "labels.json"]}
 
 
+@pytest.mark.slow
 def test_same_seed_gives_byte_identical_manifests(dataset, tmp_path):
     again = _generate(tmp_path / "again")
     assert _small_files(again) == _small_files(dataset)
 
 
+@pytest.mark.slow
 def test_parallel_generation_writes_the_same_dataset(dataset, tmp_path):
     messages = []
     parallel = _generate(tmp_path / "parallel", messages, workers=2)
     assert _small_files(parallel) == _small_files(dataset)
     assert len(messages) == len(TINY["games"])
     for split in SPLITS:
-        for serial_entry, parallel_entry in zip(read_manifest(atari_av_manifest_path(dataset, split)),
-                                                read_manifest(atari_av_manifest_path(parallel, split)), strict=True):
+        for serial_entry, parallel_entry in zip(
+            read_manifest(atari_av_manifest_path(dataset, split)),
+            read_manifest(atari_av_manifest_path(parallel, split)),
+            strict=True,
+        ):
             with av.open(serial_entry.path) as one, av.open(parallel_entry.path) as other:
                 audio_one = np.concatenate([f.to_ndarray() for f in one.decode(audio=0)], axis=1)
                 audio_other = np.concatenate([f.to_ndarray() for f in other.decode(audio=0)], axis=1)
@@ -159,6 +164,7 @@ def test_second_call_reuses_the_cache(tmp_path):
     assert {path: path.stat().st_mtime_ns for path in out_dir.rglob("*")} == stamps
 
 
+@pytest.mark.slow
 def test_other_settings_replace_an_old_dataset(tmp_path):
     out_dir = _generate(tmp_path / "data", seed=0)
     _generate(out_dir, seed=3)

@@ -3,13 +3,13 @@
 from pathlib import Path
 
 import pytest
-
-from mjepa.data.dataset import AudioVisualDataset
-from mjepa.data.decode import ClipSpec, decode_clip
-from mjepa.data.fbank import AudioFrontendConfig
-from mjepa.data.manifest import ManifestEntry
-from mjepa.data.video_transforms import VideoTransformConfig
 from media_builders import VIDEO_FPS, write_video
+
+from mjepa.data.loading.dataset import AudioVisualDataset
+from mjepa.data.manifests.manifest import ManifestEntry
+from mjepa.data.media.decode import ClipSpec, decode_clip
+from mjepa.data.preprocess.fbank import AudioFrontendConfig
+from mjepa.data.preprocess.video_transforms import VideoTransformConfig
 
 TRAINING_AUDIO_S = AudioFrontendConfig(target_frames=1024).waveform_seconds()  # 10.255 s
 
@@ -17,8 +17,14 @@ TRAINING_AUDIO_S = AudioFrontendConfig(target_frames=1024).waveform_seconds()  #
 @pytest.fixture(scope="module")
 def long_video(tmp_path_factory) -> Path:
     # Key frames every second so the decoder seeks instead of decoding a minute of video.
-    return write_video(tmp_path_factory.mktemp("long") / "long.mkv", "libx264", "flac", seconds=60.0,
-                       sample_rate=16000, keyframe_interval=VIDEO_FPS)
+    return write_video(
+        tmp_path_factory.mktemp("long") / "long.mkv",
+        "libx264",
+        "flac",
+        seconds=60.0,
+        sample_rate=16000,
+        keyframe_interval=VIDEO_FPS,
+    )
 
 
 def _span(clip):
@@ -49,11 +55,23 @@ def test_without_a_limit_full_means_the_whole_segment(long_video):
 def test_the_training_dataset_limits_full_audio_to_one_front_end_window(long_video):
     audio = AudioFrontendConfig(target_frames=1024)
     entry = ManifestEntry(path=str(long_video), labels=())
-    dataset = AudioVisualDataset([entry], [], ClipSpec(num_frames=16, audio_window="full"), audio,
-                                 VideoTransformConfig(output_size=32), training=True)
+    dataset = AudioVisualDataset(
+        [entry],
+        [],
+        ClipSpec(num_frames=16, audio_window="full"),
+        audio,
+        VideoTransformConfig(output_size=32),
+        training=True,
+    )
     assert dataset.clip.audio_seconds == pytest.approx(TRAINING_AUDIO_S)
     sample = dataset[(0, 5)]
     assert sample.audio_valid_frames == 1024  # a full window of real audio, wherever the video window fell
-    evaluation = AudioVisualDataset([entry], [], ClipSpec(num_frames=16, audio_window="full"), audio,
-                                    VideoTransformConfig(output_size=32), training=False)
+    evaluation = AudioVisualDataset(
+        [entry],
+        [],
+        ClipSpec(num_frames=16, audio_window="full"),
+        audio,
+        VideoTransformConfig(output_size=32),
+        training=False,
+    )
     assert evaluation.clip.audio_seconds is None  # evaluation keeps every audio window of the clip

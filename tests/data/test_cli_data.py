@@ -3,7 +3,7 @@ import json
 from media_builders import media  # noqa: F401  (pytest fixture)
 
 from mjepa.cli import main
-from mjepa.data.manifest import ManifestEntry, write_manifest
+from mjepa.data.manifests.manifest import ManifestEntry, write_manifest
 
 
 def test_data_validate_through_the_mjepa_command(media, tmp_path, capsys):
@@ -17,8 +17,10 @@ def test_data_validate_through_the_mjepa_command(media, tmp_path, capsys):
 
 def test_data_stats_reports_mean_std_and_skips_bad_items(media, tmp_path, capsys):
     manifest = tmp_path / "m.jsonl"
-    write_manifest(manifest, [ManifestEntry(str(media["wav"])), ManifestEntry(str(media["flac"])),
-                              ManifestEntry(str(media["garbage"]))])
+    write_manifest(
+        manifest,
+        [ManifestEntry(str(media["wav"])), ManifestEntry(str(media["flac"])), ManifestEntry(str(media["garbage"]))],
+    )
     assert main(["data", "stats", str(manifest), "--json", str(tmp_path / "s.json")]) == 0
     out = capsys.readouterr().out
     assert "over 2 of 3 items" in out and "skipped" in out
@@ -35,8 +37,20 @@ def test_data_stats_on_a_bad_manifest_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_data_atari_generates_then_reuses(tmp_path, capsys):
-    argv = ["data", "atari", "--out", str(tmp_path / "atari"), "--games", "pong", "--clips-per-game", "3",
-            "--clip-seconds", "1", "--size", "32"]
+    argv = [
+        "data",
+        "atari",
+        "--out",
+        str(tmp_path / "atari"),
+        "--games",
+        "pong",
+        "--clips-per-game",
+        "3",
+        "--clip-seconds",
+        "1",
+        "--size",
+        "32",
+    ]
     assert main(argv) == 0
     assert (tmp_path / "atari" / "train.jsonl").is_file()
     capsys.readouterr()
@@ -54,7 +68,7 @@ def test_data_import_esc50_writes_manifest_and_missing_list(tmp_path, capsys):
     import numpy as np
     import soundfile
 
-    from mjepa.data.manifest import read_manifest
+    from mjepa.data.manifests.manifest import read_manifest
 
     root = tmp_path / "ESC-50"
     (root / "meta").mkdir(parents=True)
@@ -62,7 +76,8 @@ def test_data_import_esc50_writes_manifest_and_missing_list(tmp_path, capsys):
     (root / "meta" / "esc50.csv").write_text(
         "filename,fold,target,category,esc10,src_file,take\n"
         "1-100-A-0.wav,1,0,dog,True,100,A\n"
-        "2-200-A-1.wav,2,1,rooster,False,200,A\n")
+        "2-200-A-1.wav,2,1,rooster,False,200,A\n"
+    )
     soundfile.write(root / "audio" / "1-100-A-0.wav", np.zeros(8000, dtype=np.float32), 16000)
     out = tmp_path / "esc50.jsonl"
     assert main(["data", "import", "esc50", str(root), "--out", str(out)]) == 0
@@ -75,7 +90,22 @@ def test_data_import_esc50_writes_manifest_and_missing_list(tmp_path, capsys):
 def test_data_import_bad_metadata_is_a_one_line_error(tmp_path, capsys):
     bad = tmp_path / "dev.csv"
     bad.write_text("fname,labels\n1,Dog\n")
-    assert main(["data", "import", "fsd50k", str(bad), "--audio-dir", str(tmp_path), "--split", "train",
-                 "--out", str(tmp_path / "m.jsonl")]) == 2
+    assert (
+        main(
+            [
+                "data",
+                "import",
+                "fsd50k",
+                str(bad),
+                "--audio-dir",
+                str(tmp_path),
+                "--split",
+                "train",
+                "--out",
+                str(tmp_path / "m.jsonl"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "dev.csv" in err[0]

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-
-from mjepa.data.manifest import ManifestEntry, read_manifest, write_manifest
-from mjepa.data.validate import VERDICTS
 from media_builders import tone, write_audio_av, write_video
+
+from mjepa.data.manifests.manifest import ManifestEntry, read_manifest, write_manifest
+from mjepa.data.manifests.validate import VERDICTS
 from pretrain_helpers import TINY_RUN, cli_env
 
 SAMPLE_RATE = 16000
@@ -51,8 +51,14 @@ def _latin1_wav(path: Path) -> Path:
 def _sparse_wav(path: Path, hours: float) -> Path:
     """A 16-bit mono WAV of ``hours`` of silence, written as a sparse file (header, then a hole)."""
     data_bytes = int(hours * 3600 * SAMPLE_RATE) * 2
-    header = (b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1,
-              SAMPLE_RATE, SAMPLE_RATE * 2, 2, 16) + b"data" + struct.pack("<I", data_bytes))
+    header = (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_bytes)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, SAMPLE_RATE, SAMPLE_RATE * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", data_bytes)
+    )
     with open(path, "wb") as handle:
         handle.write(header)
         handle.truncate(len(header) + data_bytes)
@@ -67,8 +73,14 @@ def _special_files(root: Path) -> dict[str, Path]:
     non_finite[100:200], non_finite[500] = np.nan, np.inf
     soundfile.write(root / "nan.wav", non_finite, SAMPLE_RATE, subtype="FLOAT")
     (root / "zero.mp4").write_bytes(b"")
-    return {"ch8_wav": root / "ch8.wav", "ch8_flac": root / "ch8.flac", "latin1": _latin1_wav(root / "latin1.wav"),
-            "nan": root / "nan.wav", "zero": root / "zero.mp4", "sparse": _sparse_wav(root / "long.wav", 1.0)}
+    return {
+        "ch8_wav": root / "ch8.wav",
+        "ch8_flac": root / "ch8.flac",
+        "latin1": _latin1_wav(root / "latin1.wav"),
+        "nan": root / "nan.wav",
+        "zero": root / "zero.mp4",
+        "sparse": _sparse_wav(root / "long.wav", 1.0),
+    }
 
 
 def _damaged_copies(root: Path, good: dict[str, Path], rng: np.random.Generator) -> list[Path]:
@@ -111,8 +123,14 @@ def damaged(tmp_path_factory) -> dict:
 
 
 def _run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mjepa.cli", *args], capture_output=True, text=True,
-                          timeout=HARD_TIMEOUT_S, env=cli_env(), cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "mjepa.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=HARD_TIMEOUT_S,
+        env=cli_env(),
+        cwd=cwd,
+    )
 
 
 def test_the_fuzz_set_is_large_and_covers_every_container(damaged):
@@ -120,10 +138,12 @@ def test_the_fuzz_set_is_large_and_covers_every_container(damaged):
     assert {p.suffix for p in damaged["files"]} >= {".mp4", ".mkv", ".webm", ".avi", ".wav", ".flac", ".ogg", ".mp3"}
 
 
+@pytest.mark.slow
 def test_validate_names_every_bad_file_and_passes_the_good_ones(damaged, tmp_path):
     report_path = tmp_path / "report.json"
-    result = _run(["data", "validate", str(damaged["manifest"]), "--workers", "2", "--allow-no-audio",
-                   "--json", str(report_path)])
+    result = _run(
+        ["data", "validate", str(damaged["manifest"]), "--workers", "2", "--allow-no-audio", "--json", str(report_path)]
+    )
     assert result.returncode == 1, result.stderr[-3000:]  # bad files found, reported, no crash
     report = json.loads(report_path.read_text())
     assert report["total"] == len(damaged["files"]) == sum(report["counts"].values())
@@ -132,19 +152,29 @@ def test_validate_names_every_bad_file_and_passes_the_good_ones(damaged, tmp_pat
     for kind, path in damaged["good"].items():
         assert path.name not in bad, (kind, bad.get(path.name))
     for name in ("ch8_wav", "ch8_flac", "latin1", "sparse"):
-        assert damaged["special"][name].name not in bad or bad[damaged["special"][name].name]["reason"] == \
-            "silent_audio", (name, bad.get(damaged["special"][name].name))
+        assert (
+            damaged["special"][name].name not in bad or bad[damaged["special"][name].name]["reason"] == "silent_audio"
+        ), (name, bad.get(damaged["special"][name].name))
     assert bad["nan.wav"]["reason"] == "non_finite"
     assert bad["zero.mp4"]["reason"] == "zero_length"
     assert bad["long.wav"]["reason"] == "silent_audio"  # decoded whole, a chunk at a time
     assert sum(1 for issue in report["issues"] if issue["reason"] == "truncated") >= 20
 
 
+@pytest.mark.slow
 def test_pretraining_with_workers_skips_and_names_bad_files_and_uses_good_ones(damaged, tmp_path):
     run_dir = tmp_path / "run"
-    args = ["pretrain", *TINY_RUN, "data.source=manifest", f"data.manifests=[{damaged['manifest']}]",
-            "data.num_workers=2", "data.max_skip_fraction=1.0", "run.steps=4", "run.batch_size=16",
-            f"run.out_dir={run_dir}"]
+    args = [
+        "pretrain",
+        *TINY_RUN,
+        "data.source=manifest",
+        f"data.manifests=[{damaged['manifest']}]",
+        "data.num_workers=2",
+        "data.max_skip_fraction=1.0",
+        "run.steps=4",
+        "run.batch_size=16",
+        f"run.out_dir={run_dir}",
+    ]
     result = _run(args)
     assert result.returncode == 0, result.stderr[-3000:]
     skipped = [json.loads(line) for line in (run_dir / "skipped_items.jsonl").read_text().splitlines()]
@@ -156,17 +186,37 @@ def test_pretraining_with_workers_skips_and_names_bad_files_and_uses_good_ones(d
     assert len({(i["path"], i["reason"]) for i in skipped}) == len(skipped)  # each file once
 
 
+@pytest.mark.slow
 def test_extract_skips_and_names_bad_files(damaged, tmp_path):
     run_dir = tmp_path / "run"
-    synthetic = _run(["pretrain", *TINY_RUN, "data.source=synthetic", "run.steps=4", "run.batch_size=4",
-                      "data.num_workers=0", f"run.out_dir={run_dir}"])
+    synthetic = _run(
+        [
+            "pretrain",
+            *TINY_RUN,
+            "data.source=synthetic",
+            "run.steps=4",
+            "run.batch_size=4",
+            "data.num_workers=0",
+            f"run.out_dir={run_dir}",
+        ]
+    )
     assert synthetic.returncode == 0, synthetic.stderr[-2000:]
     entries = [e for e in read_manifest(damaged["manifest"]) if Path(e.path).name != "long.wav"]
     manifest = tmp_path / "audio.jsonl"
     write_manifest(manifest, entries)
     out = tmp_path / "features.pt"
-    result = _run(["extract", str(manifest), "--checkpoint", str(run_dir / "checkpoints" / "latest.pt"),
-                   "--out", str(out), "--modality", "audio"])
+    result = _run(
+        [
+            "extract",
+            str(manifest),
+            "--checkpoint",
+            str(run_dir / "checkpoints" / "latest.pt"),
+            "--out",
+            str(out),
+            "--modality",
+            "audio",
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     import torch
 

@@ -6,12 +6,12 @@ import torch
 from media_builders import media  # noqa: F401  (pytest fixture)
 from torch.utils.data import DataLoader
 
-from mjepa.data.dataset import AudioVisualDataset, SkipLog, SkippedItem, collate_samples
-from mjepa.data.decode import ClipSpec
-from mjepa.data.fbank import AudioFrontendConfig
-from mjepa.data.manifest import ManifestEntry
-from mjepa.data.samplers import DistributedShardSampler, seed_worker
-from mjepa.data.video_transforms import VideoTransformConfig
+from mjepa.data.loading.dataset import AudioVisualDataset, SkipLog, SkippedItem, collate_samples
+from mjepa.data.loading.samplers import DistributedShardSampler, seed_worker
+from mjepa.data.manifests.manifest import ManifestEntry
+from mjepa.data.media.decode import ClipSpec
+from mjepa.data.preprocess.fbank import AudioFrontendConfig
+from mjepa.data.preprocess.video_transforms import VideoTransformConfig
 
 CLIP = ClipSpec(num_frames=4, frames_per_second=4.0)
 AUDIO = AudioFrontendConfig(target_frames=192, num_mel_bins=64)
@@ -19,8 +19,17 @@ VIDEO = VideoTransformConfig(output_size=32, eval_short_side=32)
 
 
 def _dataset(entries, training=True, missing_audio="flag", require_video=True):
-    return AudioVisualDataset(entries, ["a", "b"], CLIP, AUDIO, VIDEO, training=training, seed=0,
-                              require_video=require_video, missing_audio=missing_audio)
+    return AudioVisualDataset(
+        entries,
+        ["a", "b"],
+        CLIP,
+        AUDIO,
+        VIDEO,
+        training=training,
+        seed=0,
+        require_video=require_video,
+        missing_audio=missing_audio,
+    )
 
 
 def test_sample_shapes_labels_and_flags(media):
@@ -56,16 +65,27 @@ def test_loader_over_mixed_manifest_runs_to_the_end_and_reports_each_bad_item(me
     kinds = ["mp4", "missing", "zero", "cut_mp4", "garbage", "webm", "video_only", "short", "flac", "avi"]
     entries = [ManifestEntry(str(media[k])) for k in kinds]
     ds = _dataset(entries, missing_audio="flag")
-    loader = DataLoader(ds, batch_size=3, sampler=DistributedShardSampler(len(ds), shuffle=False, pad=False),
-                        num_workers=2, collate_fn=collate_samples, worker_init_fn=functools.partial(seed_worker, seed=0, rank=0))
+    loader = DataLoader(
+        ds,
+        batch_size=3,
+        sampler=DistributedShardSampler(len(ds), shuffle=False, pad=False),
+        num_workers=2,
+        collate_fn=collate_samples,
+        worker_init_fn=functools.partial(seed_worker, seed=0, rank=0),
+    )
     log, seen = SkipLog(), []
     for loaded in loader:
         log.add(loaded.skipped)
         if loaded.batch is not None:
             seen.extend(loaded.indices.tolist())
             assert loaded.batch.video.shape[0] == loaded.batch.audio.shape[0] == len(loaded.indices)
-    expected_skips = {"missing": "missing", "zero": "zero_length", "cut_mp4": "truncated", "garbage": "unreadable",
-                      "flac": "no_video_stream"}
+    expected_skips = {
+        "missing": "missing",
+        "zero": "zero_length",
+        "cut_mp4": "truncated",
+        "garbage": "unreadable",
+        "flac": "no_video_stream",
+    }
     got = {kinds[item.index]: item.reason for item in log.items}
     assert got == expected_skips
     assert sorted(seen) == sorted(i for i, k in enumerate(kinds) if k not in expected_skips)
@@ -76,8 +96,9 @@ def test_loader_over_mixed_manifest_runs_to_the_end_and_reports_each_bad_item(me
 
 
 def test_audio_only_dataset_yields_audio_batches(media):
-    ds = _dataset([ManifestEntry(str(media["wav"])), ManifestEntry(str(media["ogg"]))], training=False,
-                  require_video=False)
+    ds = _dataset(
+        [ManifestEntry(str(media["wav"])), ManifestEntry(str(media["ogg"]))], training=False, require_video=False
+    )
     loaded = collate_samples([ds[0], ds[1]])
     assert loaded.batch.video is None and loaded.batch.audio.shape == (2, 192, 64)
     assert loaded.batch.has_audio.all()
@@ -86,18 +107,27 @@ def test_audio_only_dataset_yields_audio_batches(media):
 def test_entry_table_gives_back_the_entries_in_a_fraction_of_the_memory():
     import sys
 
-    from mjepa.data.manifest import EntryTable, ManifestEntry
+    from mjepa.data.manifests.manifest import EntryTable, ManifestEntry
 
-    entries = [ManifestEntry(f"/data/shards/shard-{i // 1000:06d}.tar#{i:09d}.mp4@{1536 + i}:{400000 + i}",
-                             f"/data/shards/shard-{i // 1000:06d}.tar#{i:09d}.flac@{512 + i}:{250000 + i}",
-                             None if i % 2 else 1.5, None if i % 2 else 11.5, ("/m/09x0r", "Dog") if i % 3 else (),
-                             [True, False, None][i % 3]) for i in range(3000)]
+    entries = [
+        ManifestEntry(
+            f"/data/shards/shard-{i // 1000:06d}.tar#{i:09d}.mp4@{1536 + i}:{400000 + i}",
+            f"/data/shards/shard-{i // 1000:06d}.tar#{i:09d}.flac@{512 + i}:{250000 + i}",
+            None if i % 2 else 1.5,
+            None if i % 2 else 11.5,
+            ("/m/09x0r", "Dog") if i % 3 else (),
+            [True, False, None][i % 3],
+        )
+        for i in range(3000)
+    ]
     table = EntryTable(entries)
     assert len(table) == len(entries) and list(table) == entries and table[-1] == entries[-1]
     with pytest.raises(IndexError):
         table[len(entries)]
-    as_objects = sum(sys.getsizeof(e) + sys.getsizeof(e.__dict__) + sys.getsizeof(e.path) + sys.getsizeof(e.audio_path)
-                     for e in entries)
+    as_objects = sum(
+        sys.getsizeof(e) + sys.getsizeof(e.__dict__) + sys.getsizeof(e.path) + sys.getsizeof(e.audio_path)
+        for e in entries
+    )
     assert table.nbytes < 0.6 * as_objects  # and none of it is Python objects whose reference counts workers touch
 
 

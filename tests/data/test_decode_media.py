@@ -4,10 +4,19 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from media_builders import (
+    CLIP_SECONDS,
+    HEIGHT,
+    TONE_AMPLITUDE,
+    TONE_HZ,
+    VIDEO_FPS,
+    WIDTH,
+    frame_index,
+    media,  # noqa: F401  (pytest fixture)
+)
 
-from media_builders import CLIP_SECONDS, HEIGHT, TONE_AMPLITUDE, TONE_HZ, VIDEO_FPS, WIDTH, frame_index
-from media_builders import media  # noqa: F401  (pytest fixture)
-from mjepa.data.decode import (
+from mjepa.data.manifests.manifest import ManifestEntry
+from mjepa.data.media.decode import (
     ClipSpec,
     MediaError,
     choose_window_start,
@@ -16,7 +25,6 @@ from mjepa.data.decode import (
     decode_entry,
     probe_media,
 )
-from mjepa.data.manifest import ManifestEntry
 
 SPEC = ClipSpec(num_frames=8, frames_per_second=4.0)
 

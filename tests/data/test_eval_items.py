@@ -1,11 +1,11 @@
 import torch
 from media_builders import media  # noqa: F401  (pytest fixture)
 
-from mjepa.data.dataset import SkippedItem
-from mjepa.data.decode import ClipSpec
-from mjepa.data.fbank import AudioFrontendConfig
-from mjepa.data.manifest import ManifestEntry
-from mjepa.data.video_transforms import VideoTransformConfig
+from mjepa.data.loading.dataset import SkippedItem
+from mjepa.data.manifests.manifest import ManifestEntry
+from mjepa.data.media.decode import ClipSpec
+from mjepa.data.preprocess.fbank import AudioFrontendConfig
+from mjepa.data.preprocess.video_transforms import VideoTransformConfig
 from mjepa.eval.items import EvalDataset, ViewSpec
 
 CLIP = ClipSpec(num_frames=4, frames_per_second=4.0)
@@ -14,8 +14,16 @@ VIDEO = VideoTransformConfig(output_size=32, eval_short_side=32)
 
 
 def _dataset(media, kind, views, need_video=True):
-    return EvalDataset([ManifestEntry(str(media[kind]), labels=("a",))], ["a", "b"], CLIP, AUDIO, VIDEO, views,
-                       need_video=need_video, need_audio=True)
+    return EvalDataset(
+        [ManifestEntry(str(media[kind]), labels=("a",))],
+        ["a", "b"],
+        CLIP,
+        AUDIO,
+        VIDEO,
+        views,
+        need_video=need_video,
+        need_audio=True,
+    )
 
 
 def test_multi_clip_multi_view_items(media):

@@ -3,29 +3,53 @@ import torch
 from media_builders import media  # noqa: F401  (pytest fixture)
 
 from mjepa.cli import main
-from mjepa.data.manifest import ManifestEntry, write_manifest
-from mjepa.train.loop import pretrain
+from mjepa.data.manifests.manifest import ManifestEntry, write_manifest
 from mjepa.pretrain_config import load_pretrain_config
+from mjepa.train.loop import pretrain
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("extract")
-    pretrain(load_pretrain_config("tiny-cpu", [
-        "data.source=synthetic", "model.encoder.depth=2", "model.encoder.width=64", "model.encoder.num_heads=2",
-        "model.predictor.depth=1", "model.predictor.width=64", "model.predictor.num_heads=2",
-        "data.audio_frames=128", "data.mel_bins=64", "data.image_size=64", "data.num_frames=4", "run.steps=1",
-        "run.batch_size=2", "optim.warmup_steps=0", "optim.cooldown_steps=0", "run.precision=fp32",
-        f"run.out_dir={root / 'run'}",
-    ]))
+    pretrain(
+        load_pretrain_config(
+            "tiny-cpu",
+            [
+                "data.source=synthetic",
+                "model.encoder.depth=2",
+                "model.encoder.width=64",
+                "model.encoder.num_heads=2",
+                "model.predictor.depth=1",
+                "model.predictor.width=64",
+                "model.predictor.num_heads=2",
+                "data.audio_frames=128",
+                "data.mel_bins=64",
+                "data.image_size=64",
+                "data.num_frames=4",
+                "run.steps=1",
+                "run.batch_size=2",
+                "optim.warmup_steps=0",
+                "optim.cooldown_steps=0",
+                "run.precision=fp32",
+                f"run.out_dir={root / 'run'}",
+            ],
+        )
+    )
     return root / "run" / "checkpoints" / "latest.pt"
 
 
 @pytest.mark.parametrize("modality", ["audio", "video", "av"])
 def test_extract_embeds_every_readable_item_and_lists_the_rest(media, checkpoint, tmp_path, modality, capsys):
     manifest = tmp_path / "items.jsonl"
-    write_manifest(manifest, [ManifestEntry(str(media["mp4"])), ManifestEntry(str(media["missing"])),
-                              ManifestEntry(str(media["webm"])), ManifestEntry(str(media["garbage"]))])
+    write_manifest(
+        manifest,
+        [
+            ManifestEntry(str(media["mp4"])),
+            ManifestEntry(str(media["missing"])),
+            ManifestEntry(str(media["webm"])),
+            ManifestEntry(str(media["garbage"])),
+        ],
+    )
     out = tmp_path / "features.pt"
     args = ["extract", str(manifest), "--checkpoint", str(checkpoint), "--out", str(out), "--modality", modality]
     assert main(args + (["--tokens"] if modality == "av" else [])) == 0
@@ -39,14 +63,32 @@ def test_extract_embeds_every_readable_item_and_lists_the_rest(media, checkpoint
     assert "2 unreadable items skipped" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_extract_with_decoding_workers_matches_decoding_in_process(media, checkpoint, tmp_path):
     manifest = tmp_path / "items.jsonl"
     write_manifest(manifest, [ManifestEntry(str(media[k])) for k in ("mp4", "missing", "mkv", "webm")])
     records = {}
     for workers in (0, 2):
         out = tmp_path / f"features-{workers}.pt"
-        assert main(["extract", str(manifest), "--checkpoint", str(checkpoint), "--out", str(out), "--modality", "av",
-                     "--workers", str(workers), "--device", "cpu"]) == 0
+        assert (
+            main(
+                [
+                    "extract",
+                    str(manifest),
+                    "--checkpoint",
+                    str(checkpoint),
+                    "--out",
+                    str(out),
+                    "--modality",
+                    "av",
+                    "--workers",
+                    str(workers),
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
         records[workers] = torch.load(out, weights_only=True)
     assert records[0]["paths"] == records[2]["paths"]  # manifest order, whichever worker decoded an item
     assert torch.allclose(records[0]["pooled"], records[2]["pooled"], atol=1e-5)

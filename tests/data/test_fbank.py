@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mjepa.data.fbank import (
+from mjepa.data.preprocess.fbank import (
     AUDIOSET_FBANK_MEAN,
     AUDIOSET_FBANK_STD,
     AudioFrontendConfig,
@@ -74,8 +74,13 @@ def test_value_regression():
     # Values from reference_fbank above (float64); torchaudio.compliance.kaldi.fbank with the AudioMAE settings
     # agrees with them to 1e-3.
     ours = kaldi_fbank(torch.tensor(reference_signal(), dtype=torch.float32))
-    stored = {(0, 0): -9.754203519178224, (3, 17): -7.713084547208964, (10, 40): -8.514087237020512,
-              (17, 90): -11.995269439532398, (22, 110): LOG_FLOOR}
+    stored = {
+        (0, 0): -9.754203519178224,
+        (3, 17): -7.713084547208964,
+        (10, 40): -8.514087237020512,
+        (17, 90): -11.995269439532398,
+        (22, 110): LOG_FLOOR,
+    }
     for (frame, mel_bin), value in stored.items():
         assert ours[frame, mel_bin].item() == pytest.approx(value, abs=2e-3)
 

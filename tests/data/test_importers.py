@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from mjepa.data.importers import (
+from mjepa.data.manifests.importers import (
     esc50_fold_split,
     import_ast_json,
     import_audioset_csv,
@@ -15,7 +15,7 @@ from mjepa.data.importers import (
     import_vggsound,
     read_audioset_class_labels,
 )
-from mjepa.data.manifest import ManifestError
+from mjepa.data.manifests.manifest import ManifestError
 
 CLASS_LABELS = 'index,mid,display_name\n0,/m/09x0r,"Speech"\n1,/m/0bt9lr,"Dog"\n2,/m/04rlf,"Music, general"\n'
 
@@ -38,7 +38,9 @@ def class_labels(tmp_path) -> Path:
 
 def test_audioset_labels_are_ordered_by_index(class_labels):
     assert read_audioset_class_labels(class_labels) == [
-        ("/m/09x0r", "Speech"), ("/m/0bt9lr", "Dog"), ("/m/04rlf", "Music, general")
+        ("/m/09x0r", "Speech"),
+        ("/m/0bt9lr", "Dog"),
+        ("/m/04rlf", "Music, general"),
     ]
 
 
@@ -166,9 +168,9 @@ def test_fsd50k_dev_and_eval(tmp_path):
 def test_vggsound(tmp_path):
     csv_path = write(
         tmp_path / "vggsound.csv",
-        '---g-f_I2yQ,1,people marching,test\n'
+        "---g-f_I2yQ,1,people marching,test\n"
         '--0PQM4-hqg,30,"engine accelerating, revving, vroom",train\n'
-        'missing_one,0,dog barking,train\n',
+        "missing_one,0,dog barking,train\n",
     )
     touch(tmp_path / "video", "---g-f_I2yQ_000001.mp4", "--0PQM4-hqg_000030.mp4")
     result = import_vggsound(csv_path, tmp_path / "video")
@@ -204,15 +206,22 @@ def test_ssv2(tmp_path):
     labels = write(tmp_path / "labels.json", json.dumps(classes))
     annotations = write(
         tmp_path / "train.json",
-        json.dumps([
-            {"id": "78687", "label": "holding potato", "template": "Holding [something]", "placeholders": ["potato"]},
-            {
-                "id": "42326",
-                "label": "approaching cup with your camera",
-                "template": "Approaching [something] with your camera",
-                "placeholders": ["cup"],
-            },
-        ]),
+        json.dumps(
+            [
+                {
+                    "id": "78687",
+                    "label": "holding potato",
+                    "template": "Holding [something]",
+                    "placeholders": ["potato"],
+                },
+                {
+                    "id": "42326",
+                    "label": "approaching cup with your camera",
+                    "template": "Approaching [something] with your camera",
+                    "placeholders": ["cup"],
+                },
+            ]
+        ),
     )
     touch(tmp_path / "videos", "78687.webm")
     result = import_ssv2(annotations, labels, tmp_path / "videos")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from mjepa.data import instruments
-from mjepa.data.instruments import GM_FAMILIES, generate_instruments, split_programs
-from mjepa.data.manifest import read_manifest
 from instrument_helpers import FakeFluidsynth
+from mjepa.data.instruments import generate as instruments
+from mjepa.data.instruments.generate import GM_FAMILIES, generate_instruments, split_programs
+from mjepa.data.manifests.manifest import read_manifest
 
 
 @pytest.fixture

@@ -9,17 +9,18 @@ import time
 
 import pytest
 import torch
+from media_builders import media  # noqa: F401 - fixture
 from torch.utils.data import DataLoader
 
-from mjepa.data import decode, validate
-from mjepa.data.dataset import AudioVisualDataset, Sample, collate_samples
-from mjepa.data.decode import ClipSpec
-from mjepa.data.fbank import AudioFrontendConfig
-from mjepa.data.isolation import IsolatedRunner
-from mjepa.data.manifest import ManifestEntry
-from mjepa.data.media_info import MediaError
-from mjepa.data.video_transforms import VideoTransformConfig
-from media_builders import media  # noqa: F401 - fixture
+from mjepa.data.loading.dataset import AudioVisualDataset, Sample, collate_samples
+from mjepa.data.manifests import validate
+from mjepa.data.manifests.manifest import ManifestEntry
+from mjepa.data.media import decode
+from mjepa.data.media.decode import ClipSpec
+from mjepa.data.media.info import MediaError
+from mjepa.data.media.isolation import IsolatedRunner
+from mjepa.data.preprocess.fbank import AudioFrontendConfig
+from mjepa.data.preprocess.video_transforms import VideoTransformConfig
 
 _DECODE = decode._portable_decode
 _VALIDATE = validate._validate_one
@@ -41,6 +42,7 @@ def _raise_unexpected():
     raise UnicodeDecodeError("utf-8", b"\xe9", 0, 1, "invalid continuation byte")
 
 
+@pytest.mark.slow
 def test_runner_turns_crashes_hangs_and_odd_exceptions_into_media_errors_and_recovers():
     runner = IsolatedRunner(timeout_s=2)
     assert runner("a.mp4", _double, 21) == 42
@@ -68,11 +70,18 @@ def _decode_or_fail(entry, *args):
 
 
 def _dataset(entries, timeout_s):
-    return AudioVisualDataset(entries, [], ClipSpec(num_frames=4), AudioFrontendConfig(target_frames=192,
-                              num_mel_bins=64), VideoTransformConfig(output_size=32), training=True,
-                              decode_timeout_s=timeout_s)
+    return AudioVisualDataset(
+        entries,
+        [],
+        ClipSpec(num_frames=4),
+        AudioFrontendConfig(target_frames=192, num_mel_bins=64),
+        VideoTransformConfig(output_size=32),
+        training=True,
+        decode_timeout_s=timeout_s,
+    )
 
 
+@pytest.mark.slow
 def test_a_file_that_crashes_or_hangs_the_decoder_is_skipped_in_loader_workers(media, tmp_path, monkeypatch):
     monkeypatch.setattr(decode, "_portable_decode", _decode_or_fail)  # forked workers and helpers inherit it
     crash, hang = tmp_path / "crash.mp4", tmp_path / "hang.mp4"
@@ -106,8 +115,8 @@ def test_validate_reports_a_crashing_file_and_checks_the_rest(media, tmp_path, m
     monkeypatch.setattr(validate, "_RUNNER", None)
     crash = tmp_path / "crash.mp4"
     shutil.copy(media["mp4"], crash)
-    report = validate.validate_manifest([ManifestEntry(str(media["mp4"])), ManifestEntry(str(crash)),
-                                         ManifestEntry(str(media["mkv"]))])
+    report = validate.validate_manifest(
+        [ManifestEntry(str(media["mp4"])), ManifestEntry(str(crash)), ManifestEntry(str(media["mkv"]))]
+    )
     assert report.counts["ok"] == 2 and report.counts["crashed"] == 1
     assert report.issues[0].path == str(crash) and "SIGSEGV" in report.issues[0].detail
-

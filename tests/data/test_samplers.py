@@ -1,16 +1,17 @@
 import pytest
 import torch
 
-from mjepa.data.samplers import DistributedShardSampler, class_balance_weights, mixture_weights, seed_worker
-from mjepa.data.stream import StepBatchSampler
+from mjepa.data.loading.samplers import DistributedShardSampler, class_balance_weights, mixture_weights, seed_worker
+from mjepa.data.loading.stream import StepBatchSampler
 
 
 def _stream_draws(weights: torch.Tensor, steps: int, world_size: int = 1) -> list[int]:
     """Dataset indices the training stream draws over ``steps`` steps of 64, all ranks together."""
     draws = []
     for rank in range(world_size):
-        sampler = StepBatchSampler(len(weights), 64, 1, world_size, rank, seed=0, start_step=0, total_steps=steps,
-                                   weights=weights)
+        sampler = StepBatchSampler(
+            len(weights), 64, 1, world_size, rank, seed=0, start_step=0, total_steps=steps, weights=weights
+        )
         draws += [index for batch in sampler for index, _ in batch]
     return draws
 

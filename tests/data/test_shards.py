@@ -10,14 +10,14 @@ import shutil
 import pytest
 import torch
 
-from mjepa.data.atari import atari_av_manifest_path, generate_atari_av
-from mjepa.data.dataset import AudioVisualDataset, Sample
-from mjepa.data.decode import ClipSpec, MediaError, decode_entry
-from mjepa.data.fbank import AudioFrontendConfig
-from mjepa.data.manifest import ManifestEntry, read_manifest, write_manifest
-from mjepa.data.members import MemberRef, parse_member
-from mjepa.data.shard_command import main as shard_main
-from mjepa.data.video_transforms import VideoTransformConfig
+from mjepa.data.atari.generate import atari_av_manifest_path, generate_atari_av
+from mjepa.data.loading.dataset import AudioVisualDataset, Sample
+from mjepa.data.manifests.manifest import ManifestEntry, read_manifest, write_manifest
+from mjepa.data.media.decode import ClipSpec, MediaError, decode_entry
+from mjepa.data.media.members import MemberRef, parse_member
+from mjepa.data.preprocess.fbank import AudioFrontendConfig
+from mjepa.data.preprocess.video_transforms import VideoTransformConfig
+from mjepa.data.shards.command import main as shard_main
 
 SPEC = ClipSpec(num_frames=4, frames_per_second=4.0)
 
@@ -33,11 +33,16 @@ def atari_manifest(tmp_path_factory):
 def packed(atari_manifest, tmp_path_factory):
     out = tmp_path_factory.mktemp("shards") / "train"
     # At the source's 15 fps, so that every frame is kept and windows decode to the same frames.
-    assert shard_main([str(atari_manifest), "--out", str(out), "--items-per-shard", "2", "--workers", "2",
-                       "--max-fps", "15"]) == 0
+    assert (
+        shard_main(
+            [str(atari_manifest), "--out", str(out), "--items-per-shard", "2", "--workers", "2", "--max-fps", "15"]
+        )
+        == 0
+    )
     return out
 
 
+@pytest.mark.slow
 def test_packing_keeps_every_item_its_labels_and_its_order(atari_manifest, packed):
     source, shards = read_manifest(atari_manifest), read_manifest(packed)
     info = json.loads((packed / "info.json").read_text())
@@ -84,8 +89,16 @@ def test_a_file_url_reads_the_same_items_as_the_folder(packed):
 def test_the_training_dataset_reads_shards_in_isolated_workers(packed):
     entries = read_manifest(packed)
     vocabulary = sorted({label for e in entries for label in e.labels})
-    dataset = AudioVisualDataset(entries, vocabulary, SPEC, AudioFrontendConfig(target_frames=128, num_mel_bins=64),
-                                 VideoTransformConfig(output_size=32), training=True, seed=0, decode_timeout_s=60)
+    dataset = AudioVisualDataset(
+        entries,
+        vocabulary,
+        SPEC,
+        AudioFrontendConfig(target_frames=128, num_mel_bins=64),
+        VideoTransformConfig(output_size=32),
+        training=True,
+        seed=0,
+        decode_timeout_s=60,
+    )
     sample = dataset[(2, 17)]
     assert isinstance(sample, Sample) and sample.video.shape == (3, 4, 32, 32) and sample.has_audio
     again = dataset[(2, 17)]

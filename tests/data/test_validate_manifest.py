@@ -3,8 +3,8 @@ import json
 import pytest
 from media_builders import media  # noqa: F401  (pytest fixture)
 
-from mjepa.data.manifest import ManifestEntry, read_manifest, write_manifest
-from mjepa.data.validate import main, validate_manifest
+from mjepa.data.manifests.manifest import ManifestEntry, read_manifest, write_manifest
+from mjepa.data.manifests.validate import main, validate_manifest
 
 
 @pytest.fixture
@@ -72,8 +72,17 @@ def test_command_line(tmp_path, media, capsys):
     assert status == 1
     assert "zero_length" in capsys.readouterr().out
     assert json.loads(report_path.read_text())["counts"] == {
-        "ok": 1, "missing": 0, "zero_length": 1, "truncated": 0, "unreadable": 0,
-        "no_audio_stream": 0, "too_short": 0, "non_finite": 0, "decoder_error": 0, "crashed": 0, "timeout": 0,
+        "ok": 1,
+        "missing": 0,
+        "zero_length": 1,
+        "truncated": 0,
+        "unreadable": 0,
+        "no_audio_stream": 0,
+        "too_short": 0,
+        "non_finite": 0,
+        "decoder_error": 0,
+        "crashed": 0,
+        "timeout": 0,
         "silent_audio": 0,
     }
     clean = read_manifest(clean_path)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from mjepa.data.video_transforms import (
+from mjepa.data.preprocess.video_transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     VideoTransformConfig,

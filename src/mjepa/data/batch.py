@@ -25,6 +25,6 @@ class Batch:
             raise ValueError("a batch needs audio, video or both")
         return ref.shape[0]
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
         return Batch(move(self.audio), move(self.video), move(self.has_audio), move(self.video_offset))

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
-from mjepa.data.dataset import Sample
 from mjepa.data.batch import Batch
+from mjepa.data.loading.dataset import Sample
 
 
 def synthetic_clip(
@@ -44,13 +44,19 @@ def synthetic_clip(
         frac = f / max(1, video_frames - 1)
         x = int(start + (size - side - start) * frac)
         flash = 2.0 if abs(frac - event) < 0.5 / video_frames + 1e-6 else 1.0
-        video[:, f, ys:ys + side, x:x + side] += colour.view(3, 1, 1) * flash
+        video[:, f, ys : ys + side, x : x + side] += colour.view(3, 1, 1) * flash
     return spec, video, label
 
 
 def synthetic_batch(
-    seed: int, start_index: int, batch_size: int, audio_frames: int = 128, mel_bins: int = 64,
-    video_frames: int = 8, size: int = 64, num_classes: int = 4,
+    seed: int,
+    start_index: int,
+    batch_size: int,
+    audio_frames: int = 128,
+    mel_bins: int = 64,
+    video_frames: int = 8,
+    size: int = 64,
+    num_classes: int = 4,
 ) -> tuple[Batch, torch.Tensor]:
     """A batch of consecutive synthetic clips and their class labels ``(B,)``."""
     clips = [
@@ -67,8 +73,16 @@ class SyntheticDataset(Dataset):
     """Synthetic clips as loader samples. Keyed by ``(index, position)`` from the training stream, the clip is that
     of the stream position (so each step sees new clips); keyed by an index alone, the clip of that index."""
 
-    def __init__(self, seed: int, num_items: int, audio_frames: int, mel_bins: int, video_frames: int, size: int,
-                 num_classes: int = 4) -> None:
+    def __init__(
+        self,
+        seed: int,
+        num_items: int,
+        audio_frames: int,
+        mel_bins: int,
+        video_frames: int,
+        size: int,
+        num_classes: int = 4,
+    ) -> None:
         if num_items < 1:
             raise ValueError(f"num_items must be >= 1, got {num_items}")
         self.seed, self.num_items, self.num_classes = seed, num_items, num_classes

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import torch
 
@@ -53,9 +53,13 @@ def cache_key(parts: dict) -> str:
 
 
 @torch.no_grad()
-def encode_batches(encoder: MultimodalEncoder, modality: str,
-                   batches: Iterable[tuple[Batch, torch.Tensor, torch.Tensor]], layer: int,
-                   device: torch.device) -> FeatureSet:
+def encode_batches(
+    encoder: MultimodalEncoder,
+    modality: str,
+    batches: Iterable[tuple[Batch, torch.Tensor, torch.Tensor]],
+    layer: int,
+    device: torch.device,
+) -> FeatureSet:
     """Encode every batch; ``batches`` yields (Batch, multi-hot labels, item indices) with views already expanded
     in the batch."""
     mode = MODE_OF_MODALITY[modality]
@@ -63,8 +67,13 @@ def encode_batches(encoder: MultimodalEncoder, modality: str,
     tokens, labels, indices, views = [], [], [], 1
     for batch, batch_labels, batch_indices in batches:
         batch = batch.to(device)
-        out = encoder(mode, batch.audio if "A" in mode else None, batch.video if "V" in mode else None,
-                      collect_layers=(layer,) if layer != -1 else (), video_offset=batch.video_offset)
+        out = encoder(
+            mode,
+            batch.audio if "A" in mode else None,
+            batch.video if "V" in mode else None,
+            collect_layers=(layer,) if layer != -1 else (),
+            video_offset=batch.video_offset,
+        )
         chosen = out.tokens if layer == -1 else out.layers[0]
         tokens.append(chosen.to(torch.float16).cpu())
         labels.append(batch_labels)
@@ -75,8 +84,9 @@ def encode_batches(encoder: MultimodalEncoder, modality: str,
     return FeatureSet(torch.cat(tokens), torch.cat(labels), views, torch.cat(indices))
 
 
-def cached_features(cache_dir: Path | None, key_parts: dict, compute: Callable[[], FeatureSet],
-                    write: bool = True) -> tuple[FeatureSet, bool]:
+def cached_features(
+    cache_dir: Path | None, key_parts: dict, compute: Callable[[], FeatureSet], write: bool = True
+) -> tuple[FeatureSet, bool]:
     """Features from ``cache_dir`` when a file with this key exists, else computed and (if ``write``) stored.
     Under torchrun each rank's key names its shard, so each rank reads and writes only its own features.
     Returns ``(features, came_from_cache)``."""
@@ -91,7 +101,15 @@ def cached_features(cache_dir: Path | None, key_parts: dict, compute: Callable[[
         return features, False
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"tokens": features.tokens, "labels": features.labels, "views": features.views,
-                "indices": features.indices, "key": json.dumps(key_parts, sort_keys=True, default=str)}, tmp)
+    torch.save(
+        {
+            "tokens": features.tokens,
+            "labels": features.labels,
+            "views": features.views,
+            "indices": features.indices,
+            "key": json.dumps(key_parts, sort_keys=True, default=str),
+        },
+        tmp,
+    )
     tmp.replace(path)
     return features, False

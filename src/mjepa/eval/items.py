@@ -17,12 +17,15 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
-from mjepa.data.dataset import SkippedItem, multi_hot
-from mjepa.data.decode import ClipSpec, MediaError, decode_entry
-from mjepa.data.fbank import AudioFrontendConfig, fbank_for_config, fbank_windows
-from mjepa.data.manifest import EntryTable, ManifestEntry
-from mjepa.data.video_transforms import (
-    VideoTransformConfig, eval_video_transform, evenly_spaced_window_starts, spatial_views,
+from mjepa.data.loading.dataset import SkippedItem, multi_hot
+from mjepa.data.manifests.manifest import EntryTable, ManifestEntry
+from mjepa.data.media.decode import ClipSpec, MediaError, decode_entry
+from mjepa.data.preprocess.fbank import AudioFrontendConfig, fbank_for_config, fbank_windows
+from mjepa.data.preprocess.video_transforms import (
+    VideoTransformConfig,
+    eval_video_transform,
+    evenly_spaced_window_starts,
+    spatial_views,
 )
 
 
@@ -55,9 +58,17 @@ def audio_window_features(waveform: torch.Tensor | None, config: AudioFrontendCo
 
 
 class EvalDataset(Dataset):
-    def __init__(self, entries: list[ManifestEntry], vocabulary: list[str], clip: ClipSpec,
-                 audio: AudioFrontendConfig, video: VideoTransformConfig, views: ViewSpec, need_video: bool,
-                 need_audio: bool) -> None:
+    def __init__(
+        self,
+        entries: list[ManifestEntry],
+        vocabulary: list[str],
+        clip: ClipSpec,
+        audio: AudioFrontendConfig,
+        video: VideoTransformConfig,
+        views: ViewSpec,
+        need_video: bool,
+        need_audio: bool,
+    ) -> None:
         self.entries = EntryTable(entries)  # shared by forked loader workers, not copied
         self.vocabulary = {label: i for i, label in enumerate(vocabulary)}
         self.clip, self.audio, self.video, self.views = clip, audio, video, views
@@ -74,8 +85,7 @@ class EvalDataset(Dataset):
             starts = evenly_spaced_window_starts(first.duration, self.clip.window_duration, self.views.clips)
         out, offsets = [], []
         for start in starts:
-            clip = first if len(starts) == 1 else decode_entry(entry, self.clip, window_start=start,
-                                                             require_video=True)
+            clip = first if len(starts) == 1 else decode_entry(entry, self.clip, window_start=start, require_video=True)
             offset = 0.0 if first.audio_start is None else clip.segment_start + clip.window_start - first.audio_start
             if self.views.spatial_views > 1:
                 views = spatial_views(clip.frames, self.video, self.views.spatial_views).unbind(0)
@@ -89,8 +99,9 @@ class EvalDataset(Dataset):
         entry = self.entries[index]
         labels = multi_hot(entry.labels, self.vocabulary, f"manifest item {index} ({entry.path})")
         try:
-            first = decode_entry(entry, self.clip, window_start=None, require_video=self.need_video,
-                                 require_audio=self.need_audio)
+            first = decode_entry(
+                entry, self.clip, window_start=None, require_video=self.need_video, require_audio=self.need_audio
+            )
             video = offsets = None
             if self.need_video:
                 frames, offsets = self._video_views(entry, first)

@@ -53,9 +53,7 @@ def average_precision(scores: torch.Tensor, targets: torch.Tensor) -> float:
     contain at least one positive (AP is undefined otherwise).
     """
     if scores.dim() != 1 or scores.shape != targets.shape:
-        raise ValueError(
-            f"scores {tuple(scores.shape)} and targets {tuple(targets.shape)} must be 1-D of equal length"
-        )
+        raise ValueError(f"scores {tuple(scores.shape)} and targets {tuple(targets.shape)} must be 1-D of equal length")
     _check_finite(scores, "scores")
     _check_binary(targets, "targets")
     # float64 so that cumulative counts over large evaluation sets stay exact.

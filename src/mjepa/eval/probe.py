@@ -19,7 +19,6 @@ from torch import nn
 from mjepa.eval.stacked_probe import attentive_logits, linear_logits
 from mjepa.models.vit import Block, Mlp
 
-
 PROBE_VARIANTS = ("mjepa", "vjepa2")
 
 
@@ -52,8 +51,9 @@ class AttentiveProbe(nn.Module):
     published probe scores are comparable with this one's. (Its layer norms use eps 1e-5, ours 1e-6: a difference
     far below the probe-seed spread.)"""
 
-    def __init__(self, dim: int, num_classes: int, num_heads: int, self_attention_blocks: int = 3,
-                 variant: str = "mjepa") -> None:
+    def __init__(
+        self, dim: int, num_classes: int, num_heads: int, self_attention_blocks: int = 3, variant: str = "mjepa"
+    ) -> None:
         super().__init__()
         if variant not in PROBE_VARIANTS:
             raise ValueError(f"probe variant {variant!r} is not valid; expected one of {PROBE_VARIANTS}")
@@ -174,9 +174,16 @@ VJEPA2_PROBE_WARMUP_EPOCHS = 0
 
 def vjepa2_probe_settings(**overrides) -> ProbeSettings:
     """The attentive probe as V-JEPA 2 trains it: its classifier, grid, heads, batch and schedule."""
-    values = dict(protocol="attentive", variant="vjepa2", learning_rates=VJEPA2_LEARNING_RATES,
-                  weight_decays=VJEPA2_WEIGHT_DECAYS, epochs=20, batch_size=VJEPA2_PROBE_BATCH,
-                  warmup_epochs=VJEPA2_PROBE_WARMUP_EPOCHS, num_heads=VJEPA2_PROBE_HEADS)
+    values = dict(
+        protocol="attentive",
+        variant="vjepa2",
+        learning_rates=VJEPA2_LEARNING_RATES,
+        weight_decays=VJEPA2_WEIGHT_DECAYS,
+        epochs=20,
+        batch_size=VJEPA2_PROBE_BATCH,
+        warmup_epochs=VJEPA2_PROBE_WARMUP_EPOCHS,
+        num_heads=VJEPA2_PROBE_HEADS,
+    )
     return ProbeSettings(**{**values, **overrides})
 
 
@@ -205,8 +212,9 @@ def resolve_heads_per_pass(settings: ProbeSettings, device: torch.device, tokens
     if device.type != "cuda" or settings.protocol != "attentive":
         return 1 if device.type != "cuda" else grid
     free, _ = torch.cuda.mem_get_info(device)
-    return max(1, min(grid, int(AUTO_PASS_MEMORY_SHARE * free // probe_activation_bytes(settings, tokens_per_row,
-                                                                                         dim))))
+    return max(
+        1, min(grid, int(AUTO_PASS_MEMORY_SHARE * free // probe_activation_bytes(settings, tokens_per_row, dim)))
+    )
 
 
 def build_probe(settings: ProbeSettings, dim: int, num_classes: int) -> nn.Module:
@@ -219,8 +227,9 @@ def build_probe(settings: ProbeSettings, dim: int, num_classes: int) -> nn.Modul
     raise ValueError(f"probe protocol {settings.protocol!r} is not valid; expected 'attentive' or 'linear'")
 
 
-def probe_loss(logits: torch.Tensor, targets: torch.Tensor, multi_label: bool, batch_rows: int | None = None
-               ) -> torch.Tensor:
+def probe_loss(
+    logits: torch.Tensor, targets: torch.Tensor, multi_label: bool, batch_rows: int | None = None
+) -> torch.Tensor:
     """Binary cross-entropy (multi-label) or cross-entropy, averaged over a batch of ``batch_rows`` rows (default:
     these rows). With the rows of one batch split across ranks, each rank passes the whole batch's row count, and
     the sum of the ranks' losses (and gradients) is the loss of the whole batch."""
@@ -264,7 +273,7 @@ def global_row_order(row_keys: torch.Tensor, device: torch.device) -> tuple[int,
 
 def balanced_row_weights(targets: torch.Tensor, row_keys: torch.Tensor, device: torch.device) -> torch.Tensor:
     """AudioSet's class-balanced weight of every row of every rank, in the global (key-sorted) row order."""
-    from mjepa.data.samplers import class_balance_weights
+    from mjepa.data.loading.samplers import class_balance_weights
 
     labels, _ = gather_items(targets.float().cpu(), row_keys.cpu(), device)
     return class_balance_weights(labels).double()
@@ -274,8 +283,14 @@ class StackedAdamW:
     """AdamW (PyTorch's update, decoupled weight decay) over parameters stacked along a leading head dimension,
     each head with its own learning rate and weight decay."""
 
-    def __init__(self, params: dict[str, torch.Tensor], lrs: list[float], wds: list[float],
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+    def __init__(
+        self,
+        params: dict[str, torch.Tensor],
+        lrs: list[float],
+        wds: list[float],
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
         self.params = params
         device = next(iter(params.values())).device
         self.lrs = torch.tensor(lrs, dtype=torch.float32, device=device)
@@ -287,7 +302,7 @@ class StackedAdamW:
     def step(self, lr_factor: float) -> None:
         self.steps += 1
         beta1, beta2 = self.betas
-        correction1, correction2 = 1 - beta1 ** self.steps, 1 - beta2 ** self.steps
+        correction1, correction2 = 1 - beta1**self.steps, 1 - beta2**self.steps
         for name, param in self.params.items():
             grad = param.grad if param.grad is not None else torch.zeros_like(param)
             shape = (-1,) + (1,) * (param.dim() - 1)
@@ -304,16 +319,22 @@ class StackedAdamW:
 
 
 def train_probe_grid(
-    settings: ProbeSettings, tokens: torch.Tensor, valid: torch.Tensor | None, targets: torch.Tensor,
-    multi_label: bool, device: torch.device | str = "cpu", row_keys: torch.Tensor | None = None,
+    settings: ProbeSettings,
+    tokens: torch.Tensor,
+    valid: torch.Tensor | None,
+    targets: torch.Tensor,
+    multi_label: bool,
+    device: torch.device | str = "cpu",
+    row_keys: torch.Tensor | None = None,
 ) -> list[nn.Module]:
     """Train one probe per (lr, wd) of the grid on the same frozen features; returns them in grid order, on
     ``device``.
 
     The heads train ``settings.heads_per_pass`` at a time in one batched pass (their weights stacked, every product
     batched over heads: :mod:`mjepa.eval.stacked_probe`), each with its own AdamW learning rate and weight decay:
-    the same updates as training them one by one, in fewer, larger kernels. On a GPU the products run in bf16. The features may stay where they are (CPU memory, for large
-    tasks): each batch is moved to ``device`` as it is used, once for the grid.
+    the same updates as training them one by one, in fewer, larger kernels. On a GPU the products run in bf16. The
+    features may stay where they are (CPU memory, for large tasks): each batch is moved to ``device`` as it is used,
+    once for the grid.
 
     Under ``torch.distributed`` each rank passes only its own rows, with ``row_keys`` (a global key per row, e.g.
     ``item index * views + view``): the probes train data-parallel on the batches a single process would draw over
@@ -327,8 +348,12 @@ def train_probe_grid(
     per_pass = resolve_heads_per_pass(settings, device, tokens.shape[1], dim)
     groups = [list(range(start, min(start + per_pass, len(grid)))) for start in range(0, len(grid), per_pass)]
     # One head per pass is the plain module and torch's AdamW; more are stacked and vmapped.
-    stacks = [_HeadStack([probes[i] for i in group], [grid[i] for i in group]) if len(group) > 1
-              else _SingleHead(probes[group[0]], grid[group[0]]) for group in groups]
+    stacks = [
+        _HeadStack([probes[i] for i in group], [grid[i] for i in group])
+        if len(group) > 1
+        else _SingleHead(probes[group[0]], grid[group[0]])
+        for group in groups
+    ]
     keys = torch.arange(tokens.shape[0]) if row_keys is None else row_keys.cpu()
     num_rows, local_of = global_row_order(keys, device)
     weights = balanced_row_weights(targets, keys, device) if settings.class_balanced else None
@@ -343,7 +368,7 @@ def train_probe_grid(
         else:
             order = torch.multinomial(weights, num_rows, replacement=True, generator=gen)
         for start in range(0, num_rows, settings.batch_size):
-            batch_positions = order[start:start + settings.batch_size]
+            batch_positions = order[start : start + settings.batch_size]
             rows = local_of[batch_positions]
             rows = rows[rows >= 0]
             x = tokens[rows.to(tokens.device)].to(device, non_blocking=True).float()
@@ -382,8 +407,9 @@ class _SingleHead:
             group["lr"] = self.lr * lr_factor
         self.optimizer.step()
 
-    def loss(self, x: torch.Tensor, mask: torch.Tensor | None, y: torch.Tensor, multi_label: bool,
-             batch_rows: int) -> torch.Tensor:
+    def loss(
+        self, x: torch.Tensor, mask: torch.Tensor | None, y: torch.Tensor, multi_label: bool, batch_rows: int
+    ) -> torch.Tensor:
         return probe_loss(self.probe(x, mask).float(), y, multi_label, batch_rows)
 
     def write_back(self) -> None:
@@ -416,8 +442,9 @@ class _HeadStack:
             return attentive_logits(self.params, x, mask, self.num_heads, self.num_blocks)
         return linear_logits(self.params, x, mask)
 
-    def loss(self, x: torch.Tensor, mask: torch.Tensor | None, y: torch.Tensor, multi_label: bool,
-             batch_rows: int) -> torch.Tensor:
+    def loss(
+        self, x: torch.Tensor, mask: torch.Tensor | None, y: torch.Tensor, multi_label: bool, batch_rows: int
+    ) -> torch.Tensor:
         # Heads are independent: the gradient of the sum is each head's own gradient.
         return sum(probe_loss(head.float(), y, multi_label, batch_rows) for head in self.logits(x, mask))
 
@@ -440,12 +467,13 @@ def _sum_gradients(params: list[torch.Tensor], device: torch.device) -> None:
     flat = buffer.to(device)
     offset = 0
     for p in params:
-        p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
+        p.grad.copy_(flat[offset : offset + p.numel()].view_as(p))
         offset += p.numel()
 
 
-def gather_items(values: torch.Tensor, indices: torch.Tensor, device: torch.device | str = "cpu"
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def gather_items(
+    values: torch.Tensor, indices: torch.Tensor, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Every rank's per-item rows (probabilities, labels, ...) and item indices, in index order (identity order
     without a process group). Padded duplicates never enter: ranks contribute only their real rows."""
     if _several_ranks():
@@ -464,8 +492,15 @@ def class_probabilities(logits: torch.Tensor, multi_label: bool) -> torch.Tensor
 
 
 @torch.no_grad()
-def predict(probe: nn.Module, tokens: torch.Tensor, valid: torch.Tensor | None, batch_size: int = 256,
-            views: int = 1, multi_label: bool = True, device: torch.device | str | None = None) -> torch.Tensor:
+def predict(
+    probe: nn.Module,
+    tokens: torch.Tensor,
+    valid: torch.Tensor | None,
+    batch_size: int = 256,
+    views: int = 1,
+    multi_label: bool = True,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """Class probabilities per item, on the CPU: with ``views > 1`` the rows are ``views`` consecutive views per
     item, and their probabilities (sigmoid or softmax, see :func:`class_probabilities`) are averaged, as the
     multi-view protocol prescribes. Runs on ``device`` (default: the probe's own), a batch at a time."""
@@ -473,8 +508,8 @@ def predict(probe: nn.Module, tokens: torch.Tensor, valid: torch.Tensor | None, 
     probe.eval()
     out = []
     for start in range(0, tokens.shape[0], batch_size):
-        x = tokens[start:start + batch_size].to(device, non_blocking=True).float()
-        mask = None if valid is None else valid[start:start + batch_size].to(device, non_blocking=True)
+        x = tokens[start : start + batch_size].to(device, non_blocking=True).float()
+        mask = None if valid is None else valid[start : start + batch_size].to(device, non_blocking=True)
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = probe(x, mask)
         out.append(class_probabilities(logits.float(), multi_label).cpu())

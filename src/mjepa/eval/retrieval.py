@@ -24,9 +24,7 @@ DEFAULT_CHUNK_SIZE = 1024
 
 def _check_embeddings(query: torch.Tensor, gallery: torch.Tensor) -> None:
     if query.dim() != 2 or query.shape != gallery.shape:
-        raise ValueError(
-            f"query {tuple(query.shape)} and gallery {tuple(gallery.shape)} must both be (N, D) and equal"
-        )
+        raise ValueError(f"query {tuple(query.shape)} and gallery {tuple(gallery.shape)} must both be (N, D) and equal")
     if query.shape[0] == 0:
         raise ValueError("query has 0 rows; expected at least one query/gallery pair")
     for name, embeddings in (("query", query), ("gallery", gallery)):

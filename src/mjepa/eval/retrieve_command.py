@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch.utils.data import DataLoader
 
-from mjepa.data.manifest import read_manifest
-from mjepa.eval.items import EvalDataset, ViewSpec, collate_eval
 from mjepa.commands import add_device_argument, resolve_device, run_reporting_errors
+from mjepa.data.manifests.manifest import read_manifest
+from mjepa.eval.items import EvalDataset, ViewSpec, collate_eval
 from mjepa.eval.loading import LoadedModel, load_model
 from mjepa.eval.retrieval import cross_modal_retrieval
 from mjepa.models.crossmodal import head_key
@@ -27,13 +27,16 @@ from mjepa.models.encoder import layer_normalise
 
 @torch.no_grad()
 @torch.no_grad()
-def pooled_features(loaded: LoadedModel, entries, workers: int, batch_size: int,
-                    device: torch.device = torch.device("cpu")) -> tuple[dict, int]:
+def pooled_features(
+    loaded: LoadedModel, entries, workers: int, batch_size: int, device: torch.device = torch.device("cpu")
+) -> tuple[dict, int]:
     """Per modality: context-encoder pooled output and target-encoder pooled normalised output (on the CPU), and
     the number of skipped items. The encoders run on ``device``."""
     fe = loaded.frontend
     vocabulary = sorted({label for entry in entries for label in entry.labels})  # labels are not used here
-    dataset = EvalDataset(entries, vocabulary, fe.clip, fe.audio, fe.video, ViewSpec(), need_video=True, need_audio=True)
+    dataset = EvalDataset(
+        entries, vocabulary, fe.clip, fe.audio, fe.video, ViewSpec(), need_video=True, need_audio=True
+    )
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_eval)
     out = {"context_A": [], "context_V": [], "target_A": [], "target_V": []}
     skipped = 0
@@ -80,12 +83,22 @@ def run(args: argparse.Namespace) -> int:
     features, skipped = pooled_features(loaded, entries, args.workers, args.batch_size, resolve_device(args.device))
     heads = heads.cpu()
     ks = tuple(int(k) for k in args.ks.split(","))
-    results = cross_modal_retrieval(features["target_A"], features["target_V"], heads[head_key("A", "V")],
-                                    heads[head_key("V", "A")], ks, audio_queries=features["context_A"],
-                                    video_queries=features["context_V"])
-    record = {"checkpoint": args.checkpoint, "items": int(features["target_A"].shape[0]), "skipped_items": skipped,
-              "chance_recall_at_1": 1.0 / features["target_A"].shape[0],
-              "results": {name: r.as_flat_dict() for name, r in results.items()}}
+    results = cross_modal_retrieval(
+        features["target_A"],
+        features["target_V"],
+        heads[head_key("A", "V")],
+        heads[head_key("V", "A")],
+        ks,
+        audio_queries=features["context_A"],
+        video_queries=features["context_V"],
+    )
+    record = {
+        "checkpoint": args.checkpoint,
+        "items": int(features["target_A"].shape[0]),
+        "skipped_items": skipped,
+        "chance_recall_at_1": 1.0 / features["target_A"].shape[0],
+        "results": {name: r.as_flat_dict() for name, r in results.items()},
+    }
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "retrieval.json"
     out.write_text(json.dumps(record, indent=2))
     print("| method | direction | " + " | ".join(f"R@{k}" for k in ks) + " |")

@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from mjepa.data.batch import Batch
-from mjepa.data.dataset import SkippedItem
-from mjepa.data.samplers import DistributedShardSampler
+from mjepa.data.loading.dataset import SkippedItem
+from mjepa.data.loading.samplers import DistributedShardSampler
 from mjepa.distributed import detect_launch
 from mjepa.eval.features import (
     FeatureSet,
@@ -66,8 +66,11 @@ def item_batches(items: list[EvalItem], modality: str, views: ViewSpec):
     video = torch.cat([i.video for i in items]) if modality != "audio" else None
     offset = torch.cat([i.video_offset for i in items]) if modality == "av" else None
     labels = torch.stack([i.labels for i in items])
-    return (Batch(audio=audio, video=video, has_audio=None, video_offset=offset), labels,
-            torch.tensor([i.index for i in items]))
+    return (
+        Batch(audio=audio, video=video, has_audio=None, video_offset=offset),
+        labels,
+        torch.tensor([i.index for i in items]),
+    )
 
 
 def probe_encoder(loaded: LoadedModel, modality: str, encoder: str = "target"):
@@ -77,24 +80,41 @@ def probe_encoder(loaded: LoadedModel, modality: str, encoder: str = "target"):
     return loaded.model.frozen_encoder(MODE_OF_MODALITY[modality], encoder)
 
 
-def split_features(loaded: LoadedModel, task: TaskSpec, entries, vocabulary, settings: FeatureSettings,
-                   fingerprint: str) -> SplitFeatures:
+def split_features(
+    loaded: LoadedModel, task: TaskSpec, entries, vocabulary, settings: FeatureSettings, fingerprint: str
+) -> SplitFeatures:
     views, modality = task.views, settings.modality
     if modality == "av" and views.audio_windows != 1:
         raise ValueError(f"task {task.name} concatenates audio windows; use --modality audio")
     fe = loaded.frontend
-    dataset = EvalDataset(entries, vocabulary, fe.clip, fe.audio, fe.video, views, need_video=modality != "audio",
-                          need_audio=modality != "video")
+    dataset = EvalDataset(
+        entries,
+        vocabulary,
+        fe.clip,
+        fe.audio,
+        fe.video,
+        views,
+        need_video=modality != "audio",
+        need_audio=modality != "video",
+    )
     skipped: list[SkippedItem] = []
 
     ctx = detect_launch(dict(os.environ))
 
     def compute() -> FeatureSet:
         # Under torchrun each rank encodes its own shard (no padding) and the features are gathered in order.
-        sampler = DistributedShardSampler(len(dataset), ctx.world_size, ctx.rank, shuffle=False, pad=False) \
-            if ctx.enabled else None
-        loader = DataLoader(dataset, batch_size=settings.batch_size, num_workers=settings.workers,
-                            collate_fn=collate_eval, sampler=sampler)
+        sampler = (
+            DistributedShardSampler(len(dataset), ctx.world_size, ctx.rank, shuffle=False, pad=False)
+            if ctx.enabled
+            else None
+        )
+        loader = DataLoader(
+            dataset,
+            batch_size=settings.batch_size,
+            num_workers=settings.workers,
+            collate_fn=collate_eval,
+            sampler=sampler,
+        )
 
         def batches():
             for items, bad in loader:
@@ -112,9 +132,15 @@ def split_features(loaded: LoadedModel, task: TaskSpec, entries, vocabulary, set
             features = join_temporal_clips(features, views.clips, views.spatial_views)
         return features
 
-    key = {"encoder": fingerprint, "modality": modality, "layer": settings.layer, "frontend": fe.to_dict(),
-           "views": asdict(views), "items": [(e.path, e.start, e.end, e.labels) for e in entries],
-           "layout": FEATURE_LAYOUT}
+    key = {
+        "encoder": fingerprint,
+        "modality": modality,
+        "layer": settings.layer,
+        "frontend": fe.to_dict(),
+        "views": asdict(views),
+        "items": [(e.path, e.start, e.end, e.labels) for e in entries],
+        "layout": FEATURE_LAYOUT,
+    }
     if ctx.enabled:  # each rank keeps, and caches, only its shard of the features
         key["shard"] = (ctx.rank, ctx.world_size)
     features, from_cache = cached_features(settings.cache_dir, key, compute)
@@ -133,10 +159,15 @@ def join_temporal_clips(features: FeatureSet, clips: int, spatial_views: int) ->
     rows, tokens, dim = features.tokens.shape
     per_item = clips * spatial_views
     if rows != features.num_items * per_item:
-        raise ValueError(f"expected {per_item} rows per item ({clips} clips x {spatial_views} views), got {rows} rows "
-                         f"for {features.num_items} items")
-    joined = (features.tokens.view(features.num_items, clips, spatial_views, tokens, dim).transpose(1, 2)
-              .reshape(features.num_items * spatial_views, clips * tokens, dim))
+        raise ValueError(
+            f"expected {per_item} rows per item ({clips} clips x {spatial_views} views), got {rows} rows "
+            f"for {features.num_items} items"
+        )
+    joined = (
+        features.tokens.view(features.num_items, clips, spatial_views, tokens, dim)
+        .transpose(1, 2)
+        .reshape(features.num_items * spatial_views, clips * tokens, dim)
+    )
     return FeatureSet(joined, features.labels, spatial_views, features.indices)
 
 
@@ -170,8 +201,14 @@ def score(metric: str, probabilities: torch.Tensor, targets: torch.Tensor) -> fl
     return accuracy_from_multi_hot(probabilities, targets)
 
 
-def probe_fold(settings: ProbeSettings, task: TaskSpec, train: SplitFeatures, val: SplitFeatures | None,
-               test: SplitFeatures, device: torch.device | str = "cpu") -> tuple[dict, list[dict]]:
+def probe_fold(
+    settings: ProbeSettings,
+    task: TaskSpec,
+    train: SplitFeatures,
+    val: SplitFeatures | None,
+    test: SplitFeatures,
+    device: torch.device | str = "cpu",
+) -> tuple[dict, list[dict]]:
     """Train the grid on ``device``, pick the head on validation (or on the training split without one), score on
     test."""
     tr = train.features
@@ -193,15 +230,23 @@ def selection_rule(has_val: bool) -> str:
     return "no validation split: head with the best training-split score among the (lr, wd) grid; test score reported"
 
 
-def evaluate(loaded: LoadedModel, label: str, task: TaskSpec, folds: list[TaskSplits], probe: ProbeSettings,
-             features: FeatureSettings) -> EncoderResult:
+def evaluate(
+    loaded: LoadedModel,
+    label: str,
+    task: TaskSpec,
+    folds: list[TaskSplits],
+    probe: ProbeSettings,
+    features: FeatureSettings,
+) -> EncoderResult:
     """Probe ``loaded`` on every fold of ``task``: the reported head per fold, every head's scores, and how many items
     were unreadable."""
     fingerprint = encoder_fingerprint(probe_encoder(loaded, features.modality, features.encoder))
     chosen, all_heads, skipped = [], [], 0
     for splits in folds:
-        get = lambda entries: split_features(loaded, task, entries, splits.vocabulary, features,  # noqa: E731
-                                             fingerprint)
+
+        def get(entries, vocabulary=splits.vocabulary):
+            return split_features(loaded, task, entries, vocabulary, features, fingerprint)
+
         train, test = get(splits.train), get(splits.test)
         val = get(splits.val) if splits.val else None
         skipped += len(train.skipped) + len(test.skipped) + (len(val.skipped) if val else 0)
@@ -209,12 +254,27 @@ def evaluate(loaded: LoadedModel, label: str, task: TaskSpec, folds: list[TaskSp
         chosen.append({"fold": splits.fold, **best})
         all_heads.append(heads)
     mean_score = sum(c["test_score"] for c in chosen) / len(chosen)
-    return EncoderResult(label, features.modality, task.metric, mean_score, selection_rule(bool(folds[0].val)),
-                         chosen, all_heads, skipped)
+    return EncoderResult(
+        label,
+        features.modality,
+        task.metric,
+        mean_score,
+        selection_rule(bool(folds[0].val)),
+        chosen,
+        all_heads,
+        skipped,
+    )
 
 
-def evaluate_over_seeds(loaded: LoadedModel, label: str, task: TaskSpec, folds: list[TaskSplits], probe: ProbeSettings,
-                        features: FeatureSettings, seeds: Iterable[int]) -> list[EncoderResult]:
+def evaluate_over_seeds(
+    loaded: LoadedModel,
+    label: str,
+    task: TaskSpec,
+    folds: list[TaskSplits],
+    probe: ProbeSettings,
+    features: FeatureSettings,
+    seeds: Iterable[int],
+) -> list[EncoderResult]:
     """``evaluate`` once per probe seed; with ``features.cache_dir`` set, the features are encoded once and each
     further seed only trains the probe again."""
     return [evaluate(loaded, label, task, folds, replace(probe, seed=seed), features) for seed in seeds]

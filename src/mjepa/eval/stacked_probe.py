@@ -41,8 +41,9 @@ def _dense(x: torch.Tensor, params: Params, name: str) -> torch.Tensor:
     return _linear(x, params[f"{name}.weight"], params.get(f"{name}.bias"))
 
 
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int,
-            valid: torch.Tensor | None) -> torch.Tensor:
+def _attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int, valid: torch.Tensor | None
+) -> torch.Tensor:
     """Multi-head attention of ``(G, B, Tq, D)`` queries over ``(G, B, Tk, D)`` keys and values, as one batch of
     ``G x B`` sequences; ``valid`` ``(B, Tk)`` marks the keys that may be attended."""
     g, b, tq, d = q.shape
@@ -63,16 +64,18 @@ def _mlp(x: torch.Tensor, params: Params, name: str) -> torch.Tensor:
     return _dense(F.gelu(_dense(x, params, f"{name}.fc1")), params, f"{name}.fc2")
 
 
-def _self_attention_block(x: torch.Tensor, params: Params, name: str, num_heads: int,
-                          valid: torch.Tensor | None) -> torch.Tensor:
+def _self_attention_block(
+    x: torch.Tensor, params: Params, name: str, num_heads: int, valid: torch.Tensor | None
+) -> torch.Tensor:
     qkv = _dense(_norm(x, params, f"{name}.norm1"), params, f"{name}.attn.qkv")
     q, k, v = qkv.chunk(3, dim=-1)
     x = x + _dense(_attend(q, k, v, num_heads, valid), params, f"{name}.attn.proj")
     return x + _mlp(_norm(x, params, f"{name}.norm2"), params, f"{name}.mlp")
 
 
-def _cross_attention_block(query: torch.Tensor, tokens: torch.Tensor, params: Params, num_heads: int,
-                           valid: torch.Tensor | None) -> torch.Tensor:
+def _cross_attention_block(
+    query: torch.Tensor, tokens: torch.Tensor, params: Params, num_heads: int, valid: torch.Tensor | None
+) -> torch.Tensor:
     in_weight, in_bias = params["cross.attn.in_proj_weight"], params["cross.attn.in_proj_bias"]
     wq, wk, wv = in_weight.chunk(3, dim=1)
     bq, bk, bv = in_bias.chunk(3, dim=1)
@@ -87,8 +90,9 @@ def _cross_attention_block(query: torch.Tensor, tokens: torch.Tensor, params: Pa
     return query + _mlp(_norm(query, params, "cross.norm_mlp"), params, "cross.mlp")
 
 
-def attentive_logits(params: Params, tokens: torch.Tensor, valid: torch.Tensor | None, num_heads: int,
-                     num_blocks: int) -> torch.Tensor:
+def attentive_logits(
+    params: Params, tokens: torch.Tensor, valid: torch.Tensor | None, num_heads: int, num_blocks: int
+) -> torch.Tensor:
     """Logits ``(G, B, classes)`` of G attentive probes on the same ``tokens`` ``(B, T, D)``."""
     x = tokens
     for index in range(num_blocks):

@@ -27,14 +27,12 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
-import torch
-
-from mjepa.commands import comma_choices, comma_integers, run_reporting_errors
-from mjepa.data.atari import DEFAULT_GAMES, generate_atari_av
+from mjepa.commands import comma_choices, comma_integers, resolve_device, run_reporting_errors
+from mjepa.data.atari.generate import DEFAULT_GAMES, generate_atari_av
 from mjepa.eval.loading import load_model
 from mjepa.eval.probe import ATARI_PROBE_HEADS, ProbeSettings
 from mjepa.eval.run_probe import FeatureSettings, evaluate
@@ -69,24 +67,33 @@ class AblationSetting:
 
 
 SETTINGS = (
-    AblationSetting("separate", "separate unimodal encoders",
-                    ("model.objective.shared_encoder=false", "model.objective.cross_modal=none",
-                     "model.objective.joint_av=false")),
-    AblationSetting("shared-intra", "shared encoder, intra-modal terms only",
-                    ("model.objective.shared_encoder=true", "model.objective.cross_modal=none",
-                     "model.objective.joint_av=false")),
-    AblationSetting("shared-cross", "+ A<->V cross-modal prediction",
-                    ("model.objective.shared_encoder=true", "model.objective.cross_modal=av",
-                     "model.objective.joint_av=false")),
-    AblationSetting("full", "+ joint AV mode, all 9 terms",
-                    ("model.objective.shared_encoder=true", "model.objective.cross_modal=all",
-                     "model.objective.joint_av=true")),
+    AblationSetting(
+        "separate",
+        "separate unimodal encoders",
+        ("model.objective.shared_encoder=false", "model.objective.cross_modal=none", "model.objective.joint_av=false"),
+    ),
+    AblationSetting(
+        "shared-intra",
+        "shared encoder, intra-modal terms only",
+        ("model.objective.shared_encoder=true", "model.objective.cross_modal=none", "model.objective.joint_av=false"),
+    ),
+    AblationSetting(
+        "shared-cross",
+        "+ A<->V cross-modal prediction",
+        ("model.objective.shared_encoder=true", "model.objective.cross_modal=av", "model.objective.joint_av=false"),
+    ),
+    AblationSetting(
+        "full",
+        "+ joint AV mode, all 9 terms",
+        ("model.objective.shared_encoder=true", "model.objective.cross_modal=all", "model.objective.joint_av=true"),
+    ),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 SETTING_NAMES = (*SETTINGS_BY_NAME, RANDOM_INIT)
 # The keys a setting or a seed sets; every other key of the resolved config is the recipe, shared by all records.
-PER_RUN_KEYS = frozenset({"model.objective.shared_encoder", "model.objective.cross_modal",
-                          "model.objective.joint_av", "run.seed"})
+PER_RUN_KEYS = frozenset(
+    {"model.objective.shared_encoder", "model.objective.cross_modal", "model.objective.joint_av", "run.seed"}
+)
 
 
 @dataclass(frozen=True)
@@ -109,28 +116,50 @@ class AblationPlan:
     report_only: bool
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "AblationPlan":
+    def from_args(cls, args: argparse.Namespace) -> AblationPlan:
         settings, with_random_init = parse_names(args.settings)
         # Unlike `track --modalities ''` (held-out losses only), an ablation that probes no encoder has nothing to
         # report.
         encoders = comma_choices(args.encoders, "--encoders", "encoder", list(ENCODER_CHOICES))
         if not encoders:
-            raise ValueError(f"--encoders: no encoder in {args.encoders!r}; expected some of "
-                             f"{', '.join(ENCODER_CHOICES)}")
-        return cls(Path(args.out), args.config, args.steps, tuple(comma_integers(args.seeds, "--seeds")),
-                   tuple(settings), with_random_init, args.atari_dir, tuple(g for g in args.games.split(",") if g),
-                   args.clips_per_game, args.probe_epochs, tuple(encoders), args.workers, tuple(args.overrides),
-                   args.report_only)
+            raise ValueError(
+                f"--encoders: no encoder in {args.encoders!r}; expected some of {', '.join(ENCODER_CHOICES)}"
+            )
+        return cls(
+            Path(args.out),
+            args.config,
+            args.steps,
+            tuple(comma_integers(args.seeds, "--seeds")),
+            tuple(settings),
+            with_random_init,
+            args.atari_dir,
+            tuple(g for g in args.games.split(",") if g),
+            args.clips_per_game,
+            args.probe_epochs,
+            tuple(encoders),
+            args.workers,
+            tuple(args.overrides),
+            args.report_only,
+        )
 
 
 def run_overrides(plan: AblationPlan, setting: AblationSetting, seed: int) -> list[str]:
     """The pretraining config of one (setting, seed): the schedule and data are the same for every setting."""
     steps = plan.steps
-    return [f"run.out_dir={run_dir(plan.out, setting.name, seed) / 'pretrain'}", f"data.atari_dir={plan.atari_dir}",
-            f"data.atari_games=[{','.join(plan.games)}]", f"data.atari_clips_per_game={plan.clips_per_game}",
-            f"run.steps={steps}", f"optim.warmup_steps={max(1, steps // 10)}",
-            f"optim.cooldown_steps={max(0, steps // 4)}", f"run.checkpoint_every={max(1, steps // 4)}",
-            "run.keep_checkpoints=1", f"run.seed={seed}", *plan.overrides, *setting.overrides]
+    return [
+        f"run.out_dir={run_dir(plan.out, setting.name, seed) / 'pretrain'}",
+        f"data.atari_dir={plan.atari_dir}",
+        f"data.atari_games=[{','.join(plan.games)}]",
+        f"data.atari_clips_per_game={plan.clips_per_game}",
+        f"run.steps={steps}",
+        f"optim.warmup_steps={max(1, steps // 10)}",
+        f"optim.cooldown_steps={max(0, steps // 4)}",
+        f"run.checkpoint_every={max(1, steps // 4)}",
+        "run.keep_checkpoints=1",
+        f"run.seed={seed}",
+        *plan.overrides,
+        *setting.overrides,
+    ]
 
 
 def run_dir(out: str | Path, name: str, seed: int) -> Path:
@@ -138,8 +167,15 @@ def run_dir(out: str | Path, name: str, seed: int) -> Path:
 
 
 def probe_settings(plan: AblationPlan, seed: int) -> ProbeSettings:
-    return ProbeSettings(protocol="attentive", learning_rates=(1e-3,), weight_decays=(0.05,),
-                         epochs=plan.probe_epochs, batch_size=32, num_heads=ATARI_PROBE_HEADS, seed=seed)
+    return ProbeSettings(
+        protocol="attentive",
+        learning_rates=(1e-3,),
+        weight_decays=(0.05,),
+        epochs=plan.probe_epochs,
+        batch_size=32,
+        num_heads=ATARI_PROBE_HEADS,
+        seed=seed,
+    )
 
 
 def result_file(folder: Path, encoder: str) -> Path:
@@ -147,16 +183,28 @@ def result_file(folder: Path, encoder: str) -> Path:
     return folder / ("probe.json" if encoder == "target" else f"probe-{encoder}.json")
 
 
-def probe_checkpoint(checkpoint: Path, random_init: bool, modalities: Sequence[str], plan: AblationPlan,
-                     seed: int, encoder: str = "target") -> dict[str, float]:
+def probe_checkpoint(
+    checkpoint: Path,
+    random_init: bool,
+    modalities: Sequence[str],
+    plan: AblationPlan,
+    seed: int,
+    encoder: str = "target",
+) -> dict[str, float]:
     loaded = load_model(checkpoint, random_init=random_init)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device()
     folds = [atari_splits(plan.atari_dir)]
     scores = {}
     for modality in modalities:
         features = FeatureSettings(modality, -1, encoder, 16, plan.workers, plan.out / "features", device)
-        result = evaluate(loaded, RANDOM_INIT if random_init else "trained", TASKS["atari"], folds,
-                          probe_settings(plan, seed), features)
+        result = evaluate(
+            loaded,
+            RANDOM_INIT if random_init else "trained",
+            TASKS["atari"],
+            folds,
+            probe_settings(plan, seed),
+            features,
+        )
         scores[modality] = result.score
     return scores
 
@@ -169,8 +217,9 @@ def final_losses(pretrain_dir: Path, last: int = 10) -> dict[str, float]:
     return {k: statistics.fmean(r[k] for r in records if k in r) for k in keys}
 
 
-def check_finished(path: Path, record: dict, config: PretrainConfig, plan: AblationPlan,
-                   random_init: bool = False) -> None:
+def check_finished(
+    path: Path, record: dict, config: PretrainConfig, plan: AblationPlan, random_init: bool = False
+) -> None:
     """Refuse a finished record that this command would not have produced: reusing it would put a run of another
     recipe (steps, learning rate, mask, probe epochs...) in this table under this command's name. A random-init
     record depends only on the architecture and the seed. Records from before ``pretrain_config`` was saved are
@@ -183,8 +232,10 @@ def check_finished(path: Path, record: dict, config: PretrainConfig, plan: Ablat
     if record["probe_epochs"] != plan.probe_epochs:
         changes.append(f"--probe-epochs: {record['probe_epochs']!r} -> {plan.probe_epochs!r}")
     if changes:
-        raise ValueError(f"{path}: finished with a config this command does not build ({join_changes(changes)}); "
-                         "run the command that made it, or use a new --out")
+        raise ValueError(
+            f"{path}: finished with a config this command does not build ({join_changes(changes)}); "
+            "run the command that made it, or use a new --out"
+        )
 
 
 def run_setting(plan: AblationPlan, setting: AblationSetting, seed: int) -> list[dict]:
@@ -211,13 +262,24 @@ def run_setting(plan: AblationPlan, setting: AblationSetting, seed: int) -> list
         mark = time.perf_counter()
         scores = probe_checkpoint(checkpoint, False, setting.modalities, plan, seed, encoder)
         # The resolved config makes a record self-describing once its run folder is gone (check_finished).
-        record = {"setting": setting.name, "label": setting.label, "seed": seed, "steps": plan.steps,
-                  "encoder": encoder, "scores": scores, "final_losses": losses, "probe_epochs": plan.probe_epochs,
-                  "pretrain_config": to_dict(config),
-                  "seconds": {"pretrain": pretrain_seconds, "probe": time.perf_counter() - mark}}
+        record = {
+            "setting": setting.name,
+            "label": setting.label,
+            "seed": seed,
+            "steps": plan.steps,
+            "encoder": encoder,
+            "scores": scores,
+            "final_losses": losses,
+            "probe_epochs": plan.probe_epochs,
+            "pretrain_config": to_dict(config),
+            "seconds": {"pretrain": pretrain_seconds, "probe": time.perf_counter() - mark},
+        }
         result_file(folder, encoder).write_text(json.dumps(record, indent=2))
-        print(f"ablate: {setting.name} seed {seed} ({encoder} encoder): "
-              + ", ".join(f"{m} {100 * s:.1f}" for m, s in scores.items()), flush=True)
+        print(
+            f"ablate: {setting.name} seed {seed} ({encoder} encoder): "
+            + ", ".join(f"{m} {100 * s:.1f}" for m, s in scores.items()),
+            flush=True,
+        )
         records.append(record)
     return records
 
@@ -233,12 +295,22 @@ def run_random_init(plan: AblationPlan, seed: int) -> dict:
         return record
     checkpoint = run_dir(plan.out, "full", seed) / "pretrain" / "checkpoints" / "latest.pt"
     if not checkpoint.is_file():  # its config and frontend fix the architecture and the input statistics
-        raise ValueError(f"{RANDOM_INIT} seed {seed}: needs the full setting's checkpoint {checkpoint}; "
-                         f"run --settings full,{RANDOM_INIT} for this seed")
+        raise ValueError(
+            f"{RANDOM_INIT} seed {seed}: needs the full setting's checkpoint {checkpoint}; "
+            f"run --settings full,{RANDOM_INIT} for this seed"
+        )
     scores = probe_checkpoint(checkpoint, True, MODALITIES, plan, seed)
     # At initialisation the EMA target is a copy of the context encoder, so one row serves both encoders.
-    record = {"setting": RANDOM_INIT, "label": "random-init encoder", "seed": seed, "steps": 0, "encoder": "target",
-              "scores": scores, "probe_epochs": plan.probe_epochs, "pretrain_config": to_dict(config)}
+    record = {
+        "setting": RANDOM_INIT,
+        "label": "random-init encoder",
+        "seed": seed,
+        "steps": 0,
+        "encoder": "target",
+        "scores": scores,
+        "probe_epochs": plan.probe_epochs,
+        "pretrain_config": to_dict(config),
+    }
     folder.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(record, indent=2))
     return record
@@ -260,8 +332,10 @@ def common_recipe(records: dict[Path, dict]) -> dict:
     for path, config in configured.items():
         changes = config_changes(first, config, ignore=PER_RUN_KEYS)
         if changes:
-            raise ValueError(f"{path}: made with another recipe than {reference} ({join_changes(changes)}); "
-                             "keep each recipe's runs under their own --out")
+            raise ValueError(
+                f"{path}: made with another recipe than {reference} ({join_changes(changes)}); "
+                "keep each recipe's runs under their own --out"
+            )
     return {k: v for k, v in flatten(first).items() if k not in CHANGEABLE_ON_RESUME and k not in PER_RUN_KEYS}
 
 
@@ -283,8 +357,13 @@ def summarise(records: list[dict]) -> list[dict]:
         if not mine:
             continue
         label = mine[0]["label"] + ("" if encoder == "target" else f" ({encoder} encoder)")
-        row = {"setting": name, "encoder": encoder, "label": label, "seeds": sorted(r["seed"] for r in mine),
-               "scores": {}}
+        row = {
+            "setting": name,
+            "encoder": encoder,
+            "label": label,
+            "seeds": sorted(r["seed"] for r in mine),
+            "scores": {},
+        }
         for modality in MODALITIES:
             values = [r["scores"][modality] for r in mine if modality in r["scores"]]
             if values:  # the spread here is over pretraining seeds
@@ -361,15 +440,24 @@ def write_report(plan: AblationPlan) -> dict:
     # a --report-only call need not repeat the run's flags, and the table describes the runs it holds.
     steps = sorted({r["steps"] for r in records if r["setting"] != RANDOM_INIT})
     recipe = common_recipe(by_path)
-    summary = {"task": "atari", "steps": steps[0] if len(steps) == 1 else steps, "recipe": recipe,
-               "records_without_config": sum("pretrain_config" not in r for r in records),
-               "probe": {"protocol": "attentive", "epochs": probe_epochs_of(by_path),
-                         "encoders": sorted({r["encoder"] for r in rows})},
-               "rows": rows, "runs": records}
+    summary = {
+        "task": "atari",
+        "steps": steps[0] if len(steps) == 1 else steps,
+        "recipe": recipe,
+        "records_without_config": sum("pretrain_config" not in r for r in records),
+        "probe": {
+            "protocol": "attentive",
+            "epochs": probe_epochs_of(by_path),
+            "encoders": sorted({r["encoder"] for r in rows}),
+        },
+        "rows": rows,
+        "runs": records,
+    }
     (out / "ablation.json").write_text(json.dumps(summary, indent=2))
     table = table_markdown(rows)
-    (out / "ablation.md").write_text("Frozen attentive probe mAP (%) on AtariAV, mean ± std over seeds.\n\n"
-                                     + table + "\n")
+    (out / "ablation.md").write_text(
+        "Frozen attentive probe mAP (%) on AtariAV, mean ± std over seeds.\n\n" + table + "\n"
+    )
     plot_rows(rows, out / "ablation.png")
     print(table, flush=True)
     print(f"ablate: wrote {out / 'ablation.json'}, {out / 'ablation.md'}, {out / 'ablation.png'}", flush=True)
@@ -382,19 +470,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", default="tiny-cpu", help="pretraining preset or YAML (default tiny-cpu)")
     parser.add_argument("--steps", type=int, default=150, help="pretraining steps per run (default 150)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
-    parser.add_argument("--settings", default=",".join(SETTING_NAMES),
-                        help=f"comma-separated subset of {', '.join(SETTING_NAMES)} (default: all); {RANDOM_INIT} "
-                        "probes the full setting's architecture, freshly initialised, and needs that run")
+    parser.add_argument(
+        "--settings",
+        default=",".join(SETTING_NAMES),
+        help=f"comma-separated subset of {', '.join(SETTING_NAMES)} (default: all); {RANDOM_INIT} "
+        "probes the full setting's architecture, freshly initialised, and needs that run",
+    )
     parser.add_argument("--atari-dir", default="data/atari", help="AtariAV cache folder (default data/atari)")
     parser.add_argument("--games", default=",".join(DEFAULT_GAMES), help="comma-separated Atari games")
     parser.add_argument("--clips-per-game", type=int, default=40)
     parser.add_argument("--probe-epochs", type=int, default=4)
-    parser.add_argument("--encoders", default="target",
-                        help="comma-separated encoders to probe: target (the EMA target, the default) and/or context")
+    parser.add_argument(
+        "--encoders",
+        default="target",
+        help="comma-separated encoders to probe: target (the EMA target, the default) and/or context",
+    )
     parser.add_argument("--workers", type=int, default=1, help="feature-extraction loader workers (default 1)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="pretraining override applied to every setting (repeatable), e.g. "
-                        "--set model.encoder.depth=6")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="pretraining override applied to every setting (repeatable), e.g. --set model.encoder.depth=6",
+    )
     parser.add_argument("--report-only", action="store_true", help="only (re)write the table from finished runs")
     return parser
 

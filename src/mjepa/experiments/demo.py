@@ -15,14 +15,12 @@ import argparse
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
-import torch
-
-from mjepa.commands import run_reporting_errors
-from mjepa.data.atari import DEFAULT_GAMES, generate_atari_av
+from mjepa.commands import resolve_device, run_reporting_errors
+from mjepa.data.atari.generate import DEFAULT_GAMES, generate_atari_av
 from mjepa.eval.loading import load_model
 from mjepa.eval.probe import ATARI_PROBE_HEADS, ProbeSettings
 from mjepa.eval.report import write_results
@@ -64,13 +62,24 @@ class DemoPlan:
     shipped: str | None  # shipped model name or model folder to compare; None: only the model trained here
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "DemoPlan":
+    def from_args(cls, args: argparse.Namespace) -> DemoPlan:
         if args.probe_seeds < 1:
             raise ValueError(f"--probe-seeds must be >= 1, got {args.probe_seeds}")
         shipped = default_shipped() if args.shipped is None else (args.shipped or None)
-        return cls(Path(args.out), args.atari_dir, tuple(g for g in args.games.split(",") if g), args.clips_per_game,
-                   args.test_clips_per_game, args.minutes, args.steps, args.probe_epochs, args.probe_seeds, args.seed,
-                   tuple(args.overrides), shipped)
+        return cls(
+            Path(args.out),
+            args.atari_dir,
+            tuple(g for g in args.games.split(",") if g),
+            args.clips_per_game,
+            args.test_clips_per_game,
+            args.minutes,
+            args.steps,
+            args.probe_epochs,
+            args.probe_seeds,
+            args.seed,
+            tuple(args.overrides),
+            shipped,
+        )
 
 
 def default_shipped() -> str | None:
@@ -94,11 +103,19 @@ def spreads(results: list[EncoderResult]) -> dict[tuple[str, str], SeedSpread]:
 def demo_overrides(plan: DemoPlan, steps: int) -> list[str]:
     warmup = max(1, steps // 10)
     cooldown = max(0, steps // 4)
-    return [f"run.out_dir={plan.out / 'pretrain'}", f"data.atari_dir={plan.atari_dir}",
-            f"data.atari_games=[{','.join(plan.games)}]", f"data.atari_clips_per_game={plan.clips_per_game}",
-            f"data.atari_test_clips_per_game={plan.test_clips_per_game}", f"run.steps={steps}",
-            f"optim.warmup_steps={warmup}", f"optim.cooldown_steps={cooldown}",
-            f"run.checkpoint_every={max(1, steps // 4)}", f"run.seed={plan.seed}", *plan.overrides]
+    return [
+        f"run.out_dir={plan.out / 'pretrain'}",
+        f"data.atari_dir={plan.atari_dir}",
+        f"data.atari_games=[{','.join(plan.games)}]",
+        f"data.atari_clips_per_game={plan.clips_per_game}",
+        f"data.atari_test_clips_per_game={plan.test_clips_per_game}",
+        f"run.steps={steps}",
+        f"optim.warmup_steps={warmup}",
+        f"optim.cooldown_steps={cooldown}",
+        f"run.checkpoint_every={max(1, steps // 4)}",
+        f"run.seed={plan.seed}",
+        *plan.overrides,
+    ]
 
 
 def calibrate_steps(plan: DemoPlan) -> int:
@@ -106,8 +123,11 @@ def calibrate_steps(plan: DemoPlan) -> int:
     shapes (data loading runs in parallel workers and is not the bottleneck at these shapes)."""
     probe_dir = plan.out / "calibration"
     shutil.rmtree(probe_dir, ignore_errors=True)  # a left-over run would resume and time nothing
-    config = load_pretrain_config("tiny-cpu", demo_overrides(plan, 3) + [
-        "data.source=synthetic", f"run.out_dir={probe_dir}", "run.checkpoint_every=1000", "run.log_every=1000"])
+    config = load_pretrain_config(
+        "tiny-cpu",
+        demo_overrides(plan, 3)
+        + ["data.source=synthetic", f"run.out_dir={probe_dir}", "run.checkpoint_every=1000", "run.log_every=1000"],
+    )
     started = time.perf_counter()
     pretrain(config)
     per_step = (time.perf_counter() - started) / 3
@@ -123,9 +143,15 @@ def probe_all(checkpoint: Path, plan: DemoPlan) -> list[EncoderResult]:
     and cached, so a further probe seed only trains the probe again."""
     task = TASKS["atari"]
     folds = [atari_splits(plan.atari_dir)]
-    settings = ProbeSettings(protocol="attentive", learning_rates=(1e-3,), weight_decays=(0.05,),
-                             epochs=plan.probe_epochs, batch_size=32, num_heads=ATARI_PROBE_HEADS)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    settings = ProbeSettings(
+        protocol="attentive",
+        learning_rates=(1e-3,),
+        weight_decays=(0.05,),
+        epochs=plan.probe_epochs,
+        batch_size=32,
+        num_heads=ATARI_PROBE_HEADS,
+    )
+    device = resolve_device()
     encoders = [(TRAINED, load_model(checkpoint))]
     if plan.shipped is not None:
         encoders.insert(0, (SHIPPED, load_model(plan.shipped)))
@@ -139,8 +165,11 @@ def probe_all(checkpoint: Path, plan: DemoPlan) -> list[EncoderResult]:
             features = FeatureSettings(modality, cache_dir=plan.out / "features", device=device)
             over_seeds = evaluate_over_seeds(loaded, label, task, folds, settings, features, range(plan.probe_seeds))
             results += over_seeds
-            print(f"demo:   mAP {SeedSpread(tuple(r.score for r in over_seeds))} over {plan.probe_seeds} probe seeds "
-                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+            print(
+                f"demo:   mAP {SeedSpread(tuple(r.score for r in over_seeds))} over {plan.probe_seeds} probe seeds "
+                f"({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
     return results
 
 
@@ -148,8 +177,11 @@ def retrieval(checkpoint: Path, plan: DemoPlan) -> dict:
     from mjepa.eval.retrieve_command import build_parser, run
 
     out = plan.out / "retrieval.json"
-    run(build_parser().parse_args(["--checkpoint", str(checkpoint), "--atari-dir", plan.atari_dir,
-                                   "--out", str(out), "--ks", "1,5,10"]))
+    run(
+        build_parser().parse_args(
+            ["--checkpoint", str(checkpoint), "--atari-dir", plan.atari_dir, "--out", str(out), "--ks", "1,5,10"]
+        )
+    )
     return json.loads(out.read_text())
 
 
@@ -159,67 +191,125 @@ def comparison_lines(results: list[EncoderResult], probe_seeds: int) -> list[str
     encoders = [name for name in (SHIPPED, TRAINED, RANDOM) if any(key[0] == name for key in by_key)]
     compared = [name for name in encoders if name != RANDOM]
     names = {SHIPPED: "shipped mjepa-tiny", TRAINED: "trained here", RANDOM: "random-init"}
-    lines = ["| input | " + " | ".join(names[e] for e in encoders) + " | "
-             + " | ".join(f"{names[e]} − random" for e in compared) + " |",
-             "|---" * (1 + len(encoders) + len(compared)) + "|"]
+    lines = [
+        "| input | "
+        + " | ".join(names[e] for e in encoders)
+        + " | "
+        + " | ".join(f"{names[e]} − random" for e in compared)
+        + " |",
+        "|---" * (1 + len(encoders) + len(compared)) + "|",
+    ]
     for modality in MODALITIES:
         cells = [str(by_key[(e, modality)]) for e in encoders]
         random_spread = by_key[(RANDOM, modality)]
         for name in compared:
             spread = by_key[(name, modality)]
-            verdict = ("beats random" if beats(spread, random_spread)
-                       else "behind random" if beats(random_spread, spread) else "within the spread")
+            verdict = (
+                "beats random"
+                if beats(spread, random_spread)
+                else "behind random"
+                if beats(random_spread, spread)
+                else "within the spread"
+            )
             cells.append(f"{100 * (spread.mean - random_spread.mean):+.1f} ({verdict})")
         lines.append(f"| {modality} | " + " | ".join(cells) + " |")
-    lines += ["", f"Mean ± standard deviation over {probe_seeds} probe seeds. \"beats random\": ahead by more than "
-              "the larger standard deviation, with every probe seed above random init's best; \"behind random\": the "
-              "same the other way round."]
+    lines += [
+        "",
+        f'Mean ± standard deviation over {probe_seeds} probe seeds. "beats random": ahead by more than '
+        'the larger standard deviation, with every probe seed above random init\'s best; "behind random": the '
+        "same the other way round.",
+    ]
     return lines
 
 
-def report(out: Path, results: list[EncoderResult], retrieval_record: dict, settings: dict, timings: dict,
-           probe_seeds: int) -> Path:
+def report(
+    out: Path, results: list[EncoderResult], retrieval_record: dict, settings: dict, timings: dict, probe_seeds: int
+) -> Path:
     table = comparison_lines(results, probe_seeds)
-    lines = ["# mjepa demo", "", "Frozen attentive probe on AtariAV (mAP over game and event tags, test split; head "
-             "chosen on the validation split).", "", *table]
-    lines += ["", f"Retrieval on {retrieval_record['items']} test clips by the model trained here (chance R@1 = "
-              f"{100 * retrieval_record['chance_recall_at_1']:.1f} %):", "", "| method | direction | R@1 | R@5 | R@10 |",
-              "|---|---|---|---|---|"]
+    lines = [
+        "# mjepa demo",
+        "",
+        "Frozen attentive probe on AtariAV (mAP over game and event tags, test split; head "
+        "chosen on the validation split).",
+        "",
+        *table,
+    ]
+    lines += [
+        "",
+        f"Retrieval on {retrieval_record['items']} test clips by the model trained here (chance R@1 = "
+        f"{100 * retrieval_record['chance_recall_at_1']:.1f} %):",
+        "",
+        "| method | direction | R@1 | R@5 | R@10 |",
+        "|---|---|---|---|---|",
+    ]
     for method, values in retrieval_record["results"].items():
         for direction, name in (("a2v", "A->V"), ("v2a", "V->A")):
             recalls = [100 * values[f"retrieval/{method}/{direction}/R@{k}"] for k in (1, 5, 10)]
             lines.append(f"| {method} | {name} | " + " | ".join(f"{r:.1f}" for r in recalls) + " |")
-    lines += ["", "![training curves](curves.png)", "", "![probe results](probe/results.png)", "",
-              "Settings: " + json.dumps(settings), "", "Timings (s): " + json.dumps(timings), ""]
+    lines += [
+        "",
+        "![training curves](curves.png)",
+        "",
+        "![probe results](probe/results.png)",
+        "",
+        "Settings: " + json.dumps(settings),
+        "",
+        "Timings (s): " + json.dumps(timings),
+        "",
+    ]
     path = out / "report.md"
     path.write_text("\n".join(lines))
-    print("\n".join(lines[:4 + len(table)]), flush=True)
+    print("\n".join(lines[: 4 + len(table)]), flush=True)
     return path
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mjepa demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=15.0,
-                        help=f"time budget; pretraining gets {100 * PRETRAIN_SHARE:.0f} %% of it and the probes take "
-                        "what they need, about 13 min on 2 cores (default 15)")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=15.0,
+        help=f"time budget; pretraining gets {100 * PRETRAIN_SHARE:.0f} %% of it and the probes take "
+        "what they need, about 13 min on 2 cores (default 15)",
+    )
     parser.add_argument("--steps", type=int, default=None, help="pretraining steps (default: fit --minutes)")
     parser.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     parser.add_argument("--atari-dir", default="data/atari", help="AtariAV cache folder (default data/atari)")
     parser.add_argument("--games", default=",".join(DEFAULT_GAMES), help="comma-separated Atari games")
-    parser.add_argument("--clips-per-game", type=int, default=40,
-                        help="AtariAV clips per game; 70 %% of them train the model and the probes (default 40)")
-    parser.add_argument("--test-clips-per-game", type=int, default=DEMO_TEST_CLIPS_PER_GAME,
-                        help="AtariAV test clips per game the probes are scored on "
-                        f"(default {DEMO_TEST_CLIPS_PER_GAME})")
+    parser.add_argument(
+        "--clips-per-game",
+        type=int,
+        default=40,
+        help="AtariAV clips per game; 70 %% of them train the model and the probes (default 40)",
+    )
+    parser.add_argument(
+        "--test-clips-per-game",
+        type=int,
+        default=DEMO_TEST_CLIPS_PER_GAME,
+        help=f"AtariAV test clips per game the probes are scored on (default {DEMO_TEST_CLIPS_PER_GAME})",
+    )
     parser.add_argument("--probe-epochs", type=int, default=4)
-    parser.add_argument("--probe-seeds", type=int, default=3,
-                        help="probes trained per encoder and input, to measure the spread (default 3)")
-    parser.add_argument("--shipped", default=None,
-                        help="shipped model name or model folder to compare with the model trained here and random "
-                        "init (default mjepa-tiny; '' to leave it out)")
+    parser.add_argument(
+        "--probe-seeds",
+        type=int,
+        default=3,
+        help="probes trained per encoder and input, to measure the spread (default 3)",
+    )
+    parser.add_argument(
+        "--shipped",
+        default=None,
+        help="shipped model name or model folder to compare with the model trained here and random "
+        "init (default mjepa-tiny; '' to leave it out)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="pretraining config override (repeatable), e.g. --set optim.peak_lr=5e-4")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="pretraining config override (repeatable), e.g. --set optim.peak_lr=5e-4",
+    )
     return parser
 
 
@@ -227,8 +317,12 @@ def run(args: argparse.Namespace) -> int:
     plan = DemoPlan.from_args(args)
     out = plan.out
     timings, started = {}, time.perf_counter()
-    generate_atari_av(plan.atari_dir, games=plan.games, clips_per_game=plan.clips_per_game,
-                      test_clips_per_game=plan.test_clips_per_game)
+    generate_atari_av(
+        plan.atari_dir,
+        games=plan.games,
+        clips_per_game=plan.clips_per_game,
+        test_clips_per_game=plan.test_clips_per_game,
+    )
     timings["data"] = time.perf_counter() - started
     steps = plan.steps if plan.steps is not None else calibrate_steps(plan)
     config = load_pretrain_config("tiny-cpu", demo_overrides(plan, steps))
@@ -238,20 +332,37 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = out / "pretrain" / "checkpoints" / "latest.pt"
     mark = time.perf_counter()
     results = probe_all(checkpoint, plan)
-    write_results(out / "probe", "atari", {"protocol": "attentive", "checkpoint": str(checkpoint),
-                                           "shipped": plan.shipped, "probe_seeds": plan.probe_seeds}, results)
+    write_results(
+        out / "probe",
+        "atari",
+        {
+            "protocol": "attentive",
+            "checkpoint": str(checkpoint),
+            "shipped": plan.shipped,
+            "probe_seeds": plan.probe_seeds,
+        },
+        results,
+    )
     timings["probes"] = time.perf_counter() - mark
     mark = time.perf_counter()
     retrieval_record = retrieval(checkpoint, plan)
     timings["retrieval"] = time.perf_counter() - mark
     plot_run(out / "pretrain", out / "curves.png")
     timings["total"] = time.perf_counter() - started
-    settings = {"steps": steps, "batch_size": config.run.batch_size, "games": list(plan.games),
-                "clips_per_game": plan.clips_per_game, "test_clips_per_game": plan.test_clips_per_game,
-                "probe_epochs": plan.probe_epochs, "probe_seeds": plan.probe_seeds, "shipped": plan.shipped,
-                "overrides": list(plan.overrides)}
-    path = report(out, results, retrieval_record, settings, {k: round(v, 1) for k, v in timings.items()},
-                  plan.probe_seeds)
+    settings = {
+        "steps": steps,
+        "batch_size": config.run.batch_size,
+        "games": list(plan.games),
+        "clips_per_game": plan.clips_per_game,
+        "test_clips_per_game": plan.test_clips_per_game,
+        "probe_epochs": plan.probe_epochs,
+        "probe_seeds": plan.probe_seeds,
+        "shipped": plan.shipped,
+        "overrides": list(plan.overrides),
+    }
+    path = report(
+        out, results, retrieval_record, settings, {k: round(v, 1) for k, v in timings.items()}, plan.probe_seeds
+    )
     print(f"demo: report in {path} ({timings['total'] / 60:.1f} min)", flush=True)
     return 0
 

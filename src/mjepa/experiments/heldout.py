@@ -15,9 +15,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from mjepa.data.batch import Batch
-from mjepa.data.dataset import SkippedItem
-from mjepa.data.frontend import Frontend
-from mjepa.data.manifest import ManifestEntry
+from mjepa.data.loading.dataset import SkippedItem
+from mjepa.data.manifests.manifest import ManifestEntry
+from mjepa.data.preprocess.frontend import Frontend
 from mjepa.eval.items import EvalDataset, ViewSpec, collate_eval
 from mjepa.eval.loading import LoadedModel
 from mjepa.masks import Masks, MaskSampler, masks_to
@@ -30,8 +30,9 @@ from mjepa.train.step import autocast_context
 LEADING_DIRECTIONS = 8  # variance shares recorded per mode; the effective ranks seen on AtariAV are 3 to 10
 
 
-def heldout_batches(entries: list[ManifestEntry], frontend: Frontend, batch_size: int, workers: int,
-                    max_items: int | None = None) -> tuple[list[Batch], list[SkippedItem]]:
+def heldout_batches(
+    entries: list[ManifestEntry], frontend: Frontend, batch_size: int, workers: int, max_items: int | None = None
+) -> tuple[list[Batch], list[SkippedItem]]:
     """The held-out clips, decoded once with the checkpoint's preprocessing (centre crop, whole-clip audio).
 
     Items that fail to decode are skipped and returned, never substituted.
@@ -41,16 +42,29 @@ def heldout_batches(entries: list[ManifestEntry], frontend: Frontend, batch_size
     entries = entries[:max_items] if max_items is not None else entries
     # Labels are not needed here; every entry's own labels form the vocabulary so multi-hot encoding cannot fail.
     vocabulary = sorted({label for entry in entries for label in entry.labels})
-    dataset = EvalDataset(entries, vocabulary, frontend.clip, frontend.audio, frontend.video, ViewSpec(),
-                          need_video=True, need_audio=False)
+    dataset = EvalDataset(
+        entries,
+        vocabulary,
+        frontend.clip,
+        frontend.audio,
+        frontend.video,
+        ViewSpec(),
+        need_video=True,
+        need_audio=False,
+    )
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_eval)
     batches, skipped = [], []
     for items, bad in loader:
         skipped.extend(bad)
         if items:
-            batches.append(Batch(audio=torch.cat([i.audio for i in items]), video=torch.cat([i.video for i in items]),
-                                 has_audio=torch.tensor([i.has_audio for i in items]),
-                                 video_offset=torch.cat([i.video_offset for i in items])))
+            batches.append(
+                Batch(
+                    audio=torch.cat([i.audio for i in items]),
+                    video=torch.cat([i.video for i in items]),
+                    has_audio=torch.tensor([i.has_audio for i in items]),
+                    video_offset=torch.cat([i.video_offset for i in items]),
+                )
+            )
     return batches, skipped
 
 
@@ -58,7 +72,7 @@ def fixed_masks(loaded: LoadedModel, batch: Batch, index: int, seed: int) -> Mas
     """The masks of held-out batch ``index``: the same for every checkpoint of a run (drawn from ``seed``)."""
     config = loaded.config
     audio_grid, video_grid = loaded.model.token_grids(tuple(batch.audio.shape), tuple(batch.video.shape))
-    sampler = MaskSampler(config.masks, audio_grid[:2], video_grid, active_modes(config.model.objective))
+    sampler = MaskSampler(config.masks, audio_grid, video_grid, active_modes(config.model.objective))
     return sampler.sample(batch.batch_size, seed=seed, step=index)
 
 
@@ -70,8 +84,9 @@ class HeldoutResult:
 
 
 @torch.no_grad()
-def heldout_evaluation(loaded: LoadedModel, batches: list[Batch], mask_seed: int, device: torch.device,
-                       precision: str = "auto") -> HeldoutResult:
+def heldout_evaluation(
+    loaded: LoadedModel, batches: list[Batch], mask_seed: int, device: torch.device, precision: str = "auto"
+) -> HeldoutResult:
     """The checkpoint's loss terms on the held-out clips (each batch weighted by its size), and the collapse
     indicators of its target encoder computed over all the clips together (more clips than one training batch, so
     the effective rank can reach further)."""

@@ -1,4 +1,5 @@
-"""``mjepa track RUN_DIR [RUN_DIR ...]``: evaluate every saved checkpoint of a run, to see whether loss and downstream agree.
+"""``mjepa track RUN_DIR [RUN_DIR ...]``: evaluate every saved checkpoint of a run, to see whether loss and downstream
+agree.
 
 For each periodic checkpoint (``RUN_DIR/checkpoints/step_XXXXXXXX.pt``) it measures
 
@@ -21,13 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
-from mjepa.commands import comma_choices, comma_integers, run_reporting_errors
+from mjepa.commands import comma_choices, comma_integers, resolve_device, run_reporting_errors
 from mjepa.eval.loading import load_model
 from mjepa.eval.probe import ATARI_PROBE_HEADS, ProbeSettings
 from mjepa.eval.probe_command import task_folds
@@ -43,30 +44,53 @@ from mjepa.train.checkpoint import periodic_checkpoints
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mjepa track", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                        help="pretraining run folder(s) (with checkpoints/step_XXXXXXXX.pt), model folders "
-                             "(save_pretrained), or a track.json written earlier, drawn in the --compare-out figure "
-                             "as it is (its checkpoints may be gone)")
-    parser.add_argument("--task", default="atari", choices=sorted(t for t in TASKS if not TASKS[t].audio_only),
-                        help="probe task with video (default atari); its first test split holds the held-out clips")
+    parser.add_argument(
+        "run_dirs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="pretraining run folder(s) (with checkpoints/step_XXXXXXXX.pt), model folders "
+        "(save_pretrained), or a track.json written earlier, drawn in the --compare-out figure "
+        "as it is (its checkpoints may be gone)",
+    )
+    parser.add_argument(
+        "--task",
+        default="atari",
+        choices=sorted(t for t in TASKS if not TASKS[t].audio_only),
+        help="probe task with video (default atari); its first test split holds the held-out clips",
+    )
     parser.add_argument("--atari-dir", default="data/atari", help="AtariAV folder (generated when missing)")
     parser.add_argument("--train-manifest", help="training items (manifest-based tasks)")
     parser.add_argument("--val-manifest", help="validation items (manifest-based tasks, optional)")
     parser.add_argument("--test-manifest", help="test items (manifest-based tasks)")
-    parser.add_argument("--modalities", default="audio,video,av",
-                        help="comma-separated probe inputs among audio, video, av; '' skips probing "
-                        "(default audio,video,av)")
+    parser.add_argument(
+        "--modalities",
+        default="audio,video,av",
+        help="comma-separated probe inputs among audio, video, av; '' skips probing (default audio,video,av)",
+    )
     parser.add_argument("--steps", default="", help="comma-separated checkpoint steps to evaluate (default: all)")
-    parser.add_argument("--probe-steps", default="",
-                        help="comma-separated steps that also get probes (default: every scored step); the held-out "
-                        "loss is cheap, the probes are not")
-    parser.add_argument("--include-init", action="store_true",
-                        help="also score step 0: the run's initial weights, rebuilt from its config and seed")
-    parser.add_argument("--encoder", choices=ENCODER_CHOICES, default="target",
-                        help="encoder the probes read (default target; context writes to RUN_DIR/track-context)")
+    parser.add_argument(
+        "--probe-steps",
+        default="",
+        help="comma-separated steps that also get probes (default: every scored step); the held-out "
+        "loss is cheap, the probes are not",
+    )
+    parser.add_argument(
+        "--include-init",
+        action="store_true",
+        help="also score step 0: the run's initial weights, rebuilt from its config and seed",
+    )
+    parser.add_argument(
+        "--encoder",
+        choices=ENCODER_CHOICES,
+        default="target",
+        help="encoder the probes read (default target; context writes to RUN_DIR/track-context)",
+    )
     parser.add_argument("--probe-epochs", type=int, default=4)
-    parser.add_argument("--probe-seeds", default="0,1,2",
-                        help="comma-separated probe seeds; scores are the mean (and std) over them (default 0,1,2)")
+    parser.add_argument(
+        "--probe-seeds",
+        default="0,1,2",
+        help="comma-separated probe seeds; scores are the mean (and std) over them (default 0,1,2)",
+    )
     parser.add_argument("--probe-lr", type=float, default=1e-3)
     parser.add_argument("--probe-wd", type=float, default=0.05)
     parser.add_argument("--heldout-items", type=int, default=64, help="held-out clips for the loss (default 64)")
@@ -74,8 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=16, help="clips encoded at once (default 16)")
     parser.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
     parser.add_argument("--out", default=None, help="output folder of a single run (default RUN_DIR/track)")
-    parser.add_argument("--compare-out", default=None, metavar="PNG",
-                        help="with several runs: one figure with all of them on shared axes")
+    parser.add_argument(
+        "--compare-out",
+        default=None,
+        metavar="PNG",
+        help="with several runs: one figure with all of them on shared axes",
+    )
     return parser
 
 
@@ -92,21 +120,27 @@ def select_checkpoints(run_dir: Path, steps_text: str) -> list[tuple[int, Path]]
     if is_model_dir(run_dir):
         record = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
         if record.get("parts", "all") != "all":
-            raise ValueError(f"{run_dir} holds only the target encoder; track's held-out losses need every part "
-                             "(save_pretrained(..., parts='all'))")
+            raise ValueError(
+                f"{run_dir} holds only the target encoder; track's held-out losses need every part "
+                "(save_pretrained(..., parts='all'))"
+            )
         found = {int(record.get("step", 0)): run_dir}
     else:
         found = dict(periodic_checkpoints(run_dir / "checkpoints"))
     if not found:
-        raise ValueError(f"{run_dir / 'checkpoints'} holds no step_XXXXXXXX.pt checkpoints "
-                         f"(set run.checkpoint_every and run.keep_checkpoints when pretraining)")
+        raise ValueError(
+            f"{run_dir / 'checkpoints'} holds no step_XXXXXXXX.pt checkpoints "
+            f"(set run.checkpoint_every and run.keep_checkpoints when pretraining)"
+        )
     if not steps_text:
         return sorted(found.items())
     wanted = comma_integers(steps_text, "--steps")
     missing = [s for s in wanted if s not in found]
     if missing:
-        raise ValueError(f"--steps: no checkpoint for step {missing[0]} in {run_dir / 'checkpoints'}; "
-                         f"saved steps are {', '.join(map(str, sorted(found)))}")
+        raise ValueError(
+            f"--steps: no checkpoint for step {missing[0]} in {run_dir / 'checkpoints'}; "
+            f"saved steps are {', '.join(map(str, sorted(found)))}"
+        )
     return [(s, found[s]) for s in sorted(set(wanted))]
 
 
@@ -130,24 +164,43 @@ class TrackPlan:
     include_init: bool
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "TrackPlan":
+    def from_args(cls, args: argparse.Namespace) -> TrackPlan:
         probe_steps = frozenset(comma_integers(args.probe_steps, "--probe-steps")) if args.probe_steps else None
-        return cls(args.task, tuple(comma_choices(args.modalities, "--modalities", "modality", MODALITIES)),
-                   tuple(parse_seeds(args.probe_seeds)), probe_steps, args.probe_epochs, args.probe_lr, args.probe_wd,
-                   args.encoder, args.batch_size, args.workers, args.heldout_items, args.mask_seed, args.steps,
-                   args.include_init)
+        return cls(
+            args.task,
+            tuple(comma_choices(args.modalities, "--modalities", "modality", MODALITIES)),
+            tuple(parse_seeds(args.probe_seeds)),
+            probe_steps,
+            args.probe_epochs,
+            args.probe_lr,
+            args.probe_wd,
+            args.encoder,
+            args.batch_size,
+            args.workers,
+            args.heldout_items,
+            args.mask_seed,
+            args.steps,
+            args.include_init,
+        )
 
 
-def probe_scores(loaded, modalities: Sequence[str], plan: TrackPlan, folds, cache_dir: Path,
-                 device: torch.device) -> dict:
+def probe_scores(
+    loaded, modalities: Sequence[str], plan: TrackPlan, folds, cache_dir: Path, device: torch.device
+) -> dict:
     """Per modality: the probe's test score for each probe seed, their mean and sample std.
 
     The attentive probe trained for a few epochs moves by several points between seeds; the mean over seeds is what
     a trend over checkpoints is read from. Features are encoded once per checkpoint and modality (cached)."""
     task = TASKS[plan.task]
     scores = {}
-    settings = ProbeSettings(protocol="attentive", learning_rates=(plan.probe_lr,), weight_decays=(plan.probe_wd,),
-                             epochs=plan.probe_epochs, batch_size=32, num_heads=ATARI_PROBE_HEADS)
+    settings = ProbeSettings(
+        protocol="attentive",
+        learning_rates=(plan.probe_lr,),
+        weight_decays=(plan.probe_wd,),
+        epochs=plan.probe_epochs,
+        batch_size=32,
+        num_heads=ATARI_PROBE_HEADS,
+    )
     for modality in modalities:
         features = FeatureSettings(modality, -1, plan.encoder, plan.batch_size, plan.workers, cache_dir, device)
         results = evaluate_over_seeds(loaded, "trained", task, folds, settings, features, plan.probe_seeds)
@@ -162,9 +215,17 @@ def probed_modalities(plan: TrackPlan, step: int) -> list[str]:
 def scoring_settings(plan: TrackPlan, step: int) -> dict:
     """What a checkpoint's record depends on besides the checkpoint itself: a saved record is reused only when these
     match, so a run first tracked without probes (or with other probe seeds) is not read back as if it had them."""
-    return {"task": plan.task, "encoder": plan.encoder, "modalities": probed_modalities(plan, step),
-            "probe_seeds": list(plan.probe_seeds), "probe_epochs": plan.probe_epochs, "probe_lr": plan.probe_lr,
-            "probe_wd": plan.probe_wd, "heldout_items": plan.heldout_items, "mask_seed": plan.mask_seed}
+    return {
+        "task": plan.task,
+        "encoder": plan.encoder,
+        "modalities": probed_modalities(plan, step),
+        "probe_seeds": list(plan.probe_seeds),
+        "probe_epochs": plan.probe_epochs,
+        "probe_lr": plan.probe_lr,
+        "probe_wd": plan.probe_wd,
+        "heldout_items": plan.heldout_items,
+        "mask_seed": plan.mask_seed,
+    }
 
 
 def saved_settings(record: dict) -> dict | None:
@@ -172,42 +233,57 @@ def saved_settings(record: dict) -> dict | None:
     return record.get("settings")
 
 
-def track_checkpoint(step: int, path: Path, plan: TrackPlan, folds, batches, out: Path,
-                     device: torch.device) -> dict:
+def track_checkpoint(step: int, path: Path, plan: TrackPlan, folds, batches, out: Path, device: torch.device) -> dict:
     """Score one checkpoint; step 0 is the run's initialisation, rebuilt from the config and seed of ``path``."""
     started = time.perf_counter()
     if step == 0:
         config = load_model(path).config
         if config.run.init_from:
-            raise ValueError(f"--include-init: {path} comes from a run that started from run.init_from="
-                             f"{config.run.init_from}; score that checkpoint instead")
+            raise ValueError(
+                f"--include-init: {path} comes from a run that started from run.init_from="
+                f"{config.run.init_from}; score that checkpoint instead"
+            )
         loaded = load_model(path, random_init=True, init_seed=config.run.seed)
     else:
         loaded = load_model(path)
     heldout = heldout_evaluation(loaded, batches, plan.mask_seed, device)
     settings = scoring_settings(plan, step)
     scores = probe_scores(loaded, settings["modalities"], plan, folds, out / "features", device)
-    return {"step": step, "checkpoint": str(path), "settings": settings, "heldout_losses": heldout.losses,
-            "heldout_collapse": heldout.collapse, "heldout_variance_shares": heldout.variance_shares,
-            "probe_scores": scores, "probe_metric": TASKS[plan.task].metric,
-            "seconds": time.perf_counter() - started}
+    return {
+        "step": step,
+        "checkpoint": str(path),
+        "settings": settings,
+        "heldout_losses": heldout.losses,
+        "heldout_collapse": heldout.collapse,
+        "heldout_variance_shares": heldout.variance_shares,
+        "probe_scores": scores,
+        "probe_metric": TASKS[plan.task].metric,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def table_markdown(records: list[dict]) -> str:
     terms = [t for t in ("loss", "intra_A", "intra_V", "intra_AV") if t in records[0]["heldout_losses"]]
-    ranks = [k for k in ("effective_rank_A", "effective_rank_V", "effective_rank_AV")
-             if k in records[0]["heldout_collapse"]]
+    ranks = [
+        k for k in ("effective_rank_A", "effective_rank_V", "effective_rank_AV") if k in records[0]["heldout_collapse"]
+    ]
     modalities = [m for m in MODALITIES if any(m in r["probe_scores"] for r in records)]
     metric = records[0]["probe_metric"]
-    head = ["step", *(f"held-out {t}" for t in terms), *(f"rank {k.rsplit('_', 1)[1]}" for k in ranks),
-            *(f"{m} probe {metric}" for m in modalities)]
+    head = [
+        "step",
+        *(f"held-out {t}" for t in terms),
+        *(f"rank {k.rsplit('_', 1)[1]}" for k in ranks),
+        *(f"{m} probe {metric}" for m in modalities),
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
         probe = r["probe_scores"]
-        cells = [str(r["step"]), *(f"{r['heldout_losses'][t]:.4f}" for t in terms),
-                 *(f"{r['heldout_collapse'][k]:.1f}" for k in ranks),
-                 *(f"{100 * probe[m]['mean']:.1f} ± {100 * probe[m]['std']:.1f}" if m in probe else "–"
-                   for m in modalities)]
+        cells = [
+            str(r["step"]),
+            *(f"{r['heldout_losses'][t]:.4f}" for t in terms),
+            *(f"{r['heldout_collapse'][k]:.1f}" for k in ranks),
+            *(f"{100 * probe[m]['mean']:.1f} ± {100 * probe[m]['std']:.1f}" if m in probe else "–" for m in modalities),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -243,8 +319,14 @@ def plot_records(records: list[dict], path: Path, title: str) -> None:
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4))
     for term in sorted(records[0]["heldout_losses"]):
         if term.startswith("intra_") or term.startswith("cross_"):
-            left.plot(steps, [r["heldout_losses"][term] for r in records], marker="o", linewidth=1.2,
-                      label=term, linestyle="-" if term.startswith("intra_") else ":")
+            left.plot(
+                steps,
+                [r["heldout_losses"][term] for r in records],
+                marker="o",
+                linewidth=1.2,
+                label=term,
+                linestyle="-" if term.startswith("intra_") else ":",
+            )
     left.set_title("held-out loss (fixed clips and masks, log scale)")
     left.set_yscale("log")  # the step-0 loss is several times the late ones; late changes of a few % must show
     left.set_xlabel("step")
@@ -290,25 +372,45 @@ def track_run(run_dir: Path, out: Path, plan: TrackPlan, folds, device: torch.de
             if saved_settings(saved) == scoring_settings(plan, step):
                 records.append(saved)
                 continue
-            print(f"track: {run_dir.name} step {step}: the saved record in {done} was made with other settings; "
-                  f"scoring it again", flush=True)
+            print(
+                f"track: {run_dir.name} step {step}: the saved record in {done} was made with other settings; "
+                f"scoring it again",
+                flush=True,
+            )
         record = track_checkpoint(step, path, plan, folds, batches, out, device)
         done.write_text(json.dumps(record, indent=2))
         records.append(record)
         scores = ", ".join(f"{m} {100 * s['mean']:.1f}" for m, s in record["probe_scores"].items())
-        print(f"track: {run_dir.name} step {step}: held-out loss {record['heldout_losses']['loss']:.4f}"
-              + (f"; probe {scores}" if scores else ""), flush=True)
-    summary = {"run_dir": str(run_dir), "task": plan.task, "heldout_items": sum(b.batch_size for b in batches),
-               "heldout_skipped": [item.path for item in skipped], "mask_seed": plan.mask_seed,
-               "probe": {"encoder": plan.encoder, "protocol": "attentive", "epochs": plan.probe_epochs,
-                         "lr": plan.probe_lr, "weight_decay": plan.probe_wd, "seeds": plan.probe_seeds}, "records": records}
+        print(
+            f"track: {run_dir.name} step {step}: held-out loss {record['heldout_losses']['loss']:.4f}"
+            + (f"; probe {scores}" if scores else ""),
+            flush=True,
+        )
+    summary = {
+        "run_dir": str(run_dir),
+        "task": plan.task,
+        "heldout_items": sum(b.batch_size for b in batches),
+        "heldout_skipped": [item.path for item in skipped],
+        "mask_seed": plan.mask_seed,
+        "probe": {
+            "encoder": plan.encoder,
+            "protocol": "attentive",
+            "epochs": plan.probe_epochs,
+            "lr": plan.probe_lr,
+            "weight_decay": plan.probe_wd,
+            "seeds": plan.probe_seeds,
+        },
+        "records": records,
+    }
     (out / "track.json").write_text(json.dumps(summary, indent=2))
     table, shares = table_markdown(records), shares_markdown(records)
     if shares:
         table += "\n\nHow the pooled targets' variance spreads over their leading directions:\n\n" + shares
-    (out / "track.md").write_text(f"Checkpoints of {run_dir}: held-out loss on {summary['heldout_items']} "
-                                  f"{plan.task} test clips (fixed masks) and frozen-probe scores of the "
-                                  f"{plan.encoder} encoder.\n\n{table}\n")
+    (out / "track.md").write_text(
+        f"Checkpoints of {run_dir}: held-out loss on {summary['heldout_items']} "
+        f"{plan.task} test clips (fixed masks) and frozen-probe scores of the "
+        f"{plan.encoder} encoder.\n\n{table}\n"
+    )
     plot_records(records, out / "track.png", f"{run_dir.name}: checkpoints over training")
     print(table, flush=True)
     print(f"track: wrote {out / 'track.json'}, {out / 'track.md'}, {out / 'track.png'}", flush=True)
@@ -336,8 +438,14 @@ def plot_comparison(summaries: list[dict], path: Path, labels: Sequence[str]) ->
     import matplotlib.pyplot as plt
 
     styles = ("-", "--", ":", "-.")
-    colours = {"A": "tab:blue", "V": "tab:orange", "AV": "tab:green", "audio": "tab:blue", "video": "tab:orange",
-               "av": "tab:green"}
+    colours = {
+        "A": "tab:blue",
+        "V": "tab:orange",
+        "AV": "tab:green",
+        "audio": "tab:blue",
+        "video": "tab:orange",
+        "av": "tab:green",
+    }
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(18, 5))
     for index, (summary, name) in enumerate(zip(summaries, labels)):
         style = styles[index % len(styles)]
@@ -345,16 +453,34 @@ def plot_comparison(summaries: list[dict], path: Path, labels: Sequence[str]) ->
         steps = [r["step"] for r in records]
         for mode in ("A", "V", "AV"):
             if f"intra_{mode}" in records[0]["heldout_losses"]:
-                left.plot(steps, [r["heldout_losses"][f"intra_{mode}"] for r in records], style, marker="o",
-                          color=colours[mode], label=f"{name}: intra_{mode}")
+                left.plot(
+                    steps,
+                    [r["heldout_losses"][f"intra_{mode}"] for r in records],
+                    style,
+                    marker="o",
+                    color=colours[mode],
+                    label=f"{name}: intra_{mode}",
+                )
             if f"effective_rank_{mode}" in records[0]["heldout_collapse"]:
-                middle.plot(steps, [r["heldout_collapse"][f"effective_rank_{mode}"] for r in records], style,
-                            marker="o", color=colours[mode], label=f"{name}: rank {mode}")
+                middle.plot(
+                    steps,
+                    [r["heldout_collapse"][f"effective_rank_{mode}"] for r in records],
+                    style,
+                    marker="o",
+                    color=colours[mode],
+                    label=f"{name}: rank {mode}",
+                )
         for modality in MODALITIES:
             probed = [r for r in records if modality in r["probe_scores"]]
             if probed:
-                right.plot([r["step"] for r in probed], [100 * r["probe_scores"][modality]["mean"] for r in probed],
-                           style, marker="o", color=colours[modality], label=f"{name}: {modality}")
+                right.plot(
+                    [r["step"] for r in probed],
+                    [100 * r["probe_scores"][modality]["mean"] for r in probed],
+                    style,
+                    marker="o",
+                    color=colours[modality],
+                    label=f"{name}: {modality}",
+                )
     left.set_title("held-out intra-modal loss (fixed clips and masks, log scale)")
     left.set_yscale("log")
     middle.set_title("effective rank of pooled targets (held-out clips)")
@@ -395,13 +521,17 @@ def run(args: argparse.Namespace) -> int:
         steps = {step for step, _ in select_checkpoints(run_dir, plan.steps)} | ({0} if plan.include_init else set())
         unscored = sorted((plan.probe_steps or set()) - steps)
         if unscored:
-            raise ValueError(f"--probe-steps: step {unscored[0]} is not among the scored steps of {run_dir} "
-                             f"({', '.join(map(str, sorted(steps)))})")
+            raise ValueError(
+                f"--probe-steps: step {unscored[0]} is not among the scored steps of {run_dir} "
+                f"({', '.join(map(str, sorted(steps)))})"
+            )
     folds = task_folds(TASKS[args.task], args) if run_dirs else []
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device()
     folder = "track" if plan.encoder == "target" else f"track-{plan.encoder}"
-    scored = {run_dir: track_run(run_dir, Path(args.out) if args.out else run_dir / folder, plan, folds, device)
-              for run_dir in run_dirs}
+    scored = {
+        run_dir: track_run(run_dir, Path(args.out) if args.out else run_dir / folder, plan, folds, device)
+        for run_dir in run_dirs
+    }
     summaries = [saved[p] if p in saved else scored[p] for p in paths]  # in the order given
     if args.compare_out:
         plot_comparison(summaries, Path(args.compare_out), run_labels(paths, summaries))

@@ -84,11 +84,13 @@ class MultimodalEncoder(nn.Module):
         self.modalities = tuple(modalities)
         self.audio_embed = (
             AudioPatchEmbed(config.width, config.audio_patch_time, config.audio_patch_freq)
-            if "audio" in modalities else None
+            if "audio" in modalities
+            else None
         )
         self.video_embed = (
             VideoTubeletEmbed(config.width, config.video_tubelet_time, config.video_patch_size, config.video_channels)
-            if "video" in modalities else None
+            if "video" in modalities
+            else None
         )
         self.modality_embed = nn.Parameter(torch.zeros(len(TOKENIZED_INPUTS), config.width))
         head_dim = config.width // config.num_heads
@@ -123,7 +125,10 @@ class MultimodalEncoder(nn.Module):
         return grid_coordinates(grid, scale, offset)
 
     def layout(
-        self, mode: str, audio_shape: tuple[int, ...] | None, video_shape: tuple[int, ...] | None,
+        self,
+        mode: str,
+        audio_shape: tuple[int, ...] | None,
+        video_shape: tuple[int, ...] | None,
         device: torch.device | str | None = None,
     ) -> TokenLayout:
         """Coordinates and modality ids of every token of ``mode`` for inputs of the given shapes, on ``device``
@@ -135,8 +140,9 @@ class MultimodalEncoder(nn.Module):
         key = (mode, audio_grid, video_grid, device)
         if key not in self._layouts:
             built = self._build_layout(mode, audio_shape, video_shape)
-            self._layouts[key] = TokenLayout(built.coords.to(device), built.modality.to(device), built.num_video,
-                                             built.num_audio)
+            self._layouts[key] = TokenLayout(
+                built.coords.to(device), built.modality.to(device), built.num_video, built.num_audio
+            )
         return self._layouts[key]
 
     def _build_layout(
@@ -173,7 +179,9 @@ class MultimodalEncoder(nn.Module):
         """All tokens of ``mode`` ``(B, N, width)`` with modality (and, for sin-cos, position) embeddings added."""
         reference = video if video is not None else audio
         layout = self.layout(
-            mode, None if audio is None else tuple(audio.shape), None if video is None else tuple(video.shape),
+            mode,
+            None if audio is None else tuple(audio.shape),
+            None if video is None else tuple(video.shape),
             None if reference is None else reference.device,
         )
         parts = []
@@ -200,7 +208,7 @@ class MultimodalEncoder(nn.Module):
             return layout.coords
         coords = layout.coords.unsqueeze(0).repeat(video_offset.shape[0], 1, 1)
         # Video tokens come first in every mode that has them ([video ; audio] in AV).
-        coords[:, :layout.num_video, 0] += video_offset.to(coords.device, coords.dtype).unsqueeze(1) / unit
+        coords[:, : layout.num_video, 0] += video_offset.to(coords.device, coords.dtype).unsqueeze(1) / unit
         return coords
 
     def encode_tokens(
@@ -240,8 +248,12 @@ def check_index(index: torch.Tensor, batch: int, num_tokens: int, name: str, che
     on the CPU only, as reading would stall an accelerator)."""
     if index.dim() != 2 or index.shape[0] != batch or index.dtype != torch.long:
         raise ValueError(f"{name} must be a LongTensor of shape ({batch}, n), got {index.dtype} {tuple(index.shape)}")
-    if (check_values and index.device.type == "cpu" and index.numel()
-            and (int(index.min()) < 0 or int(index.max()) >= num_tokens)):
+    if (
+        check_values
+        and index.device.type == "cpu"
+        and index.numel()
+        and (int(index.min()) < 0 or int(index.max()) >= num_tokens)
+    ):
         raise ValueError(f"{name} holds indices outside [0, {num_tokens}) for a sequence of {num_tokens} tokens")
 
 

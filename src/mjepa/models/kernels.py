@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -54,8 +54,13 @@ def _cpu_emulates_bf16() -> bool:
 
 def emulated_bf16_autocast(x: torch.Tensor) -> bool:
     """True when ``x`` is computed under CPU bf16 autocast on a CPU without native bf16 (and not in reference mode)."""
-    return (not _REFERENCE and x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
-            and torch.get_autocast_dtype("cpu") == torch.bfloat16 and _cpu_emulates_bf16())
+    return (
+        not _REFERENCE
+        and x.device.type == "cpu"
+        and torch.is_autocast_enabled("cpu")
+        and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        and _cpu_emulates_bf16()
+    )
 
 
 def fast_layout_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

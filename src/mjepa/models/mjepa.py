@@ -35,11 +35,18 @@ class MJEPA(nn.Module):
             keys_modalities = {"audio": ("audio",), "video": ("video",)}
         self.encoders = nn.ModuleDict({k: MultimodalEncoder(enc_cfg, m) for k, m in keys_modalities.items()})
         self.target_blocks = obj.target_blocks(enc_cfg.depth)  # checked against the depth here, at construction
-        self.predictors = nn.ModuleDict({
-            k: Predictor(enc_cfg.width, config.predictor, enc_cfg.position_embedding, enc_cfg.rope_base,
-                         num_levels=len(self.target_blocks))
-            for k in keys_modalities
-        })
+        self.predictors = nn.ModuleDict(
+            {
+                k: Predictor(
+                    enc_cfg.width,
+                    config.predictor,
+                    enc_cfg.position_embedding,
+                    enc_cfg.rope_base,
+                    num_levels=len(self.target_blocks),
+                )
+                for k in keys_modalities
+            }
+        )
         hidden = max(1, int(round(enc_cfg.width * obj.cross_modal_hidden_ratio)))
         self.cross_heads = nn.ModuleDict(
             {head_key(s, t): CrossModalHead(enc_cfg.width, hidden) for s, t in active_cross_pairs(obj)}
@@ -80,7 +87,7 @@ class MJEPA(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for _, p in self.named_trainable_parameters()]
 
-    def train(self, mode: bool = True) -> "MJEPA":
+    def train(self, mode: bool = True) -> MJEPA:
         super().train(mode)
         self.target_encoders.eval()  # the target never runs in training mode (no checkpointing, no dropout)
         return self

@@ -65,7 +65,7 @@ class Rotary3D(torch.nn.Module):
         return ang
 
     def tables(self, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(cos, sin)`` tables shaped ``(B, 1, N, head_dim/2)`` for ``coords`` of shape ``(B, N, 3)`` or ``(N, 3)``."""
+        """``(cos, sin)`` tables shaped ``(B, 1, N, head_dim/2)`` for ``coords`` ``(B, N, 3)`` or ``(N, 3)``."""
         ang = self.angles(coords)
         if ang.dim() == 2:
             ang = ang.unsqueeze(0)

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from mjepa.config import PredictorConfig
-from mjepa.models.kernels import Linear
 from mjepa.models.encoder import TOKENIZED_INPUTS, init_vit_weights, rescale_residual_projections
+from mjepa.models.kernels import Linear
 from mjepa.models.positions import Rotary3D, sincos_embedding
 from mjepa.models.vit import BlockStack
 
@@ -23,8 +23,14 @@ class Predictor(nn.Module):
     heads, in one product; with one level, the single head of earlier checkpoints).
     """
 
-    def __init__(self, encoder_width: int, config: PredictorConfig, position_embedding: str = "rope",
-                 rope_base: float = 10000.0, num_levels: int = 1) -> None:
+    def __init__(
+        self,
+        encoder_width: int,
+        config: PredictorConfig,
+        position_embedding: str = "rope",
+        rope_base: float = 10000.0,
+        num_levels: int = 1,
+    ) -> None:
         super().__init__()
         if num_levels < 1:
             raise ValueError(f"num_levels must be >= 1, got {num_levels}")

@@ -54,8 +54,10 @@ def atomic_torch_save(payload: dict[str, Any], path: str | Path) -> None:
     needed = payload_bytes(payload) + _HEADROOM_BYTES
     free = shutil.disk_usage(path.parent).free
     if free < needed:
-        raise CheckpointWriteError(f"cannot write checkpoint {path}: {free / 2**30:.2f} GiB free on its disk, about "
-                                   f"{needed / 2**30:.2f} GiB needed")
+        raise CheckpointWriteError(
+            f"cannot write checkpoint {path}: {free / 2**30:.2f} GiB free on its disk, about "
+            f"{needed / 2**30:.2f} GiB needed"
+        )
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as handle:

@@ -7,22 +7,22 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch.utils.data import DataLoader
 
-from mjepa.data.dataset import AudioVisualDataset, LoadedBatch, Sample, SkippedItem, collate_samples
-from mjepa.data.frontend import frontend_for
-from mjepa.data.manifest import ManifestEntry, read_manifest
-from mjepa.data.samplers import class_balance_weights, mixture_weights, seed_worker
-from mjepa.data.stream import StepBatchSampler
+from mjepa.data.loading.dataset import AudioVisualDataset, LoadedBatch, Sample, SkippedItem, collate_samples
+from mjepa.data.loading.samplers import class_balance_weights, mixture_weights, seed_worker
+from mjepa.data.loading.stream import StepBatchSampler
+from mjepa.data.manifests.manifest import ManifestEntry, read_manifest
+from mjepa.data.preprocess.frontend import frontend_for
 from mjepa.data.synthetic import SyntheticDataset
-from mjepa.masks import MaskSampler, stack_sample_masks
-from mjepa.terms import active_modes
 from mjepa.distributed import DistributedContext, barrier
+from mjepa.masks import MaskSampler, stack_sample_masks
 from mjepa.pretrain_config import DataConfig, PretrainConfig
+from mjepa.terms import active_modes
 
 
 def init_training_worker(worker_id: int, seed: int, rank: int) -> None:
@@ -38,11 +38,15 @@ def init_training_worker(worker_id: int, seed: int, rank: int) -> None:
 
 
 def _atari_manifest(data: DataConfig, ctx: DistributedContext) -> tuple[list[ManifestEntry], list[str]]:
-    from mjepa.data.atari import atari_av_manifest_path, generate_atari_av, read_atari_av_labels
+    from mjepa.data.atari.generate import atari_av_manifest_path, generate_atari_av, read_atari_av_labels
 
     if ctx.is_main:  # one rank generates, the others wait and read
-        generate_atari_av(data.atari_dir, games=data.atari_games, clips_per_game=data.atari_clips_per_game,
-                          test_clips_per_game=data.atari_test_clips_per_game)
+        generate_atari_av(
+            data.atari_dir,
+            games=data.atari_games,
+            clips_per_game=data.atari_clips_per_game,
+            test_clips_per_game=data.atari_test_clips_per_game,
+        )
     barrier()
     return read_manifest(atari_av_manifest_path(data.atari_dir, "train")), read_atari_av_labels(data.atari_dir)
 
@@ -66,17 +70,8 @@ def training_items(data: DataConfig) -> tuple[list[ManifestEntry], list[str], to
     return entries, vocabulary, weights
 
 
-def token_grids(config: PretrainConfig) -> tuple[tuple[int, int], tuple[int, int, int]]:
-    """The audio ``(time, freq)`` and video ``(T, H, W)`` token grids of the configured input size."""
-    data, enc = config.data, config.model.encoder
-    audio = (data.audio_frames // enc.audio_patch_time, data.mel_bins // enc.audio_patch_freq)
-    video = (data.num_frames // enc.video_tubelet_time, data.image_size // enc.video_patch_size,
-             data.image_size // enc.video_patch_size)
-    return audio, video
-
-
 def training_mask_sampler(config: PretrainConfig) -> MaskSampler:
-    audio_grid, video_grid = token_grids(config)
+    audio_grid, video_grid = config.token_grids()
     return MaskSampler(config.masks, audio_grid, video_grid, active_modes(config.model.objective))
 
 
@@ -96,8 +91,10 @@ class MaskingCollate:
         if loaded.batch is None:
             return loaded
         if loaded.positions is None:
-            raise ValueError("training samples must carry their stream position (key the dataset by "
-                             "(index, position), as StepBatchSampler does)")
+            raise ValueError(
+                "training samples must carry their stream position (key the dataset by "
+                "(index, position), as StepBatchSampler does)"
+            )
         keys = [divmod(position, self.global_batch) for position in loaded.positions]
         masks = [self.sampler.sample_one(self.seed, step, row) for step, row in keys]
         loaded.masks = stack_sample_masks(masks)
@@ -129,34 +126,53 @@ def quiet_fd_sharing_errors() -> None:
     sys.excepthook = hook
 
 
-def build_train_stream(config: PretrainConfig, ctx: DistributedContext, start_step: int,
-                       pin_memory: bool = False) -> Iterator[LoadedBatch]:
+def build_train_stream(
+    config: PretrainConfig, ctx: DistributedContext, start_step: int, pin_memory: bool = False
+) -> Iterator[LoadedBatch]:
     """This rank's micro-batches from ``start_step`` on, in order: ``run.grad_accumulation`` per step, each with
     its masks. ``pin_memory`` (for a CUDA device) lets the step's host-to-device copies run asynchronously."""
     data, run = config.data, config.run
-    if run.batch_size % (run.grad_accumulation * ctx.world_size):
-        raise ValueError(f"run.batch_size={run.batch_size} must be divisible by run.grad_accumulation x world size "
-                         f"= {run.grad_accumulation} x {ctx.world_size}")
+    run.micro_batch_size(ctx.world_size)
     weights = None
     if data.source == "synthetic":
-        dataset = SyntheticDataset(run.seed, run.batch_size, data.audio_frames, data.mel_bins, data.num_frames,
-                                   data.image_size)
+        dataset = SyntheticDataset(
+            run.seed, run.batch_size, data.audio_frames, data.mel_bins, data.num_frames, data.image_size
+        )
     else:
         if data.source == "atari":
             entries, vocabulary = _atari_manifest(data, ctx)
         else:
             entries, vocabulary, weights = training_items(data)
         frontend = frontend_for(data)
-        dataset = AudioVisualDataset(entries, vocabulary, frontend.clip, frontend.audio, frontend.video,
-                                     training=True, seed=run.seed, require_video=True,
-                                     missing_audio=data.missing_audio,
-                                     decode_timeout_s=data.decode_timeout_s if data.isolate_decoding else None)
-    sampler = StepBatchSampler(len(dataset), run.batch_size, run.grad_accumulation, ctx.world_size, ctx.rank,
-                               run.seed, start_step, run.steps, weights)
+        dataset = AudioVisualDataset(
+            entries,
+            vocabulary,
+            frontend.clip,
+            frontend.audio,
+            frontend.video,
+            training=True,
+            seed=run.seed,
+            require_video=True,
+            missing_audio=data.missing_audio,
+            decode_timeout_s=data.decode_timeout_s if data.isolate_decoding else None,
+        )
+    sampler = StepBatchSampler(
+        len(dataset),
+        run.batch_size,
+        run.grad_accumulation,
+        ctx.world_size,
+        ctx.rank,
+        run.seed,
+        start_step,
+        run.steps,
+        weights,
+    )
     if data.num_workers > 0:
         quiet_fd_sharing_errors()
     loader = DataLoader(
-        dataset, batch_sampler=sampler, num_workers=data.num_workers,
+        dataset,
+        batch_sampler=sampler,
+        num_workers=data.num_workers,
         collate_fn=MaskingCollate(training_mask_sampler(config), run.seed, run.batch_size),
         worker_init_fn=functools.partial(init_training_worker, seed=run.seed, rank=ctx.rank),
         persistent_workers=data.num_workers > 0,
@@ -213,8 +229,9 @@ def _kill(workers) -> None:
 
 
 @contextmanager
-def train_stream(config: PretrainConfig, ctx: DistributedContext, start_step: int,
-                 pin_memory: bool = False) -> Iterator[Iterator[LoadedBatch]]:
+def train_stream(
+    config: PretrainConfig, ctx: DistributedContext, start_step: int, pin_memory: bool = False
+) -> Iterator[Iterator[LoadedBatch]]:
     """:func:`build_train_stream` whose workers are stopped when the block ends, whether it ends well or not."""
     stream = build_train_stream(config, ctx, start_step, pin_memory)
     try:

@@ -10,8 +10,13 @@ from __future__ import annotations
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-_READ_OPERATORS = {"aten._local_scalar_dense.default", "aten.is_nonzero.default", "aten.equal.default",
-                   "aten.allclose.default", "aten.item.default"}
+_READ_OPERATORS = {
+    "aten._local_scalar_dense.default",
+    "aten.is_nonzero.default",
+    "aten.equal.default",
+    "aten.allclose.default",
+    "aten.item.default",
+}
 
 
 class DeviceReadCounter(TorchDispatchMode):

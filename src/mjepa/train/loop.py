@@ -1,40 +1,45 @@
 """The pretraining loop: one function per stage, `pretrain(config)` ties them together.
 
 Resume is exact: model, target, optimiser, step and skip log come from the checkpoint; the data stream, masks and
-augmentations are functions of the step (``mjepa.data.stream``), so no other state is needed.
+augmentations are functions of the step (``mjepa.data.loading.stream``), so no other state is needed.
 """
 
 from __future__ import annotations
 
 import math
 import signal
-from collections import Counter
 import time
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
-from mjepa.data.dataset import LoadedBatch, SkipLog
-from mjepa.data.manifest import check_manifest_opens
+from mjepa.checkpoint_file import load_checkpoint
+from mjepa.commands import resolve_device
+from mjepa.data.batch import Batch
+from mjepa.data.loading.dataset import LoadedBatch, SkipLog
+from mjepa.data.manifests.manifest import check_manifest_opens
+from mjepa.data.preprocess.frontend import frontend_for
+from mjepa.distributed import DistributedContext, all_reduce_mean, any_rank, init_distributed, shutdown
 from mjepa.masks import masks_to
 from mjepa.models.mjepa import MJEPA
-from mjepa.data.batch import Batch
+from mjepa.precision import resolve_amp_dtype
+from mjepa.pretrain_config import PretrainConfig
 from mjepa.train import run_files
-from mjepa.checkpoint_file import load_checkpoint
 from mjepa.train.checkpoint import CheckpointManager, CheckpointWriteError
-from mjepa.data.frontend import frontend_for
-from mjepa.train.data_pipeline import token_grids, train_stream
-from mjepa.distributed import DistributedContext, all_reduce_mean, any_rank, init_distributed, shutdown
+from mjepa.train.data_pipeline import train_stream
 from mjepa.train.monitor import MetricsWriter, ProgressLine, collapse_metric_tensors, collapse_warnings
 from mjepa.train.optim import build_optimizer
 from mjepa.train.parallel import (
-    ParallelModel, full_optimizer_state, full_state_dict, load_full_optimizer_state, load_full_state_dict,
+    ParallelModel,
+    full_optimizer_state,
+    full_state_dict,
+    load_full_optimizer_state,
+    load_full_state_dict,
     parallelize,
 )
-from mjepa.precision import resolve_amp_dtype
-from mjepa.pretrain_config import PretrainConfig
 from mjepa.train.resume_config import check_resume_config
 from mjepa.train.schedules import LearningRateSchedule, LinearSchedule, ema_initial_weight
 from mjepa.train.step import StepResult, accumulated_step
@@ -88,17 +93,9 @@ class Trainer:
         return self.parallel.model
 
 
-def resolve_device(requested: str, ctx: DistributedContext) -> torch.device:
-    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ValueError("run.device='cuda' but no CUDA device is available")
-        return torch.device("cuda", ctx.local_rank)
-    return torch.device("cpu")
-
-
 def build_trainer(config: PretrainConfig, ctx: DistributedContext) -> Trainer:
     run, optim = config.run, config.optim
-    device = resolve_device(run.device, ctx)
+    device = resolve_device(run.device, ctx.local_rank, "run.device")
     torch.manual_seed(run.seed)  # same initial weights on every rank
     model = MJEPA(config.model)
     model.set_activation_checkpointing(run.activation_checkpointing)
@@ -108,10 +105,14 @@ def build_trainer(config: PretrainConfig, ctx: DistributedContext) -> Trainer:
         for encoder in model.encoders.values():
             encoder.blocks.compile()
     start_lr, peak_lr, final_lr = optim.learning_rates(run.batch_size)
-    optimizer = build_optimizer(model.named_trainable_parameters(), peak_lr, optim.weight_decay,
-                                optim.betas, optim.eps)
+    optimizer = build_optimizer(model.named_trainable_parameters(), peak_lr, optim.weight_decay, optim.betas, optim.eps)
     return Trainer(
-        config, ctx, device, resolve_amp_dtype(run.precision, device.type), parallel, optimizer,
+        config,
+        ctx,
+        device,
+        resolve_amp_dtype(run.precision, device.type),
+        parallel,
+        optimizer,
         LearningRateSchedule(start_lr, peak_lr, final_lr, optim.warmup_steps, optim.cooldown_steps, run.steps),
         LinearSchedule(optim.weight_decay, optim.final_weight_decay, run.steps),
         LinearSchedule(optim.ema_start, optim.ema_end, run.steps),
@@ -181,11 +182,14 @@ def handle_skipped_step(trainer: Trainer, result: StepResult, step: int) -> None
     run = trainer.config.run
     detail = ", ".join(f"{k}={v:.4g}" for k, v in result.values().items() if not math.isfinite(v))
     if run.nan_policy == "stop":
-        raise TrainingStopped(f"non-finite values at step {step + 1} ({detail}); run.nan_policy=stop, the last "
-                              f"checkpoint is untouched")
+        raise TrainingStopped(
+            f"non-finite values at step {step + 1} ({detail}); run.nan_policy=stop, the last checkpoint is untouched"
+        )
     if trainer.consecutive_bad_steps > run.max_skipped_steps:
-        raise TrainingStopped(f"{trainer.consecutive_bad_steps} consecutive non-finite steps up to step {step + 1} "
-                              f"({detail}) exceed run.max_skipped_steps={run.max_skipped_steps}")
+        raise TrainingStopped(
+            f"{trainer.consecutive_bad_steps} consecutive non-finite steps up to step {step + 1} "
+            f"({detail}) exceed run.max_skipped_steps={run.max_skipped_steps}"
+        )
     print(f"warning: step {step + 1} skipped: non-finite {detail}", flush=True)
 
 
@@ -202,8 +206,14 @@ class IntervalClock:
         self.started, self.steps, self.waited = time.perf_counter(), 0, 0.0
 
 
-def log_step(trainer: Trainer, step: int, result: StepResult, schedules: dict[str, float], clock: IntervalClock,
-             writer: MetricsWriter | None) -> dict[str, float]:
+def log_step(
+    trainer: Trainer,
+    step: int,
+    result: StepResult,
+    schedules: dict[str, float],
+    clock: IntervalClock,
+    writer: MetricsWriter | None,
+) -> dict[str, float]:
     """Average the step's values over ranks, add throughput and collapse indicators, write and return them.
 
     Everything read from the device (losses, terms, gradient norm, collapse indicators) comes in one transfer."""
@@ -225,16 +235,20 @@ def log_step(trainer: Trainer, step: int, result: StepResult, schedules: dict[st
         except OSError as err:
             raise TrainingStopped(f"cannot write {writer.path}: {err.strerror or err}") from None
         batch = next(iter(result.pooled_targets.values())).shape[0]
-        for warning in collapse_warnings(record, trainer.config.model.encoder.width, batch,
-                                         trainer.config.run.collapse_std_threshold,
-                                         trainer.config.run.collapse_rank_fraction):
+        for warning in collapse_warnings(
+            record,
+            trainer.config.model.encoder.width,
+            batch,
+            trainer.config.run.collapse_std_threshold,
+            trainer.config.run.collapse_rank_fraction,
+        ):
             print(f"warning: step {step + 1}: {warning}", flush=True)
     return record
 
 
 def tokens_per_clip(trainer: Trainer) -> int:
-    audio_grid, video_grid = token_grids(trainer.config)
-    return math.prod(audio_grid) + math.prod(video_grid)
+    audio_grid, video_grid = trainer.config.token_grids()
+    return audio_grid.num_tokens + video_grid.num_tokens
 
 
 def save(trainer: Trainer, manager: CheckpointManager, step: int, periodic: bool) -> None:
@@ -246,8 +260,7 @@ def save(trainer: Trainer, manager: CheckpointManager, step: int, periodic: bool
         except CheckpointWriteError as err:
             failure = str(err)
     if any_rank(failure is not None):  # every rank stops, not only the one that writes
-        raise TrainingStopped(f"{failure or 'rank 0 could not write a checkpoint'}; the previous checkpoint is "
-                              f"intact")
+        raise TrainingStopped(f"{failure or 'rank 0 could not write a checkpoint'}; the previous checkpoint is intact")
 
 
 def ema_notice(config: PretrainConfig, momentum: LinearSchedule) -> str:
@@ -255,8 +268,10 @@ def ema_notice(config: PretrainConfig, momentum: LinearSchedule) -> str:
     holds at the end of the run. Short runs with a momentum meant for long ones end with a target that is mostly
     its initialisation; docs/results.md measures when that matters."""
     weight = ema_initial_weight(momentum, config.run.steps)
-    return (f"EMA: after {config.run.steps} steps the target encoder still holds {100 * weight:.1f} % of its starting "
-            f"weights (optim.ema_start={config.optim.ema_start}, optim.ema_end={config.optim.ema_end})")
+    return (
+        f"EMA: after {config.run.steps} steps the target encoder still holds {100 * weight:.1f} % of its starting "
+        f"weights (optim.ema_start={config.optim.ema_start}, optim.ema_end={config.optim.ema_end})"
+    )
 
 
 def start_or_resume(trainer: Trainer, manager: CheckpointManager) -> int:
@@ -271,8 +286,9 @@ def start_or_resume(trainer: Trainer, manager: CheckpointManager) -> int:
     return 0
 
 
-def run_step(trainer: Trainer, stream: Iterator[LoadedBatch], step: int,
-             clock: IntervalClock) -> tuple[StepResult | None, dict[str, float]]:
+def run_step(
+    trainer: Trainer, stream: Iterator[LoadedBatch], step: int, clock: IntervalClock
+) -> tuple[StepResult | None, dict[str, float]]:
     """One step of ``mjepa pretrain``: take the step's micro-batches (with the masks the loader drew), set the
     schedules, and run :func:`~mjepa.train.step.accumulated_step`. Returns its result (None when every
     micro-batch was empty) and the schedule values. Reads the device once (whether the step was finite)."""
@@ -288,8 +304,14 @@ def run_step(trainer: Trainer, stream: Iterator[LoadedBatch], step: int,
     moved = device_micro_batches(trainer, micro_batches)
     if not moved:
         return None, schedules
-    outcome = accumulated_step(trainer.parallel, trainer.optimizer, moved, schedules["ema_momentum"],
-                               trainer.amp_dtype, trainer.config.optim.grad_clip)
+    outcome = accumulated_step(
+        trainer.parallel,
+        trainer.optimizer,
+        moved,
+        schedules["ema_momentum"],
+        trainer.amp_dtype,
+        trainer.config.optim.grad_clip,
+    )
     if outcome.skipped:
         handle_skipped_step(trainer, outcome, step)
     else:
@@ -310,8 +332,10 @@ def next_micro_batch(stream: Iterator[LoadedBatch]) -> LoadedBatch:
 
 def loader_failure(err: Exception) -> TrainingStopped:
     first_line = str(err).strip().splitlines()[0].strip() if str(err).strip() else ""
-    return TrainingStopped(f"the data loader failed ({type(err).__name__}: {first_line}); the last checkpoint is "
-                           f"untouched, run the same command to resume")
+    return TrainingStopped(
+        f"the data loader failed ({type(err).__name__}: {first_line}); the last checkpoint is "
+        f"untouched, run the same command to resume"
+    )
 
 
 MIN_DRAWS_FOR_SKIP_CHECK = 256
@@ -323,9 +347,12 @@ def check_skip_fraction(trainer: Trainer) -> None:
     judged = log.draws >= MIN_DRAWS_FOR_SKIP_CHECK or (log.draws > 0 and log.total == log.draws)
     exceeded = judged and log.total > limit * log.draws
     if any_rank(exceeded):
-        detail = (f"{log.total} of the {log.draws} items drawn so far were skipped, more than "
-                  f"data.max_skip_fraction={limit}: {log.top_reasons()}" if exceeded else
-                  "another rank skipped more than data.max_skip_fraction of its items")
+        detail = (
+            f"{log.total} of the {log.draws} items drawn so far were skipped, more than "
+            f"data.max_skip_fraction={limit}: {log.top_reasons()}"
+            if exceeded
+            else "another rank skipped more than data.max_skip_fraction of its items"
+        )
         raise TrainingStopped(f"{detail}; check the manifest's paths with `mjepa data validate`")
 
 
@@ -333,8 +360,14 @@ def is_log_step(run, step: int, start_step: int) -> bool:
     return (step + 1) % run.log_every == 0 or step + 1 == run.steps or step == start_step
 
 
-def train_steps(trainer: Trainer, manager: CheckpointManager, start_step: int, writer: MetricsWriter | None,
-                preemption: PreemptionFlag, result: PretrainResult) -> None:
+def train_steps(
+    trainer: Trainer,
+    manager: CheckpointManager,
+    start_step: int,
+    writer: MetricsWriter | None,
+    preemption: PreemptionFlag,
+    result: PretrainResult,
+) -> None:
     with train_stream(trainer.config, trainer.ctx, start_step, pin_memory=trainer.device.type == "cuda") as stream:
         try:
             _train_steps(trainer, stream, manager, start_step, writer, preemption, result)
@@ -345,8 +378,15 @@ def train_steps(trainer: Trainer, manager: CheckpointManager, start_step: int, w
             raise loader_failure(err) from err
 
 
-def _train_steps(trainer: Trainer, stream: Iterator[LoadedBatch], manager: CheckpointManager, start_step: int,
-                 writer: MetricsWriter | None, preemption: PreemptionFlag, result: PretrainResult) -> None:
+def _train_steps(
+    trainer: Trainer,
+    stream: Iterator[LoadedBatch],
+    manager: CheckpointManager,
+    start_step: int,
+    writer: MetricsWriter | None,
+    preemption: PreemptionFlag,
+    result: PretrainResult,
+) -> None:
     run = trainer.config.run
     progress = ProgressLine(run.steps, start_step) if trainer.ctx.is_main else None
     clock = IntervalClock()
@@ -375,13 +415,8 @@ def skip_file_name(ctx: DistributedContext, suffix: str) -> str:
 
 def pretrain(config: PretrainConfig) -> PretrainResult:
     """Run (or resume) the pretraining described by ``config``; see docs/training.md."""
-    device_type = "cuda" if config.run.device == "cuda" or (config.run.device == "auto"
-                                                           and torch.cuda.is_available()) else "cpu"
-    ctx = init_distributed(device_type)
-    run = config.run
-    if run.batch_size % (run.grad_accumulation * ctx.world_size):  # before anything is written
-        raise ValueError(f"run.batch_size={run.batch_size} must be divisible by run.grad_accumulation x world size "
-                         f"= {run.grad_accumulation} x {ctx.world_size}")
+    ctx = init_distributed(resolve_device(config.run.device, setting="run.device").type)
+    config.run.micro_batch_size(ctx.world_size)  # checked before anything is written
     for manifest in config.data.item_sources():
         check_manifest_opens(manifest)
     preemption = PreemptionFlag()

@@ -102,18 +102,23 @@ def collapse_metrics(pooled_targets: dict[str, torch.Tensor]) -> dict[str, float
     return dict(zip(tensors, values))
 
 
-def collapse_warnings(metrics: dict[str, float], width: int, batch: int, std_threshold: float,
-                      rank_fraction: float) -> list[str]:
+def collapse_warnings(
+    metrics: dict[str, float], width: int, batch: int, std_threshold: float, rank_fraction: float
+) -> list[str]:
     """Human-readable warnings for indicators below their thresholds."""
     warnings = []
     rank_floor = rank_fraction * min(width, batch)
     for key, value in metrics.items():
         if key.startswith("target_std_") and value == value and value < std_threshold:
-            warnings.append(f"{key}={value:.4f} is below run.collapse_std_threshold={std_threshold}: target features "
-                            f"are collapsing (see docs/troubleshooting.md)")
+            warnings.append(
+                f"{key}={value:.4f} is below run.collapse_std_threshold={std_threshold}: target features "
+                f"are collapsing (see docs/troubleshooting.md)"
+            )
         if key.startswith("effective_rank_") and value == value and value < rank_floor:
-            warnings.append(f"{key}={value:.2f} is below {rank_floor:.2f} (run.collapse_rank_fraction x "
-                            f"min(width, batch)): pooled embeddings span few directions")
+            warnings.append(
+                f"{key}={value:.2f} is below {rank_floor:.2f} (run.collapse_rank_fraction x "
+                f"min(width, batch)): pooled embeddings span few directions"
+            )
     return warnings
 
 
@@ -130,7 +135,9 @@ class MetricsWriter:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise ValueError("run.tensorboard=true needs the tensorboard package: pip install tensorboard") from None
+                raise ValueError(
+                    "run.tensorboard=true needs the tensorboard package: pip install tensorboard"
+                ) from None
             self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
 
     def _drop_lines_after(self, step: int) -> None:
@@ -186,8 +193,7 @@ class ProgressLine:
         filled = int(width * step / self.total)
         bar = "#" * filled + "." * (width - filled)
         eta_text = format_duration(eta) if eta == eta else "?"
-        line = (f"step {step}/{self.total} [{bar}] loss {loss:.4f}  {clips_per_second:.1f} clips/s  "
-                f"ETA {eta_text}")
+        line = f"step {step}/{self.total} [{bar}] loss {loss:.4f}  {clips_per_second:.1f} clips/s  ETA {eta_text}"
         if self.interactive:
             self.stream.write("\r" + line)
             if step >= self.total:

@@ -39,8 +39,14 @@ def build_optimizer(
     # The fused kernel keeps its step counters on the parameters' device: the foreach and per-tensor versions read
     # a host counter per parameter every step, which a GPU run would pay for in host time.
     fused = all(_fused_supported(p) for _, p in named_params)
-    return torch.optim.AdamW(parameter_groups(named_params, weight_decay), lr=lr, betas=betas, eps=eps,
-                             fused=fused or None, foreach=None if fused else True)
+    return torch.optim.AdamW(
+        parameter_groups(named_params, weight_decay),
+        lr=lr,
+        betas=betas,
+        eps=eps,
+        fused=fused or None,
+        foreach=None if fused else True,
+    )
 
 
 def _fused_supported(param: torch.Tensor) -> bool:

@@ -13,17 +13,17 @@ so checkpoints have the same plain keys (no ``module.`` prefixes) whatever the s
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
+from mjepa.data.batch import Batch
+from mjepa.distributed import DistributedContext
 from mjepa.masks import Masks
 from mjepa.models.mjepa import MJEPA
-from mjepa.data.batch import Batch
 from mjepa.objective import ObjectiveOutput, mjepa_objective
-from mjepa.distributed import DistributedContext
 
 STRATEGIES = ("auto", "ddp", "fsdp", "none")
 
@@ -41,10 +41,34 @@ class ObjectiveModule(nn.Module):
 
 @dataclass
 class ParallelModel:
+    """The model as the training step runs it: plain, under DDP or sharded by FSDP2."""
+
     model: MJEPA  # the unwrapped model (its parameters may be DTensors under FSDP2)
-    strategy: str
-    forward: Callable[[Batch, Masks], ObjectiveOutput]
-    no_sync: Callable[[], contextlib.AbstractContextManager]  # skip gradient sync on accumulation micro-steps
+    strategy: str  # "none", "ddp" or "fsdp"
+    ddp: nn.Module | None = None  # DistributedDataParallel around ObjectiveModule(model), under DDP
+    sharded: tuple[nn.Module, ...] = ()  # the modules FSDP2 manages, under FSDP2
+
+    def objective(self, batch: Batch, masks: Masks) -> ObjectiveOutput:
+        """The MJEPA objective of one micro-batch; under DDP through its wrapper, whose backward synchronises the
+        gradients."""
+        if self.ddp is not None:
+            return self.ddp(batch, masks)
+        return mjepa_objective(self.model, batch, masks)
+
+    @contextlib.contextmanager
+    def no_sync(self) -> Iterator[None]:
+        """Skip the gradient synchronisation of the backward passes inside (accumulation micro-steps but the last)."""
+        if self.ddp is not None:
+            with self.ddp.no_sync():
+                yield
+            return
+        for module in self.sharded:
+            module.set_requires_gradient_sync(False, recurse=False)
+        try:
+            yield
+        finally:
+            for module in self.sharded:
+                module.set_requires_gradient_sync(True, recurse=False)
 
 
 def resolve_strategy(requested: str, ctx: DistributedContext) -> str:
@@ -84,7 +108,7 @@ def apply_fsdp(model: MJEPA, device_type: str, world_size: int) -> None:
 
 def unwrapped(model: MJEPA) -> ParallelModel:
     """The plain model as a :class:`ParallelModel` (one process, no gradient synchronisation)."""
-    return ParallelModel(model, "none", lambda b, m: mjepa_objective(model, b, m), contextlib.nullcontext)
+    return ParallelModel(model, "none")
 
 
 def parallelize(model: MJEPA, ctx: DistributedContext, requested: str, device: torch.device) -> ParallelModel:
@@ -95,25 +119,15 @@ def parallelize(model: MJEPA, ctx: DistributedContext, requested: str, device: t
         from torch.nn.parallel import DistributedDataParallel
 
         ddp = DistributedDataParallel(
-            ObjectiveModule(model), device_ids=[ctx.local_rank] if device.type == "cuda" else None,
+            ObjectiveModule(model),
+            device_ids=[ctx.local_rank] if device.type == "cuda" else None,
             broadcast_buffers=False,
             gradient_as_bucket_view=True,  # gradients live in the all-reduce buckets: no second fp32 copy
         )
-        return ParallelModel(model, strategy, ddp, ddp.no_sync)
+        return ParallelModel(model, strategy, ddp=ddp)
     apply_fsdp(model, device.type, ctx.world_size)
-    sharded = [m for m in model.modules() if hasattr(m, "set_requires_gradient_sync") and m is not model]
-
-    @contextlib.contextmanager
-    def fsdp_no_sync():
-        for module in sharded:
-            module.set_requires_gradient_sync(False, recurse=False)
-        try:
-            yield
-        finally:
-            for module in sharded:
-                module.set_requires_gradient_sync(True, recurse=False)
-
-    return ParallelModel(model, strategy, lambda b, m: mjepa_objective(model, b, m), fsdp_no_sync)
+    sharded = tuple(m for m in model.modules() if hasattr(m, "set_requires_gradient_sync") and m is not model)
+    return ParallelModel(model, strategy, sharded=sharded)
 
 
 def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -132,8 +146,7 @@ def load_full_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> No
 def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
-    return get_optimizer_state_dict(model, optimizer,
-                                    options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def load_full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 PANELS = (
     ("total loss", ("loss",)),
     ("intra-modal terms", ("intra_A", "intra_V", "intra_AV")),
-    ("cross-modal terms", ("cross_A_to_V", "cross_V_to_A", "cross_A_to_AV", "cross_V_to_AV", "cross_AV_to_A",
-                           "cross_AV_to_V")),
+    (
+        "cross-modal terms",
+        ("cross_A_to_V", "cross_V_to_A", "cross_A_to_AV", "cross_V_to_AV", "cross_AV_to_A", "cross_AV_to_V"),
+    ),
     ("learning rate", ("lr",)),
     ("EMA momentum", ("ema_momentum",)),
     ("gradient norm", ("grad_norm",)),
@@ -61,7 +63,7 @@ def plot_run(run_dir: Path, out: Path) -> Path:
         ax.set_xlabel("step")
         if len(keys) > 1:
             ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.suptitle(str(run_dir))
     fig.tight_layout()
@@ -75,8 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mjepa plot", description="Draw a run's training curves as a PNG.")
     parser.add_argument("run_dir", help="run folder (holds metrics.jsonl)")
     parser.add_argument("--out", default=None, help="PNG path (default: RUN_DIR/curves.png)")
-    parser.add_argument("--summary", action="store_true",
-                        help="also print the drift of the intra-modal losses and the collapse indicators (Markdown)")
+    parser.add_argument(
+        "--summary",
+        action="store_true",
+        help="also print the drift of the intra-modal losses and the collapse indicators (Markdown)",
+    )
     parser.add_argument("--window", type=int, default=20, help="smoothing window of --summary, in logged steps")
     return parser
 

@@ -10,8 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 INTRA_TERMS = ("intra_A", "intra_V", "intra_AV")
-COLLAPSE_KEYS = ("effective_rank_A", "effective_rank_V", "effective_rank_AV", "target_std_A", "target_std_V",
-                 "target_std_AV")
+COLLAPSE_KEYS = (
+    "effective_rank_A",
+    "effective_rank_V",
+    "effective_rank_AV",
+    "target_std_A",
+    "target_std_V",
+    "target_std_AV",
+)
 
 
 @dataclass(frozen=True)
@@ -75,11 +81,17 @@ def collapse_indicators(records: dict[int, dict], window: int = 20) -> list[Coll
 
 
 def summary_markdown(records: dict[int, dict], window: int = 20) -> str:
-    lines = [f"Smoothed over {window} logged steps.", "", "| intra-modal term | minimum (step) | final | rise |",
-             "|---|---|---|---|"]
+    lines = [
+        f"Smoothed over {window} logged steps.",
+        "",
+        "| intra-modal term | minimum (step) | final | rise |",
+        "|---|---|---|---|",
+    ]
     for d in loss_drift(records, window):
         lines.append(f"| {d.key} | {d.min_value:.4f} ({d.min_step}) | {d.final_value:.4f} | {100 * d.rise:+.1f} % |")
     lines += ["", "| collapse indicator | best (step) | final | final / best |", "|---|---|---|---|"]
     for c in collapse_indicators(records, window):
-        lines.append(f"| {c.key} | {c.best_value:.4g} ({c.best_step}) | {c.final_value:.4g} | {c.final_over_best:.2f} |")
+        lines.append(
+            f"| {c.key} | {c.best_value:.4g} ({c.best_step}) | {c.final_value:.4g} | {c.final_over_best:.2f} |"
+        )
     return "\n".join(lines)

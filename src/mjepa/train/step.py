@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
-from mjepa.masks import Masks
-from mjepa.models.mjepa import MJEPA
 from mjepa.data.batch import Batch
 from mjepa.distributed import all_ranks_true
+from mjepa.masks import Masks
+from mjepa.models.mjepa import MJEPA
 from mjepa.train.ema import ema_update
 from mjepa.train.parallel import ParallelModel, unwrapped
 
@@ -87,9 +87,9 @@ def accumulated_step(
     pooled: dict[str, torch.Tensor] = {}
     for position, (batch, masks) in enumerate(micro_batches):
         last = position == count - 1
-        with (contextlib.nullcontext() if last else parallel.no_sync()):
+        with contextlib.nullcontext() if last else parallel.no_sync():
             with autocast_context(device_type, amp_dtype):
-                out = parallel.forward(batch, masks)
+                out = parallel.objective(batch, masks)
             (out.loss / count).backward()
         loss = out.loss.detach().float() / count
         loss_sum = loss if loss_sum is None else loss_sum + loss

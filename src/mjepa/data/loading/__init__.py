@@ -1,0 +1,1 @@
+"""From manifest entries to training samples and batches: the dataset, its samplers, the resumable stream."""

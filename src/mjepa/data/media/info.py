@@ -1,0 +1,216 @@
+"""Opening media files, what their containers declare, and the errors decoding them raises.
+
+Shared by :mod:`mjepa.data.media.decode` and its decoding internals (:mod:`mjepa.data.media.video_window`,
+:mod:`mjepa.data.media.audio_span`); the public names are re-exported from :mod:`mjepa.data.media.decode`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import av
+
+from mjepa.data.media.container_check import find_truncation
+from mjepa.data.media.members import MemberReadError, parse_member, read_member
+
+MEDIA_ERROR_REASONS = (
+    "missing",
+    "zero_length",
+    "unreadable",
+    "truncated",
+    "no_video_stream",
+    "no_audio_stream",
+    "too_short",
+    "non_finite",
+    "decoder_error",
+    "crashed",
+    "timeout",
+)
+
+# Frame timestamps are compared with this slack: Matroska stores milliseconds, so 1/30 s becomes 0.033.
+TIME_EPSILON_S = 1e-3
+# A stream that stops this much earlier than its declared duration is treated as truncated, not short.
+TRUNCATION_TOLERANCE_S = 0.5
+
+
+class MediaError(Exception):
+    """A media file that cannot give what was asked of it; ``reason`` is one of ``MEDIA_ERROR_REASONS``."""
+
+    def __init__(self, path: str | os.PathLike, reason: str, detail: str):
+        if reason not in MEDIA_ERROR_REASONS:
+            raise ValueError(f"MediaError reason {reason!r} is not one of {', '.join(MEDIA_ERROR_REASONS)}")
+        self.path = str(path)
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{self.path}: {reason.replace('_', ' ')}: {detail}")
+
+    def __reduce__(self):
+        # Keeps the exception picklable, so it survives DataLoader worker and process-pool boundaries intact.
+        return (MediaError, (self.path, self.reason, self.detail))
+
+
+def unexpected_error(path: str | os.PathLike, err: Exception) -> MediaError:
+    """The MediaError for an exception that is not a MediaError, raised while reading one file: the decoder's
+    bindings raise many kinds (UnicodeDecodeError, ValueError, av's own), all of them about that file."""
+    message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return MediaError(path, "decoder_error", f"{type(err).__name__}: {message}"[:500])
+
+
+@contextmanager
+def media_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn any exception but MediaError and MemoryError raised inside into a MediaError naming ``path``."""
+    try:
+        yield
+    except (MediaError, MemoryError):
+        raise
+    except Exception as err:  # noqa: BLE001 - converted, counted and named by the caller, never swallowed
+        raise unexpected_error(path, err) from None
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What the container declares about a file, without decoding it."""
+
+    path: str
+    size_bytes: int
+    container_format: str
+    duration: float | None  # seconds, longest stream as the container declares it
+    has_video: bool
+    has_audio: bool
+    video_codec: str | None
+    width: int | None
+    height: int | None
+    frame_rate: float | None
+    video_duration: float | None
+    audio_codec: str | None
+    audio_sample_rate: int | None
+    audio_channels: int | None
+    audio_duration: float | None
+
+
+def check_file(path: str) -> int:
+    """Size in bytes of an existing, non-empty regular file (or shard member); MediaError otherwise."""
+    member = parse_member(path)
+    if member is not None:
+        if member.size == 0:
+            raise MediaError(path, "zero_length", "shard member is empty (0 bytes)")
+        return member.size
+    if not os.path.exists(path):
+        raise MediaError(path, "missing", "file does not exist")
+    if not os.path.isfile(path):
+        raise MediaError(path, "unreadable", "path is not a regular file")
+    size = os.path.getsize(path)
+    if size == 0:
+        raise MediaError(path, "zero_length", "file is empty (0 bytes)")
+    return size
+
+
+def truncation_or_none(path: str) -> str | None:
+    """:func:`find_truncation`'s finding, or None when there is none or the file cannot be read for it (shard
+    members are not checked: packing decoded every one of them)."""
+    if parse_member(path) is not None:
+        return None
+    try:
+        return find_truncation(path)
+    except OSError:
+        return None
+
+
+def open_media(path: str) -> av.container.InputContainer:
+    """Open a file for decoding; failures become MediaError (``truncated`` when the structure shows why)."""
+    check_file(path)
+    source = path
+    member = parse_member(path)
+    if member is not None:
+        try:
+            source = io.BytesIO(read_member(member))
+        except MemberReadError as err:
+            raise MediaError(path, err.reason, err.detail) from None
+    try:
+        # Tags are free text in any encoding (Latin-1 is common in AVI and WAV): never a reason to reject a file.
+        return av.open(source, mode="r", metadata_errors="replace")
+    except av.error.FFmpegError as err:
+        truncation = truncation_or_none(path)
+        if truncation is not None:
+            raise MediaError(path, "truncated", truncation) from None
+        raise MediaError(path, "unreadable", f"FFmpeg cannot open it ({err.strerror or err})") from None
+    except OSError as err:
+        raise MediaError(path, "unreadable", f"cannot open it ({err})") from None
+
+
+def seconds(value: int | None, time_base) -> float | None:
+    """A timestamp or duration in ``time_base`` units as seconds (None when either is unknown)."""
+    if value is None or time_base is None:
+        return None
+    return float(value * time_base)
+
+
+def container_duration(container) -> float | None:
+    if container.duration is None:
+        return None
+    return container.duration / av.time_base
+
+
+def stream_duration(stream, container) -> float | None:
+    """Declared stream duration; Matroska and WebM only declare it for the whole container."""
+    duration = seconds(stream.duration, stream.time_base)
+    return duration if duration is not None else container_duration(container)
+
+
+def probe_media(path: str | os.PathLike) -> MediaInfo:
+    """Open a file and read what its container declares (streams, codecs, durations). Raises MediaError."""
+    path = str(path)
+    size = check_file(path)
+    with media_errors(path), open_media(path) as container:
+        video = container.streams.video[0] if container.streams.video else None
+        audio = container.streams.audio[0] if container.streams.audio else None
+        return MediaInfo(
+            path=path,
+            size_bytes=size,
+            container_format=container.format.name,
+            duration=container_duration(container),
+            has_video=video is not None,
+            has_audio=audio is not None,
+            video_codec=video.codec_context.name if video is not None else None,
+            width=video.codec_context.width if video is not None else None,
+            height=video.codec_context.height if video is not None else None,
+            frame_rate=float(video.average_rate) if video is not None and video.average_rate else None,
+            video_duration=stream_duration(video, container) if video is not None else None,
+            audio_codec=audio.codec_context.name if audio is not None else None,
+            audio_sample_rate=audio.codec_context.sample_rate if audio is not None else None,
+            audio_channels=audio.codec_context.channels if audio is not None else None,
+            audio_duration=stream_duration(audio, container) if audio is not None else None,
+        )
+
+
+def raise_if_truncated(path: str, container, stream, decoded_end: float, kind: str) -> None:
+    """Raise ``truncated`` when a stream stopped well before the end its headers declare.
+
+    A stream-level duration (MP4, AVI, WAV, FLAC) is trusted on its own. A container-level one (Matroska, WebM)
+    covers the longest stream, so a legitimately shorter stream would match it; there the structural check of
+    :func:`find_truncation` must confirm it."""
+    stream_end = seconds(stream.duration, stream.time_base)
+    if stream_end is not None:
+        if decoded_end + TRUNCATION_TOLERANCE_S < stream_end:
+            detail = truncation_or_none(path) or (
+                f"{kind} stops at {decoded_end:.3f} s but the stream declares {stream_end:.3f} s"
+            )
+            raise MediaError(path, "truncated", detail)
+        return
+    end_of_container = container_duration(container)
+    if end_of_container is not None and decoded_end + TRUNCATION_TOLERANCE_S < end_of_container:
+        detail = truncation_or_none(path)
+        if detail is not None:
+            raise MediaError(path, "truncated", detail)
+
+
+def decode_failure(path: str, err: Exception, where: str) -> MediaError:
+    """The MediaError for an FFmpeg error mid-decode: ``truncated`` when the structure explains it."""
+    truncation = truncation_or_none(path)
+    if truncation is not None:
+        return MediaError(path, "truncated", truncation)
+    return MediaError(path, "unreadable", f"decoding failed {where} ({err})")
