@@ -236,3 +236,18 @@ def test_ssv2(tmp_path):
 def test_missing_metadata_file_is_named(tmp_path):
     with pytest.raises(ManifestError, match="nope.csv: metadata file does not exist"):
         import_vggsound(tmp_path / "nope.csv", tmp_path)
+
+
+def test_manifest_meta_fields_round_trip_and_are_checked(tmp_path):
+    from mjepa.data.manifests.manifest import EntryTable, ManifestEntry, read_manifest, write_manifest
+
+    entry = ManifestEntry("a.ogg", labels=("hello",), meta=(("package", "hedgewars-data"), ("take", 2)))
+    write_manifest(tmp_path / "m.jsonl", [entry, ManifestEntry("b.ogg")], paths_from=tmp_path)
+    text = (tmp_path / "m.jsonl").read_text().splitlines()
+    assert '"meta": {"package": "hedgewars-data", "take": 2}' in text[0] and "meta" not in text[1]
+    back = read_manifest(tmp_path / "m.jsonl", resolve_paths=False)
+    assert back[0].meta == entry.meta and back[0].meta_value("package") == "hedgewars-data" and back[1].meta == ()
+    assert EntryTable(back)[0] == back[0]
+    (tmp_path / "bad.jsonl").write_text('{"path": "a.ogg", "meta": {"nested": {"x": 1}}}\n')
+    with pytest.raises(ManifestError, match="bad.jsonl:1: key 'meta' must be an object of strings and numbers"):
+        read_manifest(tmp_path / "bad.jsonl")

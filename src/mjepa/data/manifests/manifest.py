@@ -11,6 +11,8 @@ A manifest is a JSON-lines file, one media item per line:
 - ``start`` / ``end``: optional segment bounds in seconds inside the file; ``null`` means the whole file.
 - ``labels``: list of label strings (may be empty for unlabelled pretraining data).
 - ``has_audio``: ``true`` / ``false`` when known, ``null`` when not yet checked.
+- ``meta``: optional object of descriptive fields, each a string or a number (where an item comes from, its licence,
+  the label fields a split is made on: ``{"package": "hedgewars-data", "voice": "Pirate"}``). Written only when set.
 
 Every line is checked on read; a bad line raises ``ManifestError`` naming the file, line and key.
 """
@@ -20,14 +22,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from mjepa.data.media.members import is_url, read_text
 
-_KEYS = ("path", "audio_path", "start", "end", "labels", "has_audio")
+_KEYS = ("path", "audio_path", "start", "end", "labels", "has_audio", "meta")
+
+MetaValue = str | int | float
 
 
 class ManifestError(ValueError):
@@ -42,6 +46,14 @@ class ManifestEntry:
     end: float | None = None
     labels: tuple[str, ...] = field(default_factory=tuple)
     has_audio: bool | None = None
+    meta: tuple[tuple[str, MetaValue], ...] = ()  # descriptive fields, in order: (name, value) pairs
+
+    def meta_value(self, name: str) -> MetaValue | None:
+        """The ``meta`` field ``name`` (None when the entry has none of that name)."""
+        return dict(self.meta).get(name)
+
+    def with_paths(self, path: str, audio_path: str | None) -> ManifestEntry:
+        return replace(self, path=path, audio_path=audio_path)
 
     def resolved(self, root: str | os.PathLike) -> ManifestEntry:
         """The same entry with relative paths made absolute against ``root``."""
@@ -51,7 +63,7 @@ class ManifestEntry:
                 return p
             return os.path.normpath(os.path.join(root, p))
 
-        return ManifestEntry(fix(self.path), fix(self.audio_path), self.start, self.end, self.labels, self.has_audio)
+        return self.with_paths(fix(self.path), fix(self.audio_path))
 
     def to_json(self) -> str:
         record = {
@@ -62,6 +74,8 @@ class ManifestEntry:
             "labels": list(self.labels),
             "has_audio": self.has_audio,
         }
+        if self.meta:
+            record["meta"] = dict(self.meta)
         return json.dumps(record, ensure_ascii=False)
 
 
@@ -97,6 +111,7 @@ class EntryTable(Sequence[ManifestEntry]):
             record["end"],
             tuple(record["labels"]),
             record["has_audio"],
+            tuple(record.get("meta", {}).items()),
         )
 
     @property
@@ -130,7 +145,14 @@ def _parse_line(obj: object, where: str) -> ManifestEntry:
     has_audio = obj.get("has_audio")
     if has_audio is not None and not isinstance(has_audio, bool):
         raise ManifestError(f"{where}: key 'has_audio' must be true, false or null, got {has_audio!r}")
-    return ManifestEntry(path, audio_path, bounds["start"], bounds["end"], tuple(labels), has_audio)
+    meta = obj.get("meta", {})
+    if not isinstance(meta, dict) or not all(
+        isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in meta.values()
+    ):
+        raise ManifestError(f"{where}: key 'meta' must be an object of strings and numbers, got {meta!r}")
+    return ManifestEntry(
+        path, audio_path, bounds["start"], bounds["end"], tuple(labels), has_audio, tuple(meta.items())
+    )
 
 
 # The manifest inside a shard folder written by ``mjepa data shard``.
@@ -188,7 +210,7 @@ def _under_url(entry: ManifestEntry, base: str) -> ManifestEntry:
     def fix(p: str | None) -> str | None:
         return p if p is None or is_url(p) or p.startswith("/") else f"{base}/{p}"
 
-    return ManifestEntry(fix(entry.path), fix(entry.audio_path), entry.start, entry.end, entry.labels, entry.has_audio)
+    return entry.with_paths(fix(entry.path), fix(entry.audio_path))
 
 
 def read_manifest(path: str | os.PathLike, resolve_paths: bool = True) -> list[ManifestEntry]:
@@ -235,8 +257,6 @@ def write_manifest(
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as handle:
         for entry in entries:
-            moved = ManifestEntry(
-                rebase(entry.path), rebase(entry.audio_path), entry.start, entry.end, entry.labels, entry.has_audio
-            )
+            moved = entry.with_paths(rebase(entry.path), rebase(entry.audio_path))
             handle.write(moved.to_json() + "\n")
     os.replace(tmp, path)

@@ -265,8 +265,8 @@ def _shard_entry(
 ) -> ManifestEntry:
     refs = {kind: str(MemberRef(shard, f"{key}.{kind}", *places[f"{key}.{kind}"])) for kind in kinds}
     if "mp4" in refs:
-        return ManifestEntry(refs["mp4"], refs.get("flac"), None, None, source.labels, "flac" in refs)
-    return ManifestEntry(refs["flac"], None, None, None, source.labels, True)
+        return ManifestEntry(refs["mp4"], refs.get("flac"), None, None, source.labels, "flac" in refs, source.meta)
+    return ManifestEntry(refs["flac"], None, None, None, source.labels, True, source.meta)
 
 
 def _write_lines(path: Path, records: list[dict]) -> None:
