@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     sub.add_parser(
+        "suite",
+        help="a model's audio features on the open-audio tasks (real speech, split by voice or language) vs "
+        "random init and log-mel statistics, linear and attentive probes",
+        add_help=False,
+    )
+    sub.add_parser(
         "ablate",
         help="the central ablation on AtariAV: four settings x seeds, probed A/V/AV, table + plot",
         add_help=False,
@@ -62,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub.add_parser("stats", help="fbank mean / std over a manifest", add_help=False)
     data_sub.add_parser("atari", help="generate the built-in AtariAV dataset", add_help=False)
     data_sub.add_parser("instruments", help="render the GM-Instruments transfer set from a SoundFont", add_help=False)
+    data_sub.add_parser(
+        "open-audio",
+        help="real recorded speech and sound effects from Debian packages: manifests and probing tasks",
+        add_help=False,
+    )
     data_sub.add_parser(
         "shard", help="pack a manifest into WebDataset tar shards for training and evaluation", add_help=False
     )
@@ -78,6 +89,7 @@ TOOLS = {
     "ablate": "mjepa.experiments.ablation",
     "track": "mjepa.experiments.track",
     "transfer": "mjepa.experiments.transfer",
+    "suite": "mjepa.experiments.audio_suite",
 }
 DATA_TOOLS = {
     "import": "mjepa.data.manifests.import_command",
@@ -86,6 +98,7 @@ DATA_TOOLS = {
     "atari": "mjepa.data.atari.command",
     "shard": "mjepa.data.shards.command",
     "instruments": "mjepa.data.instruments.command",
+    "open-audio": "mjepa.data.open_audio.command",
 }
 
 
