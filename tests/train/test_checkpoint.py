@@ -61,9 +61,10 @@ def test_crafted_pickle_checkpoint_is_refused_without_running_its_payload(tmp_pa
     path = tmp_path / "evil.pt"
     with open(path, "wb") as handle:
         pickle.dump({"format": "mjepa-checkpoint-v1", "model": evil}, handle, protocol=2)
-    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+    with pytest.raises(CheckpointError, match="is damaged or not an mjepa checkpoint") as refused:
         load_checkpoint(path)
     assert not marker.exists()
+    assert "weights_only" not in str(refused.value)  # never the advice to load it unsafely
 
 
 def test_non_mjepa_file_is_a_clear_error(tmp_path):
@@ -72,3 +73,48 @@ def test_non_mjepa_file_is_a_clear_error(tmp_path):
         load_checkpoint(tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nothing.pt")
+
+
+def test_a_truncated_checkpoint_is_called_damaged(tmp_path):
+    atomic_torch_save({"format": "mjepa-checkpoint-v1", "w": torch.ones(1000)}, tmp_path / "whole.pt")
+    data = (tmp_path / "whole.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"cut.pt is damaged or not an mjepa checkpoint: \S") as refused:
+        load_checkpoint(tmp_path / "cut.pt")
+    assert "weights_only" not in str(refused.value) and "\n" not in str(refused.value)
+
+
+@pytest.mark.slow
+def test_a_damaged_latest_resumes_from_the_newest_checkpoint_that_loads(tmp_path, capsys):
+    from mjepa.pretrain_config import load_pretrain_config
+    from mjepa.train.loop import pretrain
+    from pretrain_helpers import synthetic_run, step_losses
+
+    run = tmp_path / "run"
+    overrides = synthetic_run(run, steps=6, extra=("run.checkpoint_every=2", "run.keep_checkpoints=3"))
+    pretrain(load_pretrain_config("tiny-cpu", overrides))
+    reference = step_losses(run)
+    folder = run / "checkpoints"
+    # Damage the file in place: latest.pt and step_00000006.pt are one file under two names.
+    with open(folder / "latest.pt", "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"\x00" * 4096)
+    (run / "metrics.jsonl").write_text("")  # so that the steps run again are the ones logged
+    capsys.readouterr()
+    pretrain(load_pretrain_config("tiny-cpu", overrides))
+    out = capsys.readouterr().out
+    assert "latest.pt is damaged or not an mjepa checkpoint" in out and "kept aside as latest.pt.damaged" in out
+    assert "resuming from" in out and "step_00000004.pt at step 4" in out
+    assert (folder / "latest.pt.damaged").is_file() and load_checkpoint(folder / "latest.pt")["step"] == 6
+    assert step_losses(run) == {step: loss for step, loss in reference.items() if step > 4}
+
+
+@pytest.mark.slow
+def test_no_loadable_checkpoint_is_one_clear_error(tmp_path):
+    from mjepa.cli import main
+    from pretrain_helpers import synthetic_run
+
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "latest.pt").write_bytes(b"not a checkpoint")
+    assert main(["pretrain", *synthetic_run(tmp_path / "run", steps=2)]) == 2

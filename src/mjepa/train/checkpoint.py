@@ -144,3 +144,28 @@ class CheckpointManager:
 
     def latest(self) -> Path | None:
         return self.latest_path if self.latest_path.is_file() else None
+
+    def resume_candidates(self) -> list[Path]:
+        """The checkpoints a run can resume from, best first: ``latest.pt``, then the periodic ones, newest first,
+        leaving out a periodic file that is ``latest.pt`` under another name (the same file, hard-linked)."""
+        candidates = [self.latest_path] if self.latest_path.is_file() else []
+        latest_id = _file_id(self.latest_path)
+        for path in reversed(self.periodic_paths()):
+            if latest_id is None or _file_id(path) != latest_id:
+                candidates.append(path)
+        return candidates
+
+    def set_aside(self, path: Path) -> Path:
+        """Rename a checkpoint that cannot be loaded to ``NAME.damaged`` (kept for inspection; never resumed from or
+        rotated away)."""
+        target = path.with_name(f"{path.name}.damaged")
+        os.replace(path, target)
+        return target
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from mjepa.checkpoint_file import load_checkpoint
+from mjepa.checkpoint_file import CheckpointError, load_checkpoint
 from mjepa.commands import resolve_device
 from mjepa.data.batch import Batch
 from mjepa.data.loading.dataset import LoadedBatch, SkipLog
@@ -134,8 +134,8 @@ def checkpoint_payload(trainer: Trainer, step: int) -> dict:
     }
 
 
-def restore(trainer: Trainer, path: Path) -> int:
-    payload = load_checkpoint(path)
+def restore(trainer: Trainer, path: Path, payload: dict | None = None) -> int:
+    payload = load_checkpoint(path) if payload is None else payload
     for change in check_resume_config(payload.get("config", {}), trainer.config, str(path)):
         if trainer.ctx.is_main:
             print(f"warning: resuming with a changed setting (run.allow_resume_changes=true): {change}", flush=True)
@@ -275,12 +275,27 @@ def ema_notice(config: PretrainConfig, momentum: LinearSchedule) -> str:
 
 
 def start_or_resume(trainer: Trainer, manager: CheckpointManager) -> int:
-    latest = manager.latest()
-    if latest is not None:
-        step = restore(trainer, latest)
+    """Resume from the best checkpoint that loads: ``latest.pt``, or when it is damaged the newest periodic one (the
+    damaged files are named, and renamed aside by the main rank); a fresh start when there is none."""
+    damaged: list[tuple[Path, CheckpointError]] = []
+    for path in manager.resume_candidates():
+        try:
+            payload = load_checkpoint(path)
+        except CheckpointError as err:
+            damaged.append((path, err))
+            continue
+        step = restore(trainer, path, payload)
         if trainer.ctx.is_main:
-            print(f"resuming from {latest} at step {step}", flush=True)
+            for bad, err in damaged:
+                aside = manager.set_aside(bad)
+                print(f"warning: {err}; kept aside as {aside.name}", flush=True)
+            print(f"resuming from {path} at step {step}", flush=True)
         return step
+    if damaged:
+        raise CheckpointError(
+            f"no checkpoint in {manager.folder} can be loaded (the newest: {damaged[0][1]}); move "
+            f"the folder away to start afresh"
+        )
     if trainer.config.run.init_from:
         init_from_weights(trainer, trainer.config.run.init_from)
     return 0
