@@ -86,6 +86,7 @@ class _Windows:
     video: torch.Tensor | None  # (W, 3, T, S, S)
     valid_frames: torch.Tensor | None  # (W,) fbank frames holding audio
     starts: list[float]
+    duration: float | None = None  # seconds of audio the clip holds (audio only)
 
     @property
     def count(self) -> int:
@@ -210,14 +211,20 @@ class MJEPAModel(nn.Module):
         encoder: str = "target",
         batch_size: int = 8,
         timestamps: bool = False,
+        timestamp_hop_ms: float | None = None,
     ):
         """Embeddings of one clip (-> :class:`Embeddings`) or several (a list or a ``(clips, samples)`` batch, of
         any lengths, or file paths -> a list, in order). ``timestamps=True`` adds frame-level embeddings with their
-        times. ``layer``: a block index (-1, the default, is the last; every block's output goes through the final
-        norm), or a list of them."""
+        times, never past the end of the audio: one per time step of the token grid (``audio_hop_ms``), or with
+        ``timestamp_hop_ms`` one every that many milliseconds (at hop/2, 3 hop/2, ...), interpolated linearly
+        between the time steps' embeddings. ``layer``: a block index (-1, the default, is the last; every block's
+        output goes through the final norm), or a list of them."""
+        if timestamp_hop_ms is not None and not timestamp_hop_ms > 0:
+            raise ValueError(f"timestamp_hop_ms must be a positive number of milliseconds, got {timestamp_hop_ms!r}")
         clips = audio_clips(audio, sample_rate, self.sample_rate, self.audio_config.frame_length_ms / 1000.0)
         windows = [self._audio_windows(w, clips.sample_rate) for w in clips.waveforms]
-        results = self._encode("A", windows, layer, encoder, batch_size, pooled, timestamps)
+        hop = timestamp_hop_ms if timestamps else None
+        results = self._encode("A", windows, layer, encoder, batch_size, pooled, timestamps, hop)
         return results[0] if clips.single else results
 
     def _fbank(self, waveform: np.ndarray, sample_rate: int) -> torch.Tensor:
@@ -228,7 +235,7 @@ class MJEPAModel(nn.Module):
         cfg = self.audio_config
         windows, valid = fbank_windows(self._fbank(waveform, sample_rate), cfg)
         starts = [i * cfg.target_frames * cfg.frame_shift_ms / 1000.0 for i in range(windows.shape[0])]
-        return _Windows(windows, None, valid, starts)
+        return _Windows(windows, None, valid, starts, duration=len(waveform) / sample_rate)
 
     # -- video -----------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -356,6 +363,7 @@ class MJEPAModel(nn.Module):
         batch_size: int,
         pooled_only: bool,
         timestamps: bool,
+        timestamp_hop_ms: float | None = None,
     ) -> list[Embeddings]:
         """All the clips' windows through the encoder ``batch_size`` at a time, split back into each clip's
         embeddings."""
@@ -383,7 +391,9 @@ class MJEPAModel(nn.Module):
         for clip in clips:
             mine = tokens[offset : offset + clip.count]
             offset += clip.count
-            results.append(self._embeddings(mine, clip, mode, len(layers) > 1, pooled_only, timestamps))
+            results.append(
+                self._embeddings(mine, clip, mode, len(layers) > 1, pooled_only, timestamps, timestamp_hop_ms)
+            )
         return results
 
     def _run(self, net: MultimodalEncoder, mode: str, audio, video, layers: list[int]) -> torch.Tensor:
@@ -418,7 +428,14 @@ class MJEPAModel(nn.Module):
         return (time_index.unsqueeze(0) * patch_time) < valid_frames.unsqueeze(1)
 
     def _embeddings(
-        self, tokens: torch.Tensor, clip: _Windows, mode: str, several_layers: bool, pooled_only: bool, timestamps: bool
+        self,
+        tokens: torch.Tensor,
+        clip: _Windows,
+        mode: str,
+        several_layers: bool,
+        pooled_only: bool,
+        timestamps: bool,
+        timestamp_hop_ms: float | None = None,
     ) -> Embeddings:
         """Pooled over the tokens that hold signal (in float32, returned in the model's dtype)."""
         mask = self._token_mask(clip, mode, tokens.shape[2])
@@ -426,26 +443,58 @@ class MJEPAModel(nn.Module):
         pooled = ((tokens.float() * weights).sum(2) / weights.sum(2).clamp_min(1.0)).to(tokens.dtype)
         frames = frame_times = None
         if timestamps:
-            frames, frame_times = self._frame_embeddings(tokens, clip)
+            frames, frame_times = self._frame_embeddings(tokens, clip, timestamp_hop_ms)
             frames = frames if several_layers else frames[:, 0]
         if not several_layers:
             pooled, tokens = pooled[:, 0], tokens[:, 0]
         return Embeddings(pooled, None if pooled_only else tokens, clip.starts, mask, frames, frame_times)
 
-    def _frame_embeddings(self, tokens: torch.Tensor, clip: _Windows) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, layers, D) audio frame embeddings (a time step's frequency patches averaged) and their centre
-        times in seconds, for the time steps that hold audio."""
+    def _frame_embeddings(
+        self, tokens: torch.Tensor, clip: _Windows, hop_ms: float | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, layers, D) audio frame embeddings and their times in seconds, none past the end of the audio.
+
+        A time step's embedding is its frequency patches averaged, placed at the centre of the step's span. Without
+        ``hop_ms`` those are the frames (a last step centred past the end of the audio is left out); with it, frames
+        sit every ``hop_ms`` from ``hop_ms / 2`` to the end, interpolated linearly between the steps around them."""
         steps, _ = self._audio_grid()
         patch_time = self.audio_config.target_frames // steps
         w, n_layers, t, d = tokens.shape
-        per_step = tokens.float().view(w, n_layers, steps, t // steps, d).mean(3).to(tokens.dtype)
-        hop = self.audio_hop_ms / 1000.0
-        frames, times = [], []
+        per_step = tokens.float().view(w, n_layers, steps, t // steps, d).mean(3)
+        step_s = self.audio_hop_ms / 1000.0
+        frames, centres = [], []
         for index in range(w):
-            kept = int(math.ceil(int(clip.valid_frames[index]) / patch_time))
+            kept = max(1, int(math.ceil(int(clip.valid_frames[index]) / patch_time)))
             frames.append(per_step[index, :, :kept].transpose(0, 1))
-            times.append(clip.starts[index] + (torch.arange(kept, dtype=torch.float64) + 0.5) * hop)
-        return torch.cat(frames), torch.cat(times)
+            centres.append(clip.starts[index] + (torch.arange(kept, dtype=torch.float64) + 0.5) * step_s)
+        frames, centres = torch.cat(frames), torch.cat(centres)
+        duration = float(clip.duration) if clip.duration is not None else float(centres[-1] + step_s / 2)
+        if hop_ms is None:
+            inside = centres <= duration + 1e-9
+            inside[0] = True  # a clip shorter than half a step still gets its one frame
+            return frames[inside].to(tokens.dtype), centres[inside]
+        times = _even_times(duration, hop_ms / 1000.0)
+        return _interpolate(frames, centres, times).to(tokens.dtype), times
+
+
+def _even_times(duration: float, hop: float) -> torch.Tensor:
+    """``hop/2, 3 hop/2, ...`` up to ``duration`` (seconds, float64): evenly spaced, the last within a hop of the
+    end and never past it; one time, at the middle, for audio shorter than half a hop."""
+    count = int(math.floor(duration / hop + 0.5 + 1e-6))
+    times = (torch.arange(max(count, 0), dtype=torch.float64) + 0.5) * hop
+    times = times[times <= duration + 1e-9]  # rounding never puts the last one past the end
+    return times if times.numel() else torch.tensor([duration / 2.0], dtype=torch.float64)
+
+
+def _interpolate(values: torch.Tensor, at: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    """Rows of ``values`` (known at increasing ``at``) linearly interpolated at ``times``, held constant outside."""
+    right = torch.searchsorted(at, times).clamp(max=len(at) - 1)
+    left = (right - 1).clamp(min=0)
+    span = (at[right] - at[left]).clamp_min(1e-12)
+    weight = ((times - at[left]) / span).clamp(0.0, 1.0)
+    weight = torch.where(right == left, torch.zeros_like(weight), weight).to(values.dtype)
+    shape = (-1,) + (1,) * (values.dim() - 1)
+    return values[left] * (1 - weight.view(shape)) + values[right] * weight.view(shape)
 
 
 def _rows(tensor: torch.Tensor | None, start: int, stop: int, device, dtype) -> torch.Tensor | None:

@@ -142,13 +142,51 @@ def test_mean_weights_windows_by_the_tokens_that_hold_sound(model):
     assert counts[1] < counts[0] / 5 and torch.allclose(emb.mean, expected, atol=1e-6)
 
 
-def test_timestamps_are_evenly_spaced_and_reach_the_end(model):
-    seconds = 3.3
-    emb = model.encode_audio(_tone(seconds), 16000, timestamps=True)
-    hop = model.audio_hop_ms / 1000
-    assert emb.frames.shape == (emb.frame_times.shape[0], model.embedding_dim)
-    assert torch.allclose(emb.frame_times.diff(), torch.full_like(emb.frame_times[1:], hop))
-    assert abs(float(emb.frame_times[0]) - hop / 2) < 1e-9 and seconds - 2 * hop <= float(emb.frame_times[-1])
+def _final_hear_rules(times_ms: torch.Tensor, length_s: float) -> list[str]:
+    """HEAR's final validator (2021.0.6), its timestamp checks: errors for uneven spacing (over 1 ms) or a timestamp
+    past the end; what it only warns about is returned too, prefixed "warning"."""
+    problems = []
+    times = times_ms.double()
+    if times.numel() > 1:
+        diffs = times.diff()
+        average = float(diffs.mean())
+        if float((diffs - average).abs().max()) > 1:
+            problems.append("uneven")
+        if float(times.min()) > average:
+            problems.append("warning: late start")
+        if float(times.max()) < 1000 * length_s - average or float(times.max()) < 1000 * length_s - 50:
+            problems.append("warning: early end")
+    if float(times.max()) > 1000 * length_s:
+        problems.append("past the end")
+    return problems
+
+
+LENGTHS = [0.2, 0.31, 1.07, 1.98, 2.0, 4.0, 10.24, 10.3, 12.9] + [0.5 + 0.137 * k for k in range(45)]
+
+
+def test_timestamps_follow_the_final_hear_rules_at_every_length(model):
+    assert len(LENGTHS) >= 50
+    clips = [_tone(seconds, seed=k % 3) for k, seconds in enumerate(LENGTHS)]
+    native = model.encode_audio(clips, 16000, timestamps=True, batch_size=16)
+    fine = model.encode_audio(clips, 16000, timestamps=True, timestamp_hop_ms=50, batch_size=16)
+    for seconds, step, hop in zip(LENGTHS, native, fine):
+        assert [p for p in _final_hear_rules(step.frame_times * 1000, seconds) if "warning" not in p] == []
+        assert _final_hear_rules(hop.frame_times * 1000, seconds) == [], seconds  # not even a warning at 50 ms
+        assert hop.frames.shape == (hop.frame_times.shape[0], model.embedding_dim)
+        assert torch.allclose(hop.frame_times.diff(), torch.full_like(hop.frame_times[1:], 0.05))
+
+
+def test_timestamp_frames_are_the_steps_interpolated(model):
+    emb = model.encode_audio(_tone(3.3), 16000, timestamps=True)
+    step = model.audio_hop_ms / 1000
+    assert torch.allclose(emb.frame_times.diff(), torch.full_like(emb.frame_times[1:], step))
+    assert abs(float(emb.frame_times[0]) - step / 2) < 1e-9 and 3.3 - step <= float(emb.frame_times[-1]) <= 3.3
+    # A third of a step: every third frame (the 2nd, 5th, ...) lands on a step centre and is that step itself.
+    fine = model.encode_audio(_tone(3.3), 16000, timestamps=True, timestamp_hop_ms=model.audio_hop_ms / 3)
+    on_steps = fine.frames[1::3][: emb.frames.shape[0]]
+    assert torch.allclose(on_steps, emb.frames[: on_steps.shape[0]], atol=1e-5)
+    with pytest.raises(ValueError, match="timestamp_hop_ms must be a positive number"):
+        model.encode_audio(_tone(1.0), 16000, timestamps=True, timestamp_hop_ms=0)
 
 
 def test_a_bf16_model_embeds_in_bf16(checkpoint):
@@ -208,9 +246,8 @@ def test_hear_contract(checkpoint):
     assert embeddings.shape[:2] == times.shape and embeddings.shape[0] == 3
     assert embeddings.shape[2] == model.timestamp_embedding_size and embeddings.dtype == torch.float32
     steps = times.diff(dim=1)
-    assert torch.allclose(steps, torch.full_like(steps, model.audio_hop_ms))  # evenly spaced, in ms
-    assert float(times[0, -1]) >= 2000.0 - 2 * model.audio_hop_ms
-    assert torch.equal(times[0], times[2])
+    assert torch.allclose(steps, torch.full_like(steps, hear.HEAR_TIMESTAMP_HOP_MS))  # evenly spaced, in ms
+    assert _final_hear_rules(times[0], 2.0) == [] and torch.equal(times[0], times[2])
 
 
 def test_xares_contract(model):

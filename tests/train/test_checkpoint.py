@@ -88,7 +88,7 @@ def test_a_truncated_checkpoint_is_called_damaged(tmp_path):
 def test_a_damaged_latest_resumes_from_the_newest_checkpoint_that_loads(tmp_path, capsys):
     from mjepa.pretrain_config import load_pretrain_config
     from mjepa.train.loop import pretrain
-    from pretrain_helpers import synthetic_run, step_losses
+    from pretrain_helpers import step_losses, synthetic_run
 
     run = tmp_path / "run"
     overrides = synthetic_run(run, steps=6, extra=("run.checkpoint_every=2", "run.keep_checkpoints=3"))
