@@ -21,6 +21,8 @@ from pretrain_helpers import run_cli
         (["optim.ema_end=-0.5"], "optim.ema_end must be in [0, 1]"),
         (["data.source=manifest", "data.manifests=[EMPTY]"], "empty.jsonl: the manifest has no entries"),
         (["data.source=manifest", "data.manifests=[BINARY]"], "binary.jsonl: not a text manifest"),
+        (["data.shards=[/data/shards]"], "data.shards is set but data.source='atari' does not read it"),
+        (["data.source=synthetic", "data.manifests=[a.jsonl]"], "data.manifests is set but data.source='synthetic'"),
     ],
 )
 @pytest.mark.slow

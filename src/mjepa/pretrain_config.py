@@ -61,6 +61,13 @@ class DataConfig:
             raise ValueError("data.source='manifest' needs data.manifests (one or more manifest paths)")
         if self.source == "shards" and not self.shards:
             raise ValueError("data.source='shards' needs data.shards (one or more shard folders or URLs)")
+        # A list that the chosen source would not read is a mistake, not a default: say so instead of ignoring it.
+        for key, source in (("shards", "shards"), ("manifests", "manifest")):
+            if getattr(self, key) and self.source != source:
+                raise ValueError(
+                    f"data.{key} is set but data.source={self.source!r} does not read it; set "
+                    f"data.source={source} to train on it, or drop data.{key}"
+                )
         sources = self.item_sources()
         if self.mixture_weights and len(self.mixture_weights) != len(sources):
             raise ValueError(
