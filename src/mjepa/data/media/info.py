@@ -6,6 +6,7 @@ Shared by :mod:`mjepa.data.media.decode` and its decoding internals (:mod:`mjepa
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 from collections.abc import Iterator
@@ -120,10 +121,62 @@ def truncation_or_none(path: str) -> str | None:
         return None
 
 
+# The demuxers a media file may be read with: audio and video containers. Left out are those that open other paths
+# or URLs a file names (concat lists, HLS and DASH playlists, image sequences, tee, SDP/RTSP, lavfi graphs): with them
+# a dataset file could make the decoder read any local file, a device or a FIFO, or reach the network.
+ALLOWED_DEMUXERS = (
+    "mov,mp4,m4a,3gp,3g2,mj2",
+    "matroska,webm",
+    "avi",
+    "flv",
+    "mpegts",
+    "mpeg",
+    "mxf",
+    "nut",
+    "asf",
+    "rm",
+    "dv",
+    "ogg",
+    "wav",
+    "w64",
+    "flac",
+    "mp3",
+    "aac",
+    "ac3",
+    "eac3",
+    "dts",
+    "truehd",
+    "mlp",
+    "gsm",
+    "aiff",
+    "caf",
+    "au",
+    "amr",
+    "wv",
+    "ape",
+    "tta",
+    "voc",
+    "ivf",
+    "h264",
+    "hevc",
+    "m4v",
+    "mjpeg",
+    "yuv4mpegpipe",
+)
+# Options of every open: the demuxers above, and no protocol but the local file (object-store and shard members are
+# read by Python and handed over as bytes).
+CONFINED_OPEN_OPTIONS = {"format_whitelist": ",".join(ALLOWED_DEMUXERS), "protocol_whitelist": "file"}
+REFUSED_CONTAINER = (
+    "not an allowed media container (playlists, concat lists and image sequences, which make FFmpeg open the paths "
+    "they name, are refused)"
+)
+
+
 def open_media(path: str) -> av.container.InputContainer:
     """Open a file for decoding; failures become MediaError (``truncated`` when the structure shows why)."""
     check_file(path)
-    source = path
+    # An absolute path: FFmpeg reads "file:x.wav" or "concat:a|b" in a relative path as a protocol, never "/...".
+    source = os.path.abspath(path)
     member = parse_member(path)
     if member is not None:
         try:
@@ -132,11 +185,13 @@ def open_media(path: str) -> av.container.InputContainer:
             raise MediaError(path, err.reason, err.detail) from None
     try:
         # Tags are free text in any encoding (Latin-1 is common in AVI and WAV): never a reason to reject a file.
-        return av.open(source, mode="r", metadata_errors="replace")
+        return av.open(source, mode="r", metadata_errors="replace", options=CONFINED_OPEN_OPTIONS)
     except av.error.FFmpegError as err:
         truncation = truncation_or_none(path)
         if truncation is not None:
             raise MediaError(path, "truncated", truncation) from None
+        if getattr(err, "errno", None) == errno.EINVAL:
+            raise MediaError(path, "unreadable", REFUSED_CONTAINER) from None
         raise MediaError(path, "unreadable", f"FFmpeg cannot open it ({err.strerror or err})") from None
     except OSError as err:
         raise MediaError(path, "unreadable", f"cannot open it ({err})") from None
