@@ -133,7 +133,16 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def robust_output() -> None:
+    """Printing a name with odd characters (an undecodable file name) escapes them instead of failing the command
+    after its work is done."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
+    robust_output()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["data"]:
         return _run_data_tool(argv[1:])

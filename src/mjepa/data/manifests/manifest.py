@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -119,37 +120,59 @@ class EntryTable(Sequence[ManifestEntry]):
         return self._data.nbytes + self._offsets.nbytes
 
 
+# The longest manifest line read (a real entry is well under 1 KiB): a longer one is refused, never buffered whole.
+MAX_LINE_CHARS = 1 << 20
+
+
+def _file_name(value: object, key: str, where: str) -> str:
+    """``value`` as a path the operating system can take (a lone surrogate from a JSON escape cannot be one)."""
+    if not isinstance(value, str) or not value:
+        raise ManifestError(f"{where}: key {key!r} must be a non-empty string, got {_short(value)}")
+    try:
+        os.fsencode(value)
+    except UnicodeEncodeError:
+        raise ManifestError(f"{where}: key {key!r} is not a valid file name ({value!a})") from None
+    return value
+
+
+def _short(value: object) -> str:
+    text = ascii(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _parse_line(obj: object, where: str) -> ManifestEntry:
     if not isinstance(obj, dict):
         raise ManifestError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     unknown = sorted(set(obj) - set(_KEYS))
     if unknown:
-        raise ManifestError(f"{where}: unknown key {unknown[0]!r}; expected keys {', '.join(_KEYS)}")
-    path = obj.get("path")
-    if not isinstance(path, str) or not path:
-        raise ManifestError(f"{where}: key 'path' must be a non-empty string, got {path!r}")
+        raise ManifestError(f"{where}: unknown key {_short(unknown[0])}; expected keys {', '.join(_KEYS)}")
+    path = _file_name(obj.get("path"), "path", where)
     audio_path = obj.get("audio_path")
-    if audio_path is not None and not isinstance(audio_path, str):
-        raise ManifestError(f"{where}: key 'audio_path' must be a string or null, got {audio_path!r}")
+    if audio_path is not None:
+        audio_path = _file_name(audio_path, "audio_path", where)
     bounds = {}
     for key in ("start", "end"):
         value = obj.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-            raise ManifestError(f"{where}: key {key!r} must be a non-negative number or null, got {value!r}")
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf")
+        ):
+            raise ManifestError(
+                f"{where}: key {key!r} must be a non-negative finite number or null, got {_short(value)}"
+            )
         bounds[key] = None if value is None else float(value)
     if bounds["start"] is not None and bounds["end"] is not None and bounds["end"] <= bounds["start"]:
         raise ManifestError(f"{where}: 'end' ({bounds['end']}) must be greater than 'start' ({bounds['start']})")
     labels = obj.get("labels", [])
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        raise ManifestError(f"{where}: key 'labels' must be a list of strings, got {labels!r}")
+        raise ManifestError(f"{where}: key 'labels' must be a list of strings, got {_short(labels)}")
     has_audio = obj.get("has_audio")
     if has_audio is not None and not isinstance(has_audio, bool):
-        raise ManifestError(f"{where}: key 'has_audio' must be true, false or null, got {has_audio!r}")
+        raise ManifestError(f"{where}: key 'has_audio' must be true, false or null, got {_short(has_audio)}")
     meta = obj.get("meta", {})
     if not isinstance(meta, dict) or not all(
         isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in meta.values()
     ):
-        raise ManifestError(f"{where}: key 'meta' must be an object of strings and numbers, got {meta!r}")
+        raise ManifestError(f"{where}: key 'meta' must be an object of strings and numbers, got {_short(meta)}")
     return ManifestEntry(
         path, audio_path, bounds["start"], bounds["end"], tuple(labels), has_audio, tuple(meta.items())
     )
@@ -169,6 +192,10 @@ def _parse_lines(lines: Iterable[str], name: str) -> Iterator[ManifestEntry]:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
             raise ManifestError(f"{where}: not valid JSON ({err.msg})") from None
+        except RecursionError:
+            raise ManifestError(f"{where}: not a manifest entry (JSON nested too deeply)") from None
+        except ValueError as err:  # e.g. an integer of thousands of digits
+            raise ManifestError(f"{where}: not a manifest entry ({str(err).split(';')[0]})") from None
         found = True
         yield _parse_line(obj, where)
     if not found:
@@ -186,11 +213,27 @@ def _entries(path: Path) -> Iterator[ManifestEntry]:
             f"{path}: is a folder without a {SHARD_FOLDER_MANIFEST}; expected a JSON-lines manifest "
             "file or a shard folder written by mjepa data shard"
         )
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise ManifestError(f"{path}: not a regular file (a FIFO, device or socket cannot be a manifest)")
     try:
-        with open(path, encoding="utf-8") as handle:
-            yield from _parse_lines(handle, str(path))
+        # utf-8-sig: a byte-order mark, as some editors write one, is read past.
+        with open(path, encoding="utf-8-sig") as handle:
+            yield from _parse_lines(_bounded_lines(handle, str(path)), str(path))
     except UnicodeDecodeError:
         raise ManifestError(f"{path}: not a text manifest (expected UTF-8 JSON lines, one object per line)") from None
+
+
+def _bounded_lines(handle, name: str) -> Iterator[str]:
+    """The file's lines, each at most ``MAX_LINE_CHARS`` long (a longer one is an error, never read whole)."""
+    number = 0
+    while True:
+        line = handle.readline(MAX_LINE_CHARS + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LINE_CHARS:
+            raise ManifestError(f"{name}:{number}: line longer than {MAX_LINE_CHARS} characters; not a manifest")
+        yield line
 
 
 def _url_entries(url: str) -> tuple[str, list[ManifestEntry]]:
@@ -203,7 +246,7 @@ def _url_entries(url: str) -> tuple[str, list[ManifestEntry]]:
         raise ManifestError(f"{url}: manifest does not exist") from None
     except UnicodeDecodeError:
         raise ManifestError(f"{url}: not a text manifest (expected UTF-8 JSON lines, one object per line)") from None
-    return url, list(_parse_lines(text.splitlines(), url))
+    return url, list(_parse_lines(text.removeprefix("\ufeff").splitlines(), url))
 
 
 def _under_url(entry: ManifestEntry, base: str) -> ManifestEntry:
