@@ -76,6 +76,7 @@ def test_command_line(tmp_path, media, capsys):
         "missing": 0,
         "zero_length": 1,
         "truncated": 0,
+        "implausible": 0,
         "unreadable": 0,
         "no_audio_stream": 0,
         "too_short": 0,

@@ -3,7 +3,9 @@
 Each entry gets exactly one verdict, the first that applies in this order:
 
 ``missing`` (no such file), ``zero_length`` (0 bytes), ``truncated`` (shorter than its own headers declare, see
-:mod:`mjepa.data.media.container_check`, or a stream that stops early), ``unreadable`` (FFmpeg cannot open or decode it,
+:mod:`mjepa.data.media.container_check`, or a stream that stops early), ``implausible`` (its header declares a
+duration, sample rate, channel count or frame size past :class:`mjepa.data.media.info.MediaLimits`: refused before
+decoding), ``unreadable`` (FFmpeg cannot open or decode it,
 or it has neither audio nor video), ``no_audio_stream`` (only when audio is required: the entry does not say
 ``has_audio: false`` and ``require_audio`` is on), ``too_short`` (segment shorter than ``min_duration_s``),
 ``non_finite`` (NaN or infinite audio samples), ``decoder_error`` (the decoder raised something unexpected on it),
@@ -45,6 +47,7 @@ VERDICTS = (
     "missing",
     "zero_length",
     "truncated",
+    "implausible",
     "unreadable",
     "no_audio_stream",
     "too_short",

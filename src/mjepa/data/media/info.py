@@ -30,6 +30,7 @@ MEDIA_ERROR_REASONS = (
     "decoder_error",
     "crashed",
     "timeout",
+    "implausible",
 )
 
 # Frame timestamps are compared with this slack: Matroska stores milliseconds, so 1/30 s becomes 0.033.
@@ -172,8 +173,52 @@ REFUSED_CONTAINER = (
 )
 
 
+@dataclass(frozen=True)
+class MediaLimits:
+    """What a media file's header may declare before any decoding. The defaults are far beyond real datasets (clips of
+    seconds, videos of hours); a header past them is lying or the file is not what a dataset holds, and it is refused
+    at once (reason ``implausible``) instead of being decoded until a watchdog stops it."""
+
+    max_seconds: float = 12 * 3600.0
+    min_sample_rate: int = 1000
+    max_sample_rate: int = 768_000
+    max_channels: int = 64
+    max_side: int = 16_384  # pixels, width or height
+
+
+DEFAULT_LIMITS = MediaLimits()
+
+
+def check_header(path: str, container, limits: MediaLimits = DEFAULT_LIMITS) -> None:
+    """Refuse a file whose declared duration, sample rate, channel count or frame size is past ``limits``."""
+    problems = []
+    for stream in (*container.streams.audio[:1], *container.streams.video[:1]):
+        duration = stream_duration(stream, container)
+        if duration is not None and duration > limits.max_seconds:
+            article = "an" if stream.type == "audio" else "a"
+            problems.append(
+                f"{article} {stream.type} stream of {duration / 3600:.1f} h (more than {limits.max_seconds / 3600:g} h)"
+            )
+    if container.streams.audio:
+        context = container.streams.audio[0].codec_context
+        if context.sample_rate and not limits.min_sample_rate <= context.sample_rate <= limits.max_sample_rate:
+            problems.append(
+                f"a sample rate of {context.sample_rate} Hz (outside {limits.min_sample_rate}-"
+                f"{limits.max_sample_rate} Hz)"
+            )
+        if context.channels > limits.max_channels:
+            problems.append(f"{context.channels} audio channels (more than {limits.max_channels})")
+    if container.streams.video:
+        context = container.streams.video[0].codec_context
+        if max(context.width, context.height) > limits.max_side:
+            problems.append(f"frames of {context.width} x {context.height} (a side over {limits.max_side} px)")
+    if problems:
+        raise MediaError(path, "implausible", "its header declares " + " and ".join(problems))
+
+
 def open_media(path: str) -> av.container.InputContainer:
-    """Open a file for decoding; failures become MediaError (``truncated`` when the structure shows why)."""
+    """Open a file for decoding, its header checked against :data:`DEFAULT_LIMITS`; failures become MediaError
+    (``truncated`` when the structure shows why)."""
     check_file(path)
     # An absolute path: FFmpeg reads "file:x.wav" or "concat:a|b" in a relative path as a protocol, never "/...".
     source = os.path.abspath(path)
@@ -185,7 +230,7 @@ def open_media(path: str) -> av.container.InputContainer:
             raise MediaError(path, err.reason, err.detail) from None
     try:
         # Tags are free text in any encoding (Latin-1 is common in AVI and WAV): never a reason to reject a file.
-        return av.open(source, mode="r", metadata_errors="replace", options=CONFINED_OPEN_OPTIONS)
+        container = av.open(source, mode="r", metadata_errors="replace", options=CONFINED_OPEN_OPTIONS)
     except av.error.FFmpegError as err:
         truncation = truncation_or_none(path)
         if truncation is not None:
@@ -195,6 +240,12 @@ def open_media(path: str) -> av.container.InputContainer:
         raise MediaError(path, "unreadable", f"FFmpeg cannot open it ({err.strerror or err})") from None
     except OSError as err:
         raise MediaError(path, "unreadable", f"cannot open it ({err})") from None
+    try:
+        check_header(path, container)
+    except MediaError:
+        container.close()
+        raise
+    return container
 
 
 def seconds(value: int | None, time_base) -> float | None:
