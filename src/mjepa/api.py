@@ -212,16 +212,22 @@ class MJEPAModel(nn.Module):
         batch_size: int = 8,
         timestamps: bool = False,
         timestamp_hop_ms: float | None = None,
+        batch: bool = False,
+        channels_first: bool | None = None,
     ):
-        """Embeddings of one clip (-> :class:`Embeddings`) or several (a list or a ``(clips, samples)`` batch, of
-        any lengths, or file paths -> a list, in order). ``timestamps=True`` adds frame-level embeddings with their
+        """Embeddings of one clip (-> :class:`Embeddings`) or several (a list of any lengths, a ``(clips, samples)``
+        array with ``batch=True``, or file paths -> a list, in order). A 2-D array without ``batch`` is one clip with
+        channels, ``(channels, samples)`` or ``(samples, channels)`` (``channels_first`` settles an ambiguous shape;
+        :mod:`mjepa.embedding_inputs` gives the rule). ``timestamps=True`` adds frame-level embeddings with their
         times, never past the end of the audio: one per time step of the token grid (``audio_hop_ms``), or with
         ``timestamp_hop_ms`` one every that many milliseconds (at hop/2, 3 hop/2, ...), interpolated linearly
         between the time steps' embeddings. ``layer``: a block index (-1, the default, is the last; every block's
         output goes through the final norm), or a list of them."""
         if timestamp_hop_ms is not None and not timestamp_hop_ms > 0:
             raise ValueError(f"timestamp_hop_ms must be a positive number of milliseconds, got {timestamp_hop_ms!r}")
-        clips = audio_clips(audio, sample_rate, self.sample_rate, self.audio_config.frame_length_ms / 1000.0)
+        clips = audio_clips(
+            audio, sample_rate, self.sample_rate, self.audio_config.frame_length_ms / 1000.0, batch, channels_first
+        )
         windows = [self._audio_windows(w, clips.sample_rate) for w in clips.waveforms]
         hop = timestamp_hop_ms if timestamps else None
         results = self._encode("A", windows, layer, encoder, batch_size, pooled, timestamps, hop)

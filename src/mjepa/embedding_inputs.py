@@ -1,10 +1,20 @@
 """What the embedding API accepts, turned into checked mono float waveforms and uint8 frame stacks.
 
-Audio: a waveform (NumPy array or tensor) ``(samples,)``; a batch ``(clips, samples)``; a list of waveforms of any
-lengths (an element ``(channels, samples)`` is averaged to mono); a file path or a list of them (decoded with the
-project's decoder, at the model's sample rate). Integer PCM is scaled by its type's range (int16 by 1/32768, uint8
-centred on 128); floats are taken as they are, nominally in [-1, 1]. An empty clip, one shorter than one analysis
-frame, or one holding NaN or infinite samples is a one-line error naming the clip.
+Audio, one rule for arrays (NumPy or torch):
+
+- ``(samples,)`` is one clip;
+- a 2-D array is one clip with several channels, averaged to mono: ``(channels, samples)`` or ``(samples,
+  channels)`` as soundfile reads it, told apart by which side is at most ``MAX_CHANNELS`` (64) long; where both or
+  neither are, the shape is ambiguous and an error names this rule and ``channels_first=`` (True: channels are the
+  first axis), which settles it;
+- several clips come as a list (of any lengths, each by the rules above) or as a ``(clips, samples)`` array with
+  ``batch=True``;
+- a file path or a list of them is decoded with the project's decoder, at the model's sample rate.
+
+Integer PCM is scaled by its type's range (int16 by 1/32768, uint8 centred on 128); floats are taken as they are,
+nominally in [-1, 1], and float samples beyond ``FLOAT_SCALE_LIMIT`` (8) are refused as integer-scale PCM stored in
+floats. An empty clip, one shorter than one analysis frame, or one holding NaN or infinite samples is a one-line
+error naming the clip.
 
 Video: frames ``(time, height, width, 3)`` uint8; a batch ``(clips, time, height, width, 3)``; a list of those; a
 file path or a list of them (decoded at the model's frame rate and evaluation size).
@@ -23,6 +33,10 @@ import torch
 from mjepa.data.media.decode import ClipSpec, decode_audio, decode_clip
 
 PathLike = (str, os.PathLike)
+MAX_CHANNELS = 64  # the most channels a clip may have (MediaLimits allows no more in files either)
+# Float audio is nominally in [-1, 1] and a real mix may clip a little past it; samples this far out are int16 (or
+# other integer) PCM stored in a float array, which would reach the model 32,768 times too loud.
+FLOAT_SCALE_LIMIT = 8.0
 
 
 @dataclass
@@ -48,6 +62,12 @@ def pcm_to_float(array: np.ndarray, where: str) -> np.ndarray:
     if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.number)):
         raise ValueError(f"{where}: audio samples must be numbers, got dtype {array.dtype}")
     if np.issubdtype(array.dtype, np.floating):
+        peak = float(np.nanmax(np.abs(array[np.isfinite(array)]))) if np.isfinite(array).any() else 0.0
+        if peak > FLOAT_SCALE_LIMIT:
+            raise ValueError(
+                f"{where}: float samples reach {peak:.6g}, far outside [-1, 1]: integer PCM stored as floats? "
+                f"Divide by 32768 (int16) or pass the integer array itself"
+            )
         return array.astype(np.float32, copy=False)
     info = np.iinfo(array.dtype)
     if info.min == 0:  # unsigned PCM (8-bit WAV): centred on the middle of its range
@@ -65,11 +85,29 @@ def _as_array(value) -> np.ndarray:
     return np.asarray(value)
 
 
-def _mono(array: np.ndarray, where: str) -> np.ndarray:
-    if array.ndim == 2:  # (channels, samples)
-        array = array.mean(axis=0)
+LAYOUT_RULE = (
+    "one clip is (samples,), (channels, samples) or (samples, channels) with at most 64 channels "
+    "(channels_first=True or False says which); several clips are a list or a (clips, samples) array with batch=True"
+)
+
+
+def channels_axis(shape: tuple[int, ...], channels_first: bool | None, where: str) -> int:
+    """The channel axis of a 2-D clip: given by ``channels_first``, or the side of at most ``MAX_CHANNELS``."""
+    if channels_first is not None:
+        return 0 if channels_first else 1
+    rows, columns = shape
+    if rows <= MAX_CHANNELS < columns:
+        return 0
+    if columns <= MAX_CHANNELS < rows:
+        return 1
+    raise ValueError(f"{where}: audio of shape {shape} is ambiguous; {LAYOUT_RULE}")
+
+
+def _mono(array: np.ndarray, where: str, channels_first: bool | None) -> np.ndarray:
+    if array.ndim == 2:
+        array = array.mean(axis=channels_axis(array.shape, channels_first, where))
     if array.ndim != 1:
-        raise ValueError(f"{where}: a waveform must be (samples,) or (channels, samples), got shape {array.shape}")
+        raise ValueError(f"{where}: audio of shape {array.shape} is not a clip; {LAYOUT_RULE}")
     return array
 
 
@@ -87,20 +125,29 @@ def check_waveform(waveform: np.ndarray, sample_rate: int, min_seconds: float, w
     return waveform
 
 
-def audio_clips(audio, sample_rate: int | None, model_rate: int, min_seconds: float) -> AudioClips:
+def audio_clips(
+    audio,
+    sample_rate: int | None,
+    model_rate: int,
+    min_seconds: float,
+    batch: bool = False,
+    channels_first: bool | None = None,
+) -> AudioClips:
     """Checked mono float32 waveforms from any accepted audio input (see the module docstring)."""
-    single = _is_path(audio) or (not isinstance(audio, (list, tuple)) and _as_array(audio).ndim == 1)
     if _is_path(audio):
-        items = [audio]
+        items, single = [audio], True
     elif isinstance(audio, (list, tuple)):
-        items = list(audio)
+        items, single = list(audio), False
     else:
         array = _as_array(audio)
-        if array.ndim not in (1, 2):
-            raise ValueError(
-                f"audio must be (samples,), a batch (clips, samples) or a list of clips, got shape {array.shape}"
-            )
-        items = [array] if array.ndim == 1 else list(array)
+        if batch:
+            if array.ndim != 2:
+                raise ValueError(f"batch=True needs a (clips, samples) array, got shape {array.shape}")
+            items, single = list(array), False
+        elif array.ndim in (1, 2):
+            items, single = [array], True
+        else:
+            raise ValueError(f"audio of shape {array.shape} is not a clip; {LAYOUT_RULE}")
     if not items:
         raise ValueError("no audio clips were given (an empty list)")
     if any(_is_path(item) for item in items):
@@ -111,7 +158,10 @@ def audio_clips(audio, sample_rate: int | None, model_rate: int, min_seconds: fl
     else:
         if sample_rate is None:
             raise ValueError("sample_rate is needed for waveforms (it is read from the file for paths)")
-        waveforms = [_mono(pcm_to_float(_as_array(item), f"clip {i}"), f"clip {i}") for i, item in enumerate(items)]
+        waveforms = [
+            _mono(pcm_to_float(_as_array(item), f"clip {i}"), f"clip {i}", channels_first)
+            for i, item in enumerate(items)
+        ]
         rate = int(sample_rate)
     checked = [
         check_waveform(w, rate, min_seconds, f"clip {i}" if not _is_path(items[i]) else str(items[i]))

@@ -51,13 +51,34 @@ def test_a_list_of_unequal_clips_equals_each_clip_alone(model):
     assert len(checked) == 2 and all(torch.isfinite(e.mean).all() for e in checked)
 
 
-def test_a_batch_array_is_clips_not_channels(model):
-    batch = np.stack([_tone(1.0, seed=0), _tone(1.0, seed=3)])
-    rows = model.encode_audio(batch, sample_rate=16000)
+def test_a_2d_array_is_one_clip_with_channels_and_a_batch_is_said(model):
+    pair = np.stack([_tone(1.0, seed=0), _tone(1.0, seed=3)])
+    mono = model.encode_audio(pair.mean(0), sample_rate=16000)
+    channels_first = model.encode_audio(pair, sample_rate=16000)  # (channels, samples): one stereo clip
+    soundfile_layout = model.encode_audio(pair.T, sample_rate=16000)  # (samples, channels), as soundfile reads
+    assert isinstance(channels_first, mjepa.api.Embeddings) and isinstance(soundfile_layout, mjepa.api.Embeddings)
+    assert torch.allclose(channels_first.mean, mono.mean, atol=1e-6)
+    assert torch.allclose(soundfile_layout.mean, mono.mean, atol=1e-6)
+    rows = model.encode_audio(pair, sample_rate=16000, batch=True)  # two clips, said so
     assert len(rows) == 2 and not torch.allclose(rows[0].mean, rows[1].mean)
-    stereo = model.encode_audio([batch], sample_rate=16000)[0]  # a list element (channels, samples) is downmixed
-    mono = model.encode_audio(batch.mean(0), sample_rate=16000)
-    assert torch.allclose(stereo.mean, mono.mean, atol=1e-6)
+    listed = model.encode_audio([pair[0], pair[1].T[:, None]], sample_rate=16000)  # a list; an element may be 2-D
+    assert len(listed) == 2 and torch.allclose(listed[0].mean, rows[0].mean, atol=1e-6)
+    assert torch.allclose(listed[1].mean, rows[1].mean, atol=1e-6)
+
+
+def test_an_ambiguous_shape_names_the_rule_and_the_switch(model):
+    square = np.zeros((100, 300), dtype=np.float32)  # 100 channels or 100 clips? neither side is a channel count
+    with pytest.raises(ValueError, match=r"\(100, 300\) is ambiguous;.*channels_first=True or False"):
+        model.encode_audio(square, sample_rate=16000)
+    forced = model.encode_audio(np.stack([_tone(1.0)] * 100), sample_rate=16000, channels_first=True)
+    assert torch.allclose(forced.mean, model.encode_audio(_tone(1.0), sample_rate=16000).mean, atol=1e-5)
+
+
+def test_integer_scale_floats_are_flagged(model):
+    loud = _tone(1.0) * 32768.0
+    with pytest.raises(ValueError, match="clip 0: float samples reach .* integer PCM stored as floats"):
+        model.encode_audio(loud, sample_rate=16000)
+    model.encode_audio(_tone(1.0) * 1.5, sample_rate=16000)  # a mix clipping past full scale is still audio
 
 
 def test_video_and_av_lists_equal_each_clip_alone(model):
@@ -108,7 +129,7 @@ def test_integer_pcm_is_scaled_by_its_range(model):
         (np.zeros(0, np.float32), "clip 0: the audio is empty"),
         (np.full(16000, np.nan, np.float32), "clip 0: 16000 of 16000 audio samples are NaN or infinite"),
         (np.zeros(100, np.float32), "shorter than one analysis frame"),
-        (np.zeros((2, 3, 4), np.float32), "audio must be"),
+        (np.zeros((2, 3, 4), np.float32), "of shape \\(2, 3, 4\\) is not a clip"),
     ],
 )
 def test_bad_audio_is_a_one_line_error(model, bad, message):
