@@ -7,7 +7,10 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mjepa.version import __version__
+
     parser = argparse.ArgumentParser(prog="mjepa", description="MJEPA audio-visual self-supervised learning")
+    parser.add_argument("--version", action="version", version=f"mjepa {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     pre = sub.add_parser(
         "pretrain",

@@ -6,6 +6,7 @@
       config.json         {"format": "mjepa-pretrained-v1", "model": ModelConfig, "pretrain": full run config|null,
                            "step": int, "parts": "all"|"target", "mjepa_version": str}
       frontend.json       clip, fbank and video-transform settings (the preprocessing the model was trained with)
+      README.md           the model card: architecture, parts, step, data and recipe, how to load it
 
 safetensors holds only tensors and JSON is only data, so loading a model directory can never run code.
 """
@@ -23,19 +24,19 @@ from safetensors.torch import load_file, save_file
 
 from mjepa.config import ModelConfig
 from mjepa.data.preprocess.frontend import Frontend, frontend_from_dict
-from mjepa.models.mjepa import MJEPA
+from mjepa.models.mjepa import MJEPA, MODEL_PARTS
 from mjepa.pretrain_config import PretrainConfig
 from mjepa.typed_config import ConfigError, build, to_dict, without_retired_keys
 
 PRETRAINED_FORMAT = "mjepa-pretrained-v1"
-WEIGHTS_NAME, CONFIG_NAME, FRONTEND_NAME = "model.safetensors", "config.json", "frontend.json"
+WEIGHTS_NAME, CONFIG_NAME, FRONTEND_NAME, CARD_NAME = "model.safetensors", "config.json", "frontend.json", "README.md"
 
 
 class PretrainedFormatError(ValueError):
     """A folder that is not an mjepa model directory."""
 
 
-PARTS = ("all", "target")
+PARTS = MODEL_PARTS
 TARGET_PREFIX = "target_encoders."
 
 
@@ -82,6 +83,9 @@ def save_model_dir(
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": PRETRAINED_FORMAT})
+    # safetensors writes through a private temporary file (mode 0600): a model folder is for sharing, so its files
+    # get the permissions a new file normally gets.
+    os.chmod(directory / WEIGHTS_NAME, _regular_file_mode())
     config = {
         "format": PRETRAINED_FORMAT,
         "model": to_dict(model.config),
@@ -92,7 +96,66 @@ def save_model_dir(
     }
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2))
     (directory / FRONTEND_NAME).write_text(json.dumps(frontend.to_dict(), indent=2))
+    (directory / CARD_NAME).write_text(model_card(model, frontend, pretrain_config, step, parts, state))
     return directory
+
+
+def _regular_file_mode() -> int:
+    """0666 less the process's umask: what ``open`` gives a new file (0644 under the usual umask 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+PART_NOTES = {"target": "the EMA target encoder only, what embedding needs", "all": "every part, to train on from"}
+
+
+def model_card(
+    model: MJEPA, frontend: Frontend, pretrain: dict | None, step: int, parts: str, state: dict[str, torch.Tensor]
+) -> str:
+    """A model folder's README.md: what the model is, what it holds, how it was trained, how to load it."""
+    encoder, objective = model.config.encoder, model.config.objective
+    stored = sum(t.numel() for t in state.values())
+    lines = [
+        "# mjepa model",
+        "",
+        "An MJEPA encoder (one ViT shared by audio, video and both), saved by `save_pretrained`.",
+        "",
+        "```python",
+        "import mjepa",
+        'model = mjepa.load("path/to/this/folder")',
+        "embedding = model.encode_audio(waveform, sample_rate=16000).mean",
+        "```",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| encoder | width {encoder.width}, depth {encoder.depth}, {encoder.num_heads} heads |",
+        f"| parts | {parts} ({PART_NOTES[parts]}), {stored / 1e6:.2f} M parameters stored |",
+        f"| training step | {step} |",
+        f"| objective | cross-modal {objective.cross_modal}, joint AV {objective.joint_av}, target blocks "
+        f"{list(model.target_blocks)} |",
+        f"| audio input | {frontend.audio.target_frames} fbank frames x {frontend.audio.num_mel_bins} mel bins at "
+        f"{frontend.audio.sample_rate} Hz |",
+        f"| video input | {frontend.clip.num_frames} frames at {frontend.clip.frames_per_second:g} fps, "
+        f"{frontend.video.output_size} px |",
+    ]
+    if pretrain is not None:
+        data, optim, run = pretrain["data"], pretrain["optim"], pretrain["run"]
+        sources = data.get("manifests") or data.get("shards") or [data.get("atari_dir", "")]
+        lines += [
+            f"| data | {data['source']}: {', '.join(map(str, sources))} |",
+            f"| recipe | {run['steps']} steps, global batch {run['batch_size']}, peak lr {optim['peak_lr']:g}, "
+            f"EMA {optim['ema_start']:g} -> {optim['ema_end']:g} |",
+        ]
+    else:
+        lines.append("| data and recipe | not recorded with this model |")
+    lines += [
+        "",
+        "Scores are not stored with a model: `mjepa probe`, `mjepa suite` and `mjepa transfer` measure them "
+        "(docs/evaluation.md). `config.json` holds the full configuration, `frontend.json` the preprocessing.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 # Models whose weights ship inside the package (src/mjepa/weights/NAME/, a model directory as above), loadable by name
@@ -138,15 +201,15 @@ def load_model_dir(directory: str | os.PathLike) -> LoadedModel:
         raise PretrainedFormatError(
             f"{directory / CONFIG_NAME}: format {config.get('format')!r}, expected {PRETRAINED_FORMAT!r}"
         )
-    model = MJEPA(ModelConfig.from_dict(config["model"]))
+    parts = config.get("parts", "all")
+    if parts not in PARTS:
+        raise PretrainedFormatError(f"{directory / CONFIG_NAME}: parts {parts!r}, expected one of {PARTS}")
+    model = MJEPA(ModelConfig.from_dict(config["model"]), parts=parts)  # a target-only folder builds the target only
     state = load_file(str(directory / WEIGHTS_NAME))
     dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
     if len(dtypes) == 1:
         model = model.to(dtypes.pop())  # a bf16 export loads as bf16
     missing, unexpected = model.load_state_dict(state, strict=False)
-    parts = config.get("parts", "all")
-    if parts == "target":  # the other parts were not saved: they stay unused
-        missing = [k for k in missing if k.startswith(TARGET_PREFIX)]
     if missing or unexpected:
         raise PretrainedFormatError(
             f"{directory}: weights do not fit config.json (missing {missing[:3]}, unexpected {unexpected[:3]})"

@@ -71,7 +71,7 @@ def test_save_and_load_round_trip_gives_identical_embeddings(checkpoint, tmp_pat
     wave = _waveform(4.0)
     before = model.encode_audio(wave, 22050).pooled
     directory = model.save_pretrained(tmp_path / "model")
-    assert {p.name for p in directory.iterdir()} == {"model.safetensors", "config.json", "frontend.json"}
+    assert {p.name for p in directory.iterdir()} == {"model.safetensors", "config.json", "frontend.json", "README.md"}
     reloaded = mjepa.load(str(directory))
     assert torch.equal(reloaded.encode_audio(wave, 22050).pooled, before)
     assert reloaded.frontend == model.frontend
@@ -130,3 +130,38 @@ def test_hub_id_without_huggingface_hub_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # as if it were not installed
     with pytest.raises(ValueError, match="pip install 'mjepa\\[hub\\]'"):
         mjepa.load("some-org/mjepa-tiny")
+
+
+def test_a_target_only_folder_builds_the_target_only_and_has_a_card(tmp_path):
+    import os
+
+    full = mjepa.load("mjepa-tiny")
+    folder = full.save_pretrained(tmp_path / "target", parts="target")
+    assert {p.name for p in folder.iterdir()} == {"config.json", "frontend.json", "model.safetensors", "README.md"}
+    assert all(os.stat(p).st_mode & 0o777 == 0o666 & ~_umask() for p in folder.iterdir())
+    card = (folder / "README.md").read_text()
+    assert "width 192, depth 12" in card and "parts | target" in card and "mjepa.load(" in card
+    target = mjepa.load(str(folder))
+    built = sum(p.numel() for p in target.model.parameters())
+    assert built == sum(p.numel() for p in full.model.target_encoders.parameters())
+    wave = torch.randn(16000).numpy()
+    assert torch.allclose(target.encode_audio(wave, 16000).mean, full.encode_audio(wave, 16000).mean, atol=1e-6)
+    with pytest.raises(ValueError, match="holds only its target encoder"):
+        target.model.encoder("A")
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_the_version_is_one_flag_away(capsys):
+    from mjepa.cli import main
+    from mjepa.version import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"mjepa {__version__}"

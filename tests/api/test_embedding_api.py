@@ -253,7 +253,7 @@ def test_push_to_hub_uploads_a_model_folder(model, monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(HfApi=HfApi))
     assert model.push_to_hub("org/mjepa-tiny") == "https://hub/org/mjepa-tiny/commit/1"
     assert calls[1] == ("create", "org/mjepa-tiny", False, True)
-    assert calls[2] == ("upload", "org/mjepa-tiny", ["config.json", "frontend.json", "model.safetensors"])
+    assert calls[2] == ("upload", "org/mjepa-tiny", ["README.md", "config.json", "frontend.json", "model.safetensors"])
 
 
 def test_hear_contract(checkpoint):

@@ -15,6 +15,8 @@ from mjepa.terms import active_cross_pairs
 
 # Which encoder a frozen-feature user reads: the EMA target (the paper's choice) or the online context encoder.
 ENCODER_CHOICES = ("target", "context")
+# What a model holds: every part, or (a model folder saved for embedding) only the EMA target encoder(s).
+MODEL_PARTS = ("all", "target")
 
 
 class MJEPA(nn.Module):
@@ -23,11 +25,17 @@ class MJEPA(nn.Module):
     With ``objective.shared_encoder`` (the default) one encoder and one predictor serve every mode (key
     ``"shared"``). Without it, the ablation's separate unimodal models are built: an audio encoder and predictor
     (key ``"audio"``) for mode A and a video encoder and predictor (key ``"video"``) for mode V.
+
+    ``parts="target"`` builds the target encoder(s) only, for a model folder that holds nothing else (what
+    embedding needs, about 45 % of the parameters): the context encoder, predictor and heads are not built.
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, parts: str = "all") -> None:
         super().__init__()
+        if parts not in MODEL_PARTS:
+            raise ValueError(f"parts={parts!r} is not valid; expected one of {MODEL_PARTS}")
         self.config = config
+        self.parts = parts
         enc_cfg, obj = config.encoder, config.objective
         if obj.shared_encoder:
             keys_modalities = {"shared": ("audio", "video")}
@@ -35,6 +43,13 @@ class MJEPA(nn.Module):
             keys_modalities = {"audio": ("audio",), "video": ("video",)}
         self.encoders = nn.ModuleDict({k: MultimodalEncoder(enc_cfg, m) for k, m in keys_modalities.items()})
         self.target_blocks = obj.target_blocks(enc_cfg.depth)  # checked against the depth here, at construction
+        if parts == "target":
+            self.target_encoders = self.encoders
+            self.target_encoders.requires_grad_(False)
+            self.encoders = nn.ModuleDict()
+            self.predictors = nn.ModuleDict()
+            self.cross_heads = nn.ModuleDict()
+            return
         self.predictors = nn.ModuleDict(
             {
                 k: Predictor(
@@ -66,6 +81,11 @@ class MJEPA(nn.Module):
         raise ValueError(f"mode {mode!r} needs the shared encoder (objective.shared_encoder=True)")
 
     def encoder(self, mode: str) -> MultimodalEncoder:
+        if self.parts == "target":
+            raise ValueError(
+                "this model holds only its target encoder (parts='target'): its context encoder, "
+                "predictor and cross-modal heads were not saved"
+            )
         return self.encoders[self.part_key(mode)]
 
     def target_encoder(self, mode: str) -> MultimodalEncoder:
@@ -78,6 +98,8 @@ class MJEPA(nn.Module):
         return self.target_encoder(mode) if which == "target" else self.encoder(mode)
 
     def predictor(self, mode: str) -> Predictor:
+        if self.parts == "target":
+            raise ValueError("this model holds only its target encoder (parts='target'): it has no predictor")
         return self.predictors[self.part_key(mode)]
 
     def named_trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
@@ -103,9 +125,7 @@ class MJEPA(nn.Module):
         """``(audio_grid, video_grid)`` token grids for the given input shapes (``None`` where absent)."""
         audio_grid = video_grid = None
         if audio_shape is not None:
-            enc = self.encoder("A")
-            audio_grid = enc.audio_embed.grid(audio_shape)
+            audio_grid = self.target_encoder("A").audio_embed.grid(audio_shape)
         if video_shape is not None:
-            enc = self.encoder("V")
-            video_grid = enc.video_embed.grid(video_shape)
+            video_grid = self.target_encoder("V").video_embed.grid(video_shape)
         return audio_grid, video_grid
