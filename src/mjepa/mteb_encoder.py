@@ -6,9 +6,9 @@
     model = meta.load_model()
     results = mteb.evaluate(model, mteb.get_tasks(tasks=["ESC50"]))
 
-Needs ``pip install mteb`` (it installs beside the CPU or CUDA torch you have); mteb's own audio and video datasets
-need its extras (``pip install 'mteb[audio,video]'``: torchaudio and torchcodec, built for your torch), which
-``meta.load_model()`` checks for. ``encode`` returns one ``(N, D)``
+Needs ``pip install mteb`` (it installs beside the CPU or CUDA torch you have). mjepa decodes and resamples audio and
+video with its own FFmpeg-based decoder, so ``meta.load_model()`` asks for none of mteb's audio or video extras
+(torchaudio, torchcodec; mteb's hosted datasets may still need them to be read). ``encode`` returns one ``(N, D)``
 float32 array: each item's mean embedding (target encoder, last layer, pooled over the tokens that hold signal).
 Rows with audio and video use the joint audio-visual input; audio-only and video-only rows use their own mode.
 Audio is resampled by mjepa's own resampler (FFmpeg's), so mteb's torchaudio-based collator is not needed.
@@ -32,6 +32,14 @@ def _rows(batch: list[dict]) -> dict[str, list]:
     return {key: [row.get(key) for row in batch] for key in batch[0]}
 
 
+class MJEPAModelMeta(ModelMeta):
+    """mteb's ``ModelMeta`` without the torchaudio / torchcodec requirement it derives from the modalities: mjepa
+    decodes and resamples with FFmpeg itself."""
+
+    def _resolve_extras_groups(self) -> list[str]:
+        return list(self.extra_requirements_groups or [])
+
+
 class MJEPAMtebEncoder(AbsEncoder):
     def __init__(
         self,
@@ -44,6 +52,8 @@ class MJEPAMtebEncoder(AbsEncoder):
     ) -> None:
         self.model = model if model is not None else load(model_name, revision, device=device)
         self.batch_size = batch_size
+        # mteb reads what a model can encode from its meta: without one it takes the model for a text encoder.
+        self.mteb_model_meta = _meta_for(self.model, model_name, "mjepa/mjepa", revision, ("audio", "video"), {})
 
     def encode(
         self, inputs, *, task_metadata=None, hf_split: str = "", hf_subset: str = "", prompt_type=None, **kwargs: Any
@@ -55,7 +65,10 @@ class MJEPAMtebEncoder(AbsEncoder):
             for index in range(len(next(iter(batch.values())))):
                 clip_audio = None if audio is None else audio[index]
                 clip_video = None if video is None else video[index]
-                out.append(self._embed(clip_audio, clip_video))
+                try:
+                    out.append(self._embed(clip_audio, clip_video))
+                except ValueError as err:  # name the row in the caller's terms, not the clip of one call
+                    raise ValueError(f"row {len(out)} of the inputs: {str(err).removeprefix('clip 0: ')}") from None
         return np.stack(out).astype(np.float32)
 
     def _embed(self, audio: dict | None, video) -> np.ndarray:
@@ -102,11 +115,16 @@ def model_meta(
     modalities: tuple[str, ...] = ("audio", "video"),
     **loader_kwargs: Any,
 ) -> ModelMeta:
-    """The ``ModelMeta`` mteb runs an mjepa model by."""
-    model = load(path_or_repo, revision)
+    """The ``ModelMeta`` mteb runs an mjepa model by: ``model_meta(path).load_model()`` gives the encoder."""
+    return _meta_for(load(path_or_repo, revision), path_or_repo, name, revision, modalities, loader_kwargs)
+
+
+def _meta_for(
+    model: MJEPAModel, path: str, name: str, revision: str | None, modalities: tuple[str, ...], loader_kwargs: dict
+) -> ModelMeta:
     parameters = sum(p.numel() for p in model.model.frozen_encoder("A").parameters())
-    return ModelMeta(
-        loader=partial(_load_encoder, path=path_or_repo, **loader_kwargs),
+    return MJEPAModelMeta(
+        loader=partial(_load_encoder, path=path, **loader_kwargs),
         name=name,
         revision=revision,
         release_date=None,
