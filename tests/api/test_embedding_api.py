@@ -291,6 +291,13 @@ def test_xares_contract(model):
         encoder(torch.randn(2, 50000), 44100)
 
 
+def test_the_real_xares_checker_accepts_the_encoder(model):
+    # X-ARES 0.1.3's own checker module (installed without the torchaudio its package asks for: make install).
+    checker = pytest.importorskip("xares.audio_encoder_checker", reason="xares 0.1.3 is installed by make install")
+    encoder = MJEPAEncoder(model=model, batch_size=4)
+    assert checker.check_audio_encoder(encoder) is True  # it calls encoder(audio) on (2, 50000) random audio
+
+
 @pytest.mark.slow
 def test_mteb_encoder_contract(checkpoint):
     mteb = pytest.importorskip("mteb")
