@@ -20,15 +20,15 @@ frequency patches into one frame embedding, stamped at the centre of its span.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from mjepa.data.preprocess.fbank import fbank_for_config, fbank_windows
-from mjepa.data.preprocess.video_transforms import eval_video_transform
+from mjepa.data.preprocess.fbank import AudioFrontendConfig, fbank_for_config, fbank_windows
+from mjepa.data.preprocess.video_transforms import VideoTransformConfig, eval_video_transform
 from mjepa.embedding_inputs import audio_clips, decode_video_file, path_list, video_clips
 from mjepa.models.encoder import MultimodalEncoder
 from mjepa.packaging import (
@@ -78,19 +78,68 @@ def resample(waveform: np.ndarray, sample_rate: int, target_rate: int) -> np.nda
     return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
 
+class _AudioSource:
+    """One clip's audio model inputs, a window at a time: each window's log-mel is computed from the samples it
+    covers only, so memory does not grow with the clip's length. The result equals cutting the whole clip's log-mel
+    (its frames depend only on their own samples once the clip's mean is removed, which is done here once)."""
+
+    def __init__(self, waveform: np.ndarray, config: AudioFrontendConfig, start_frames: list[int] | None = None):
+        mono = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
+        if config.subtract_waveform_mean:
+            mono = mono - mono.mean()
+        self.waveform = mono
+        self.config = replace(config, subtract_waveform_mean=False)
+        self.shift = int(round(config.sample_rate * config.frame_shift_ms / 1000.0))
+        self.length = int(round(config.sample_rate * config.frame_length_ms / 1000.0))
+        total = 1 + (mono.numel() - self.length) // self.shift if mono.numel() >= self.length else 0
+        if start_frames is None:
+            count = max(1, math.ceil(total / config.target_frames))
+            start_frames = [i * config.target_frames for i in range(count)]
+        self.start_frames = start_frames
+        self.valid_frames = torch.tensor(
+            [min(max(total - start, 0), config.target_frames) for start in start_frames], dtype=torch.long
+        )
+
+    def window(self, index: int) -> torch.Tensor:
+        """``(target_frames, bins)``: window ``index``'s normalised log-mel, padded past the end of the audio."""
+        first = self.start_frames[index] * self.shift
+        chunk = self.waveform[first : first + (self.config.target_frames - 1) * self.shift + self.length]
+        if chunk.numel() >= self.length:
+            fbank = fbank_for_config(chunk, self.config)
+        else:
+            fbank = torch.zeros(0, self.config.num_mel_bins)
+        return fbank_windows(fbank, self.config, count=1)[0][0]
+
+
+@dataclass
+class _VideoSource:
+    """One clip's video model inputs, a window at a time: window ``i`` is the frames on screen at its times."""
+
+    frames: torch.Tensor  # (time, height, width, 3) uint8
+    indices: list[torch.Tensor]  # per window, the frame index of each of its frames
+    config: VideoTransformConfig
+
+    def window(self, index: int) -> torch.Tensor:
+        return eval_video_transform(self.frames[self.indices[index]], self.config)
+
+
 @dataclass
 class _Windows:
-    """Model inputs of one clip: its windows, and what is needed to turn tokens back into its embeddings."""
+    """Model inputs of one clip, built a window at a time, and what is needed to turn its tokens back into its
+    embeddings."""
 
-    audio: torch.Tensor | None  # (W, frames, bins)
-    video: torch.Tensor | None  # (W, 3, T, S, S)
-    valid_frames: torch.Tensor | None  # (W,) fbank frames holding audio
-    starts: list[float]
+    starts: list[float]  # seconds
+    audio: _AudioSource | None = None
+    video: _VideoSource | None = None
     duration: float | None = None  # seconds of audio the clip holds (audio only)
 
     @property
     def count(self) -> int:
         return len(self.starts)
+
+    @property
+    def valid_frames(self) -> torch.Tensor | None:  # (W,) fbank frames holding audio
+        return None if self.audio is None else self.audio.valid_frames
 
 
 class MJEPAModel(nn.Module):
@@ -233,15 +282,15 @@ class MJEPAModel(nn.Module):
         results = self._encode("A", windows, layer, encoder, batch_size, pooled, timestamps, hop)
         return results[0] if clips.single else results
 
-    def _fbank(self, waveform: np.ndarray, sample_rate: int) -> torch.Tensor:
+    def _audio_source(self, waveform: np.ndarray, sample_rate: int, start_frames: list[int] | None = None):
         mono = resample(waveform, int(sample_rate), self.audio_config.sample_rate)
-        return fbank_for_config(torch.from_numpy(mono), self.audio_config)
+        return _AudioSource(mono, self.audio_config, start_frames)
 
     def _audio_windows(self, waveform: np.ndarray, sample_rate: int) -> _Windows:
         cfg = self.audio_config
-        windows, valid = fbank_windows(self._fbank(waveform, sample_rate), cfg)
-        starts = [i * cfg.target_frames * cfg.frame_shift_ms / 1000.0 for i in range(windows.shape[0])]
-        return _Windows(windows, None, valid, starts, duration=len(waveform) / sample_rate)
+        source = self._audio_source(waveform, sample_rate)
+        starts = [start * cfg.frame_shift_ms / 1000.0 for start in source.start_frames]
+        return _Windows(starts, audio=source, duration=len(waveform) / sample_rate)
 
     # -- video -----------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -261,22 +310,23 @@ class MJEPAModel(nn.Module):
         results = self._encode("V", windows, layer, encoder, batch_size, pooled, False)
         return results[0] if clips.single else results
 
-    def _video_starts_and_windows(self, frames: torch.Tensor, fps: float) -> tuple[torch.Tensor, list[float]]:
+    def _video_source(self, frames: torch.Tensor, fps: float) -> tuple[_VideoSource, list[float]]:
+        """The clip's video windows (the training clip length each, the last one repeating its last frame past the
+        end) as a source that builds them one at a time, and their start times."""
         duration = frames.shape[0] / fps
         window = self.clip.window_duration
         count = max(1, math.ceil(duration / window - 1e-9))
-        out, starts = [], []
+        indices, starts = [], []
         for w in range(count):
             start = w * window
             times = start + torch.arange(self.clip.num_frames) / self.clip.frames_per_second
-            index = (times * fps).floor().long().clamp(max=frames.shape[0] - 1)  # repeats the last frame at the end
-            out.append(eval_video_transform(frames[index], self.video_config))
+            indices.append((times * fps).floor().long().clamp(max=frames.shape[0] - 1))
             starts.append(start)
-        return torch.stack(out), starts
+        return _VideoSource(frames, indices, self.video_config), starts
 
     def _video_windows(self, frames: torch.Tensor, fps: float) -> _Windows:
-        video, starts = self._video_starts_and_windows(frames, fps)
-        return _Windows(None, video, None, starts)
+        video, starts = self._video_source(frames, fps)
+        return _Windows(starts, video=video)
 
     # -- audio-visual ----------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -330,14 +380,10 @@ class MJEPAModel(nn.Module):
         return results[0] if single else results
 
     def _av_windows(self, waveform: np.ndarray, sample_rate: int, frames: torch.Tensor, fps: float) -> _Windows:
-        video, starts = self._video_starts_and_windows(frames, fps)
+        video, starts = self._video_source(frames, fps)
         frames_per_second = 1000.0 / self.audio_config.frame_shift_ms
-        audio, valid = fbank_windows(
-            self._fbank(waveform, sample_rate),
-            self.audio_config,
-            starts=[int(round(start * frames_per_second)) for start in starts],
-        )
-        return _Windows(audio, video, valid, starts)
+        start_frames = [int(round(start * frames_per_second)) for start in starts]
+        return _Windows(starts, audio=self._audio_source(waveform, sample_rate, start_frames), video=video)
 
     # -- shared ----------------------------------------------------------------------------------------------
     def _layers(self, layer: int | list[int]) -> list[int]:
@@ -372,35 +418,38 @@ class MJEPAModel(nn.Module):
         timestamp_hop_ms: float | None = None,
     ) -> list[Embeddings]:
         """All the clips' windows through the encoder ``batch_size`` at a time, split back into each clip's
-        embeddings."""
+        embeddings. Windows are built for their batch only and each window's tokens are reduced at once to what is
+        asked for (pooled vectors, time steps, the tokens themselves), so memory stays that of one batch plus the
+        outputs, however long the inputs."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         layers = self._layers(layer)
         net = self._encoder(mode, encoder)
-        audio = torch.cat([c.audio for c in clips]) if clips[0].audio is not None else None
-        video = torch.cat([c.video for c in clips]) if clips[0].video is not None else None
-        total = sum(c.count for c in clips)
-        chunks = []
-        for start in range(0, total, batch_size):
-            stop = start + batch_size
-            chunks.append(
-                self._run(
-                    net,
-                    mode,
-                    _rows(audio, start, stop, self.device, self.dtype),
-                    _rows(video, start, stop, self.device, self.dtype),
-                    layers,
-                )
-            )
-        tokens = torch.cat(chunks)  # (windows, layers, T, D)
-        results, offset = [], 0
-        for clip in clips:
-            mine = tokens[offset : offset + clip.count]
-            offset += clip.count
-            results.append(
-                self._embeddings(mine, clip, mode, len(layers) > 1, pooled_only, timestamps, timestamp_hop_ms)
-            )
-        return results
+        order = [(c, w) for c, clip in enumerate(clips) for w in range(clip.count)]
+        kept: list[dict[str, list]] = [{"pooled": [], "steps": [], "tokens": []} for _ in clips]
+        masks: dict[int, torch.Tensor] = {}
+        for start in range(0, len(order), batch_size):
+            part = order[start : start + batch_size]
+            audio = _stack([clips[c].audio.window(w) for c, w in part]) if clips[0].audio is not None else None
+            video = _stack([clips[c].video.window(w) for c, w in part]) if clips[0].video is not None else None
+            tokens = self._run(
+                net, mode, _to(audio, self.device, self.dtype), _to(video, self.device, self.dtype), layers
+            )  # (batch, layers, T, D)
+            for row, (c, w) in enumerate(part):
+                if c not in masks:
+                    masks[c] = self._token_mask(clips[c], mode, tokens.shape[2])
+                window_tokens = tokens[row]
+                weights = masks[c][w].to(window_tokens.device, torch.float32)[None, :, None]
+                pooled = (window_tokens.float() * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+                kept[c]["pooled"].append(pooled.to(window_tokens.dtype))
+                if timestamps:
+                    kept[c]["steps"].append(self._time_steps(window_tokens))
+                if not pooled_only:
+                    kept[c]["tokens"].append(window_tokens)
+        return [
+            self._embeddings(kept[c], masks[c], clip, len(layers) > 1, timestamps, timestamp_hop_ms)
+            for c, clip in enumerate(clips)
+        ]
 
     def _run(self, net: MultimodalEncoder, mode: str, audio, video, layers: list[int]) -> torch.Tensor:
         last = self.model.config.encoder.depth - 1
@@ -433,30 +482,38 @@ class MJEPAModel(nn.Module):
         time_index = torch.arange(num_tokens) // patches  # the grid is time-major
         return (time_index.unsqueeze(0) * patch_time) < valid_frames.unsqueeze(1)
 
+    def _time_steps(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(layers, steps, D)`` float32: an audio window's tokens ``(layers, T, D)`` with each time step's frequency
+        patches averaged."""
+        steps, _ = self._audio_grid()
+        n_layers, t, d = tokens.shape
+        return tokens.float().view(n_layers, steps, t // steps, d).mean(2)
+
     def _embeddings(
         self,
-        tokens: torch.Tensor,
+        kept: dict[str, list],
+        mask: torch.Tensor,
         clip: _Windows,
-        mode: str,
         several_layers: bool,
-        pooled_only: bool,
         timestamps: bool,
         timestamp_hop_ms: float | None = None,
     ) -> Embeddings:
-        """Pooled over the tokens that hold signal (in float32, returned in the model's dtype)."""
-        mask = self._token_mask(clip, mode, tokens.shape[2])
-        weights = mask.to(tokens.device, torch.float32)[:, None, :, None]
-        pooled = ((tokens.float() * weights).sum(2) / weights.sum(2).clamp_min(1.0)).to(tokens.dtype)
+        """One clip's embeddings from what its windows kept: pooled over the tokens that hold signal (in float32,
+        returned in the model's dtype), its time steps' frames, and its tokens when asked for."""
+        pooled = torch.stack(kept["pooled"])  # (W, layers, D)
+        tokens = torch.stack(kept["tokens"]) if kept["tokens"] else None
         frames = frame_times = None
         if timestamps:
-            frames, frame_times = self._frame_embeddings(tokens, clip, timestamp_hop_ms)
+            frames, frame_times = self._frame_embeddings(torch.stack(kept["steps"]), clip, timestamp_hop_ms)
+            frames = frames.to(pooled.dtype)
             frames = frames if several_layers else frames[:, 0]
         if not several_layers:
-            pooled, tokens = pooled[:, 0], tokens[:, 0]
-        return Embeddings(pooled, None if pooled_only else tokens, clip.starts, mask, frames, frame_times)
+            pooled = pooled[:, 0]
+            tokens = None if tokens is None else tokens[:, 0]
+        return Embeddings(pooled, tokens, clip.starts, mask, frames, frame_times)
 
     def _frame_embeddings(
-        self, tokens: torch.Tensor, clip: _Windows, hop_ms: float | None
+        self, per_step: torch.Tensor, clip: _Windows, hop_ms: float | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, layers, D) audio frame embeddings and their times in seconds, none past the end of the audio.
 
@@ -465,8 +522,7 @@ class MJEPAModel(nn.Module):
         sit every ``hop_ms`` from ``hop_ms / 2`` to the end, interpolated linearly between the steps around them."""
         steps, _ = self._audio_grid()
         patch_time = self.audio_config.target_frames // steps
-        w, n_layers, t, d = tokens.shape
-        per_step = tokens.float().view(w, n_layers, steps, t // steps, d).mean(3)
+        w = per_step.shape[0]  # (W, layers, steps, D) float32
         step_s = self.audio_hop_ms / 1000.0
         frames, centres = [], []
         for index in range(w):
@@ -478,9 +534,9 @@ class MJEPAModel(nn.Module):
         if hop_ms is None:
             inside = centres <= duration + 1e-9
             inside[0] = True  # a clip shorter than half a step still gets its one frame
-            return frames[inside].to(tokens.dtype), centres[inside]
+            return frames[inside], centres[inside]
         times = _even_times(duration, hop_ms / 1000.0)
-        return _interpolate(frames, centres, times).to(tokens.dtype), times
+        return _interpolate(frames, centres, times), times
 
 
 def _even_times(duration: float, hop: float) -> torch.Tensor:
@@ -503,9 +559,12 @@ def _interpolate(values: torch.Tensor, at: torch.Tensor, times: torch.Tensor) ->
     return values[left] * (1 - weight.view(shape)) + values[right] * weight.view(shape)
 
 
-def _rows(tensor: torch.Tensor | None, start: int, stop: int, device, dtype) -> torch.Tensor | None:
-    """Rows ``start:stop`` of ``tensor`` on ``device`` in ``dtype`` (None stays None)."""
-    return None if tensor is None else tensor[start:stop].to(device, dtype)
+def _stack(windows: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(windows)
+
+
+def _to(tensor: torch.Tensor | None, device, dtype) -> torch.Tensor | None:
+    return None if tensor is None else tensor.to(device, dtype)
 
 
 def load(
