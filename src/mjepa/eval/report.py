@@ -25,6 +25,38 @@ def markdown_table(task: str, results: list[EncoderResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def grouped_scores(results: list[EncoderResult]) -> dict[str, dict[str, list[float]]]:
+    """Scores (%) per input modality, then per encoder, one per result (several when probe seeds were repeated)."""
+    groups: dict[str, dict[str, list[float]]] = {}
+    for r in results:
+        groups.setdefault(r.modality, {}).setdefault(r.encoder, []).append(100 * r.score)
+    return groups
+
+
+def _bar_chart(ax, results: list[EncoderResult]) -> None:
+    """One group of bars per input, one bar per encoder: the mean over its results, with the standard deviation
+    over probe seeds as an error bar where there are several."""
+    import statistics
+
+    groups = grouped_scores(results)
+    encoders = list(dict.fromkeys(r.encoder for r in results))
+    width = 0.8 / len(encoders)
+    palette = ["tab:blue", "tab:orange", "tab:gray", "tab:green", "tab:purple"]
+    for index, encoder in enumerate(encoders):
+        xs, means, errors = [], [], []
+        for position, modality in enumerate(groups):
+            values = groups[modality].get(encoder)
+            if values:
+                xs.append(position - 0.4 + width * (index + 0.5))
+                means.append(statistics.fmean(values))
+                errors.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+        ax.bar(xs, means, width, yerr=errors, capsize=3, label=encoder, color=palette[index % len(palette)])
+        for x, mean, error in zip(xs, means, errors):
+            ax.text(x, mean + error, f"{mean:.1f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(groups)), list(groups))
+    ax.legend(fontsize=8, loc="lower right")
+
+
 def write_results(out_dir: Path, task: str, header: dict, results: list[EncoderResult]) -> dict[str, Path]:
     import matplotlib
 
@@ -35,12 +67,9 @@ def write_results(out_dir: Path, task: str, header: dict, results: list[EncoderR
     paths = {"json": out_dir / "results.json", "markdown": out_dir / "results.md", "png": out_dir / "results.png"}
     paths["json"].write_text(json.dumps({**header, "results": [asdict(r) for r in results]}, indent=2))
     paths["markdown"].write_text(f"# {task}: frozen {header['protocol']} probe\n\n" + markdown_table(task, results))
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(results), 3.2))
-    names = [f"{r.encoder}\n{r.modality}" for r in results]
-    values = [100 * r.score for r in results]
-    ax.bar(names, values, color=["tab:blue" if r.encoder == "trained" else "tab:gray" for r in results])
-    for x, v in enumerate(values):
-        ax.text(x, v, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
+    modalities = list(dict.fromkeys(r.modality for r in results))
+    fig, ax = plt.subplots(figsize=(2.4 + 2.2 * len(modalities), 3.6))
+    _bar_chart(ax, results)
     ax.set_ylabel(METRIC_NAMES.get(results[0].metric, results[0].metric) + " (%)")
     ax.set_title(f"{task} ({header['protocol']} probe)")
     fig.tight_layout()
