@@ -130,3 +130,49 @@ def test_rejects_non_uint8_frames_and_bad_config():
     config = VideoTransformConfig(output_size=160, eval_short_side=182)
     assert VideoTransformConfig.from_dict(config.to_dict()) == config
     assert not math.isnan(train_video_transform(random_frames(3), config, torch.Generator().manual_seed(0)).sum())
+
+
+def test_uint8_crops_normalised_on_the_device_match_the_float_path():
+    from mjepa.data.preprocess.video_transforms import normalise_uint8_video
+
+    config = VideoTransformConfig(output_size=32)
+    frames = random_frames(3)
+    floats = train_video_transform(frames, config, torch.Generator().manual_seed(11))
+    small = train_video_transform(frames, config, torch.Generator().manual_seed(11), normalise=False)
+    assert small.dtype == torch.uint8 and small.shape == floats.shape
+    assert small.numel() * small.element_size() * 4 == floats.numel() * floats.element_size()  # a quarter the bytes
+    back = normalise_uint8_video(small.unsqueeze(0), config)[0]
+    assert back.dtype == torch.float32
+    # Rounding to 8 bits moves a pixel by at most half a level: 0.5 / 255 / std in normalised units.
+    assert float((back - floats).abs().max()) <= 0.5 / 255 / min(IMAGENET_STD) + 1e-6
+    assert normalise_uint8_video(floats, config) is floats  # float batches (synthetic data) pass through
+
+
+def test_the_training_loss_is_the_same_from_uint8_video():
+    from mjepa.config import MaskConfig
+    from mjepa.data.batch import Batch
+    from mjepa.data.preprocess.video_transforms import normalise_uint8_video
+    from mjepa.masks import MaskSampler
+    from mjepa.models.mjepa import MJEPA
+    from mjepa.objective import mjepa_objective
+    from mjepa.pretrain_config import load_pretrain_config
+
+    config = load_pretrain_config(
+        "tiny-cpu",
+        ["model.encoder.depth=2", "model.encoder.width=64", "model.encoder.num_heads=2", "model.predictor.depth=1"],
+    )
+    transform = VideoTransformConfig(output_size=config.data.image_size)
+    clips = [random_frames(seed, frames=config.data.num_frames, height=96, width=128) for seed in range(2)]
+    floats = torch.stack([train_video_transform(c, transform, torch.Generator().manual_seed(5)) for c in clips])
+    small = torch.stack(
+        [train_video_transform(c, transform, torch.Generator().manual_seed(5), normalise=False) for c in clips]
+    )
+    torch.manual_seed(0)
+    model = MJEPA(config.model).eval()
+    audio = torch.randn(2, config.data.audio_frames, config.data.mel_bins)
+    grids = config.token_grids()
+    masks = MaskSampler(MaskConfig(), grids[0], grids[1]).sample(2, seed=0)
+    with torch.no_grad():
+        reference = mjepa_objective(model, Batch(audio, floats), masks).loss
+        from_uint8 = mjepa_objective(model, Batch(audio, normalise_uint8_video(small, transform)), masks).loss
+    assert abs(float(from_uint8) - float(reference)) <= 1e-3 * abs(float(reference))

@@ -9,7 +9,8 @@ import torch
 
 @dataclass
 class Batch:
-    """One training batch. ``audio``: log-mel ``(B, time_frames, mel_bins)``; ``video``: ``(B, C, T, H, W)``."""
+    """One training batch. ``audio``: log-mel ``(B, time_frames, mel_bins)``; ``video``: ``(B, C, T, H, W)``,
+    normalised float, or uint8 crops on their way to the device (normalised there by the training loop)."""
 
     audio: torch.Tensor | None
     video: torch.Tensor | None

@@ -11,7 +11,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -22,6 +22,7 @@ from mjepa.data.batch import Batch
 from mjepa.data.loading.dataset import LoadedBatch, SkipLog
 from mjepa.data.manifests.manifest import check_manifest_opens
 from mjepa.data.preprocess.frontend import frontend_for
+from mjepa.data.preprocess.video_transforms import normalise_uint8_video
 from mjepa.distributed import DistributedContext, all_reduce_mean, any_rank, init_distributed, shutdown
 from mjepa.masks import masks_to
 from mjepa.models.mjepa import MJEPA
@@ -169,10 +170,14 @@ def device_micro_batches(trainer: Trainer, micro_batches: list[LoadedBatch]) -> 
     A micro-batch whose items were all skipped on some rank is left out on every rank, so the ranks run the same
     number of forward passes; agreeing on that is a host-side collective."""
     moved = []
+    video_config = frontend_for(trainer.config.data).video
     for loaded in micro_batches:
         if any_rank(loaded.batch is None):
             continue
-        moved.append((loaded.batch.to(trainer.device), masks_to(loaded.masks, trainer.device)))
+        batch = loaded.batch.to(trainer.device)
+        if batch.video is not None:  # uint8 crops from the loader: normalised here, on the device
+            batch = replace(batch, video=normalise_uint8_video(batch.video, video_config))
+        moved.append((batch, masks_to(loaded.masks, trainer.device)))
     return moved
 
 

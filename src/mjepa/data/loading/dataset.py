@@ -121,6 +121,7 @@ class AudioVisualDataset(Dataset):
         require_video: bool = True,
         missing_audio: str = "flag",
         decode_timeout_s: float | None = None,
+        uint8_video: bool = False,
     ) -> None:
         if missing_audio not in MISSING_AUDIO_CHOICES:
             raise ValueError(f"missing_audio={missing_audio!r} is not valid; expected one of {MISSING_AUDIO_CHOICES}")
@@ -134,6 +135,8 @@ class AudioVisualDataset(Dataset):
         self.clip, self.audio, self.video = clip, audio, video
         self.training, self.seed = training, seed
         self.require_video, self.missing_audio = require_video, missing_audio
+        # Training video as uint8 crops, normalised on the device (mjepa.train.loop): a quarter of the bytes.
+        self.uint8_video = uint8_video
         # Decoding in a helper process: a crash or a hang on one file skips that file (mjepa.data.media.isolation).
         self.runner = None if decode_timeout_s is None else IsolatedRunner(decode_timeout_s)
         self.epoch = 0
@@ -181,7 +184,7 @@ class AudioVisualDataset(Dataset):
         video = None
         if clip.has_video:
             if self.training:
-                video = train_video_transform(clip.frames, self.video, generator)
+                video = train_video_transform(clip.frames, self.video, generator, normalise=not self.uint8_video)
             else:
                 video = eval_video_transform(clip.frames, self.video)
         return audio, valid, video, clip.has_audio, clip.video_offset

@@ -126,9 +126,12 @@ def sample_crop_box(
 
 
 def train_video_transform(
-    frames: torch.Tensor, config: VideoTransformConfig, generator: torch.Generator
+    frames: torch.Tensor, config: VideoTransformConfig, generator: torch.Generator, normalise: bool = True
 ) -> torch.Tensor:
-    """Random resized crop + horizontal flip + normalisation: (T, H, W, 3) uint8 -> (3, T, S, S) float32."""
+    """Random resized crop + horizontal flip + normalisation: (T, H, W, 3) uint8 -> (3, T, S, S) float32.
+
+    ``normalise=False`` returns the crop as (3, T, S, S) uint8 (rounded): a quarter of the bytes to move from a
+    loader worker to the device, normalised there by :func:`normalise_uint8_video`."""
     _check_frames(frames)
     height, width = frames.shape[1], frames.shape[2]
     top, left, crop_height, crop_width = sample_crop_box(
@@ -139,7 +142,19 @@ def train_video_transform(
     resized = resize_frames(cropped, config.output_size, config.output_size)
     if float(torch.rand((), generator=generator)) < config.flip_probability:
         resized = resized.flip(-1)
+    if not normalise:
+        return resized.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 0, 2, 3).contiguous()
     return normalize_frames(resized, config.mean, config.std)
+
+
+def normalise_uint8_video(video: torch.Tensor, config: VideoTransformConfig) -> torch.Tensor:
+    """A batch of uint8 clips (B, 3, T, S, S) as the normalised float32 the model reads, computed where the batch
+    is (on the device, after a uint8 copy); float input is returned as it is."""
+    if video.dtype != torch.uint8:
+        return video
+    mean = torch.tensor(config.mean, dtype=torch.float32, device=video.device).view(1, 3, 1, 1, 1)
+    std = torch.tensor(config.std, dtype=torch.float32, device=video.device).view(1, 3, 1, 1, 1)
+    return (video.to(torch.float32).div_(255.0) - mean).div_(std)
 
 
 def resize_short_side(frames: torch.Tensor, short_side: int) -> torch.Tensor:
