@@ -131,3 +131,20 @@ def test_sources_label_their_files(tmp_path):
     with pytest.raises(ValueError, match="unknown open-audio source 'hedgehogs'"):
         resolve_sources(["hedgehogs"])
     assert resolve_sources(["asterisk-ru"], codec="gsm")[0].package == "asterisk-core-sounds-ru-gsm"
+
+
+def test_megaglest_sounds_are_labelled_by_event_and_faction(tmp_path):
+    from mjepa.data.open_audio.sources import megaglest_clips
+
+    tech = tmp_path / "usr/share/games/megaglest/techs/megapack"
+    for relative in (
+        "factions/norsemen/units/spearman/sounds/swordman_attack7.wav",
+        "factions/magic/units/daemon/sounds/daemon_die2.ogg",
+        "commondata/sounds/worker_harvest_wood3.wav",
+    ):
+        (tech / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tech / relative).write_bytes(b"")
+    clips = {c.value("sound"): c for c in megaglest_clips(tmp_path)}
+    assert clips["swordman_attack"].labels == ("attack",) and clips["swordman_attack"].value("faction") == "norsemen"
+    assert clips["daemon_die"].labels == ("die",) and clips["daemon_die"].value("faction") == "magic"
+    assert clips["worker_harvest_wood"].labels == () and clips["worker_harvest_wood"].value("faction") == "common"

@@ -96,6 +96,29 @@ def klettres_clips(root: Path) -> list[Clip]:
     return clips
 
 
+# -- MegaGlest's sound effects and unit voices, by faction --------------------------------------------------------
+MEGAGLEST_TECH = Path("usr/share/games/megaglest/techs/megapack")
+# The events most of its clips belong to: a unit's attack, death and hit sounds and its voiced replies when selected
+# or given an order ("ack"); the file name's last word says which (``swordman_attack7`` -> attack).
+MEGAGLEST_EVENTS = ("attack", "ack", "select", "die", "hit")
+
+
+def megaglest_clips(root: Path) -> list[Clip]:
+    clips = []
+    tech = root / MEGAGLEST_TECH
+    for path in sorted([*tech.rglob("*.wav"), *tech.rglob("*.ogg")]):
+        parts = path.relative_to(tech).parts
+        faction = parts[1] if parts[0] == "factions" else "common"
+        event = phrase_of(path.stem).rsplit("_", 1)[-1]
+        fields = [("faction", faction), ("sound", phrase_of(path.stem))]
+        labels: tuple[str, ...] = ()
+        if event in MEGAGLEST_EVENTS:
+            fields.append(("event", event))
+            labels = (event,)
+        clips.append(Clip(path, labels, tuple(fields)))
+    return clips
+
+
 # -- Asterisk's telephone prompts, incl. spoken digits ------------------------------------------------------------
 ASTERISK_SOUNDS = Path("usr/share/asterisk/sounds")
 ASTERISK_LANGUAGES = ("en", "es", "fr", "it", "ru")
@@ -164,6 +187,13 @@ SOURCES: dict[str, Source] = {
             "GPL-2+",
             "KLettres spoken letters and syllables in 20 languages",
             klettres_clips,
+        ),
+        Source(
+            "megaglest-sounds",
+            "megaglest-data",
+            "CC-BY-SA-3.0",
+            "MegaGlest sound effects and unit voices of 7 factions: attacks, deaths, hits, replies",
+            megaglest_clips,
         ),
         *(asterisk_source(language) for language in ASTERISK_LANGUAGES),
     )

@@ -55,6 +55,14 @@ TASK_RULES = {
             "which word is spoken, in languages never heard in training",
         ),
         TaskRule(
+            "megaglest-event",
+            ("megaglest-sounds",),
+            "event",
+            "faction",
+            "holdout",
+            "which event a game sound is (attack, death, hit, a unit's reply), on factions never heard in training",
+        ),
+        TaskRule(
             "spoken-digit",
             ("asterisk-",),
             "digit",
