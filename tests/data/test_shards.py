@@ -198,3 +198,29 @@ def test_an_object_store_url_reads_through_fsspec(packed):
         assert err.value.reason == "missing"
     finally:
         memory.rm("/bucket", recursive=True)
+
+
+def test_very_short_clips_packed_as_flac_read_back_whole(tmp_path):
+    """A FLAC member of a few frames has no seek table and refuses even a seek to its start; it is read from a fresh
+    open instead, whole, and from any start."""
+    import numpy as np
+    import soundfile
+
+    from mjepa.data.media.decode import decode_audio
+
+    lengths = (0.05, 0.1, 0.3, 1.0)
+    entries = []
+    for index, seconds in enumerate(lengths):
+        path = tmp_path / f"short{index}.wav"
+        samples = (0.1 * np.random.default_rng(index).standard_normal(int(16000 * seconds))).astype(np.float32)
+        soundfile.write(path, samples, 16000)
+        entries.append(ManifestEntry(str(path), labels=(f"clip{index}",)))
+    write_manifest(tmp_path / "short.jsonl", entries)
+    assert shard_main([str(tmp_path / "short.jsonl"), "--out", str(tmp_path / "shards")]) == 0
+    members = read_manifest(tmp_path / "shards")
+    assert len(members) == len(lengths)
+    for seconds, member in zip(lengths, members):
+        waveform, _ = decode_audio(member.path, sample_rate=16000)
+        assert waveform.numel() == int(16000 * seconds)
+        later, start = decode_audio(member.path, start=0.02, sample_rate=16000)
+        assert later.numel() == int(16000 * seconds) - 320 and abs(start - 0.02) < 1e-6

@@ -16,6 +16,7 @@ from mjepa.data.media.info import (
     TRUNCATION_TOLERANCE_S,
     MediaError,
     decode_failure,
+    open_media,
     raise_if_truncated,
 )
 
@@ -74,13 +75,21 @@ def mono_samples(frame) -> np.ndarray:
     return data.mean(axis=0, dtype=np.float32)
 
 
-def _seek(container, stream, seek_to: float) -> None:
+def _seek(container, stream, seek_to: float) -> bool:
+    """Seek to ``seek_to``; returns False when a seek back to the start was refused (then decoding goes on from where
+    the demuxer is, and :func:`iter_mono_frames` checks that this is the start)."""
     if seek_to > 0:
         container.seek(max(0, math.floor(seek_to / stream.time_base)), stream=stream, backward=True)
-    else:
+        return True
+    try:
         # Back to the file start through the container's default stream: a seek on an audio stream that has no
         # index entries (Matroska indexes only the video) can leave the demuxer where it was.
         container.seek(0, backward=True)
+    except av.error.FFmpegError:
+        # A short stream without an index (a FLAC of a few frames, as a shard member) refuses any seek, EPERM,
+        # even to where a freshly opened file already is.
+        return False
+    return True
 
 
 def iter_mono_frames(
@@ -92,8 +101,12 @@ def iter_mono_frames(
     MediaError."""
     resampler = av.AudioResampler(format="fltp", layout="mono", rate=sample_rate)
     packets = bad_packets = 0
+    reopened = None
     try:
-        _seek(container, stream, seek_to)
+        if not _seek(container, stream, seek_to):
+            # The stream refused to go back to its start: read it from a fresh open, which starts there.
+            reopened = open_media(path)
+            container, stream = reopened, reopened.streams.audio[stream.index - _first_audio_index(container)]
         for packet in container.demux(stream):
             packets += 1
             try:
@@ -114,6 +127,13 @@ def iter_mono_frames(
         yield None, _resampled(resampler, None)
     except av.error.FFmpegError as err:
         raise decode_failure(path, err, "in the audio stream") from None
+    finally:
+        if reopened is not None:
+            reopened.close()
+
+
+def _first_audio_index(container) -> int:
+    return container.streams.audio[0].index if container.streams.audio else 0
 
 
 def _resampled(resampler, frame) -> np.ndarray:
