@@ -51,3 +51,38 @@ def test_each_view_carries_where_its_window_starts_on_the_audio_axis(media):
     assert len(offsets) == 6
     assert offsets[:3] == [offsets[0]] * 3 and offsets[3:] == [offsets[3]] * 3  # the crops of a clip share it
     assert offsets[0] == 0.0 and offsets[3] > offsets[0]  # the audio starts with the file, the second clip later
+
+
+def _crash_on_crash_files(entry, *args):
+    import os
+    import signal
+
+    if os.path.basename(entry.path).startswith("crash"):
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return _DIRECT_DECODE(entry, *args)
+
+
+from mjepa.data.media import decode as _decode_module  # noqa: E402
+
+_DIRECT_DECODE = _decode_module._portable_decode
+
+
+def test_a_file_that_crashes_the_decoder_is_skipped_and_named_in_evaluation(media, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(_decode_module, "_portable_decode", _crash_on_crash_files)  # the helper inherits it
+    crash = tmp_path / "crash.mp4"
+    shutil.copy(media["mp4"], crash)
+    dataset = EvalDataset(
+        [ManifestEntry(str(crash)), ManifestEntry(str(media["mp4"]))],
+        ["a"],
+        CLIP,
+        AUDIO,
+        VIDEO,
+        ViewSpec(),
+        need_video=True,
+        need_audio=True,
+    )
+    skipped, item = dataset[0], dataset[1]
+    assert isinstance(skipped, SkippedItem) and skipped.reason == "crashed" and skipped.path == str(crash)
+    assert item.video.shape == (1, 3, 4, 32, 32)  # the evaluation goes on with the next file

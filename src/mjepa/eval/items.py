@@ -7,7 +7,9 @@
 - ``audio_windows`` > 1 cuts audio longer than one training window into consecutive windows whose tokens are
   *concatenated* into one long input for the probe (FSD50K clips last up to 30 s).
 
-Items that cannot be decoded are returned as ``SkippedItem`` and reported, never replaced.
+Items that cannot be decoded are returned as ``SkippedItem`` and reported, never replaced. Decoding runs in a helper
+process (:mod:`mjepa.data.media.isolation`), as in training: a file that crashes or hangs the decoder is skipped and
+named (``crashed`` / ``timeout``), never the end of the evaluation.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from torch.utils.data import Dataset
 
 from mjepa.data.loading.dataset import SkippedItem, multi_hot
 from mjepa.data.manifests.manifest import EntryTable, ManifestEntry
-from mjepa.data.media.decode import ClipSpec, MediaError, decode_entry
+from mjepa.data.media.decode import ClipSpec, MediaError, decode_entry, decode_entry_isolated
+from mjepa.data.media.isolation import IsolatedRunner
 from mjepa.data.preprocess.fbank import AudioFrontendConfig, fbank_for_config, fbank_windows
 from mjepa.data.preprocess.video_transforms import (
     VideoTransformConfig,
@@ -57,7 +60,14 @@ def audio_window_features(waveform: torch.Tensor | None, config: AudioFrontendCo
     return fbank_windows(fbank_for_config(waveform, config), config, count=windows)[0]
 
 
+# Decoding an evaluation item (several windows for multi-clip tasks) longer than this is a hang: the item is skipped.
+DEFAULT_DECODE_TIMEOUT_S = 300.0
+
+
 class EvalDataset(Dataset):
+    """Evaluation items: each manifest entry decoded once (and once per further temporal clip), in a helper process
+    (``decode_timeout_s``; None decodes in the calling process)."""
+
     def __init__(
         self,
         entries: list[ManifestEntry],
@@ -68,11 +78,18 @@ class EvalDataset(Dataset):
         views: ViewSpec,
         need_video: bool,
         need_audio: bool,
+        decode_timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S,
     ) -> None:
         self.entries = EntryTable(entries)  # shared by forked loader workers, not copied
         self.vocabulary = {label: i for i, label in enumerate(vocabulary)}
         self.clip, self.audio, self.video, self.views = clip, audio, video, views
         self.need_video, self.need_audio = need_video, need_audio
+        self.runner = None if decode_timeout_s is None else IsolatedRunner(decode_timeout_s)
+
+    def _decode(self, entry: ManifestEntry, **options):
+        if self.runner is None:
+            return decode_entry(entry, self.clip, **options)
+        return decode_entry_isolated(self.runner, entry, self.clip, **options)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -85,7 +102,7 @@ class EvalDataset(Dataset):
             starts = evenly_spaced_window_starts(first.duration, self.clip.window_duration, self.views.clips)
         out, offsets = [], []
         for start in starts:
-            clip = first if len(starts) == 1 else decode_entry(entry, self.clip, window_start=start, require_video=True)
+            clip = first if len(starts) == 1 else self._decode(entry, window_start=start, require_video=True)
             offset = 0.0 if first.audio_start is None else clip.segment_start + clip.window_start - first.audio_start
             if self.views.spatial_views > 1:
                 views = spatial_views(clip.frames, self.video, self.views.spatial_views).unbind(0)
@@ -99,9 +116,7 @@ class EvalDataset(Dataset):
         entry = self.entries[index]
         labels = multi_hot(entry.labels, self.vocabulary, f"manifest item {index} ({entry.path})")
         try:
-            first = decode_entry(
-                entry, self.clip, window_start=None, require_video=self.need_video, require_audio=self.need_audio
-            )
+            first = self._decode(entry, window_start=None, require_video=self.need_video, require_audio=self.need_audio)
             video = offsets = None
             if self.need_video:
                 frames, offsets = self._video_views(entry, first)
