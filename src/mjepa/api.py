@@ -27,9 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from mjepa.data.media.info import MediaError
 from mjepa.data.preprocess.fbank import AudioFrontendConfig, fbank_for_config, fbank_windows
 from mjepa.data.preprocess.video_transforms import VideoTransformConfig, eval_video_transform
-from mjepa.embedding_inputs import audio_clips, decode_video_file, path_list, video_clips
+from mjepa.embedding_inputs import VideoFile, audio_clips, decode_audio, path_list, video_clips
 from mjepa.models.encoder import MultimodalEncoder
 from mjepa.packaging import (
     PARTS,
@@ -113,13 +114,17 @@ class _AudioSource:
 
 @dataclass
 class _VideoSource:
-    """One clip's video model inputs, a window at a time: window ``i`` is the frames on screen at its times."""
+    """One clip's video model inputs, a window at a time: window ``i`` is the frames on screen at its times, taken
+    from frames in memory (``indices``) or decoded from a file for that window only (``starts``)."""
 
-    frames: torch.Tensor  # (time, height, width, 3) uint8
-    indices: list[torch.Tensor]  # per window, the frame index of each of its frames
+    frames: torch.Tensor | VideoFile  # (time, height, width, 3) uint8, or a file read by windows
+    indices: list[torch.Tensor] | None  # in memory: per window, the frame index of each of its frames
+    starts: list[float]
     config: VideoTransformConfig
 
     def window(self, index: int) -> torch.Tensor:
+        if isinstance(self.frames, VideoFile):
+            return eval_video_transform(self.frames.window(self.starts[index]), self.config)
         return eval_video_transform(self.frames[self.indices[index]], self.config)
 
 
@@ -310,19 +315,20 @@ class MJEPAModel(nn.Module):
         results = self._encode("V", windows, layer, encoder, batch_size, pooled, False)
         return results[0] if clips.single else results
 
-    def _video_source(self, frames: torch.Tensor, fps: float) -> tuple[_VideoSource, list[float]]:
+    def _video_source(self, frames: torch.Tensor | VideoFile, fps: float) -> tuple[_VideoSource, list[float]]:
         """The clip's video windows (the training clip length each, the last one repeating its last frame past the
         end) as a source that builds them one at a time, and their start times."""
-        duration = frames.shape[0] / fps
         window = self.clip.window_duration
+        duration = frames.duration if isinstance(frames, VideoFile) else frames.shape[0] / fps
         count = max(1, math.ceil(duration / window - 1e-9))
-        indices, starts = [], []
-        for w in range(count):
-            start = w * window
+        starts = [w * window for w in range(count)]
+        if isinstance(frames, VideoFile):
+            return _VideoSource(frames, None, starts, self.video_config), starts
+        indices = []
+        for start in starts:
             times = start + torch.arange(self.clip.num_frames) / self.clip.frames_per_second
             indices.append((times * fps).floor().long().clamp(max=frames.shape[0] - 1))
-            starts.append(start)
-        return _VideoSource(frames, indices, self.video_config), starts
+        return _VideoSource(frames, indices, starts, self.video_config), starts
 
     def _video_windows(self, frames: torch.Tensor, fps: float) -> _Windows:
         video, starts = self._video_source(frames, fps)
@@ -347,18 +353,19 @@ class MJEPAModel(nn.Module):
         (training used the full clip audio, so for clips up to that length this is the same input)."""
         paths = path_list(audio)
         if paths is not None:
-            decoded = [decode_video_file(p, self.clip, self.video_config.eval_short_side) for p in paths]
-            for path, (_, waveform) in zip(paths, decoded):
-                if waveform is None:
-                    raise ValueError(f"{path}: the file has no audio stream; use encode_video")
-            audio_input = [waveform.numpy() for _, waveform in decoded]
-            video_input = [frames for frames, _ in decoded]
+            # The video is read a window at a time; the sound of each file is decoded once.
+            video_clip_set = video_clips([str(p) for p in paths], None, self.clip, self.video_config.eval_short_side)
+            audio_input = []
+            for path in paths:
+                try:
+                    audio_input.append(decode_audio(path, sample_rate=self.clip.sample_rate)[0].numpy())
+                except MediaError as err:
+                    if err.reason == "no_audio_stream":
+                        raise ValueError(f"{path}: the file has no audio stream; use encode_video") from None
+                    raise
             single = len(paths) == 1 and not isinstance(audio, (list, tuple))
             audio_clip_set = audio_clips(
                 audio_input, self.clip.sample_rate, self.sample_rate, self.audio_config.frame_length_ms / 1000.0
-            )
-            video_clip_set = video_clips(
-                video_input, self.clip.frames_per_second, self.clip, self.video_config.eval_short_side
             )
         else:
             if video is None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +46,23 @@ class AudioClips:
     single: bool  # one clip was given (not a list or a batch): one result is returned
 
 
+@dataclass(frozen=True)
+class VideoFile:
+    """A video file to be read a window at a time (never decoded whole): its path, duration and how to decode it."""
+
+    path: str
+    duration: float
+    spec: ClipSpec  # the model's clip, decoded at the evaluation size
+
+    def window(self, start: float) -> torch.Tensor:
+        """``(num_frames, height, width, 3)`` uint8: the frames on screen from ``start`` seconds, at the clip's rate
+        (the last one repeated past the end of the file)."""
+        return decode_clip(self.path, self.spec, window_start=start, require_video=True).frames
+
+
 @dataclass
 class VideoClips:
-    frames: list[torch.Tensor]  # (time, height, width, 3) uint8
+    frames: list[torch.Tensor | VideoFile]  # (time, height, width, 3) uint8 in memory, or a file read by windows
     fps: float
     single: bool
 
@@ -180,6 +194,13 @@ def _check_frames(frames: torch.Tensor, where: str) -> torch.Tensor:
     return frames
 
 
+def video_file(path, spec: ClipSpec, short_side: int) -> VideoFile:
+    """A video file, probed (its first window decoded, which checks it has video), to be read window by window."""
+    first = decode_clip(path, spec, window_start=0.0, require_video=True)
+    duration = first.duration or spec.window_duration
+    return VideoFile(str(path), float(duration), replace(spec, short_side=short_side))
+
+
 def decode_video_file(path, spec: ClipSpec, short_side: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The whole file's frames at ``spec.frames_per_second`` (short side ``short_side``) and its audio (None when
     it has none)."""
@@ -204,8 +225,7 @@ def video_clips(video, fps: float | None, spec: ClipSpec, short_side: int) -> Vi
     if any(_is_path(item) for item in items):
         if not all(_is_path(item) for item in items):
             raise ValueError("give either file paths or frames, not a mix of both")
-        frames = [decode_video_file(item, spec, short_side)[0] for item in items]
-        return VideoClips(frames, spec.frames_per_second, single)
+        return VideoClips([video_file(item, spec, short_side) for item in items], spec.frames_per_second, single)
     if fps is None:
         raise ValueError("fps is needed for frames (it is read from the file for paths)")
     return VideoClips(
