@@ -52,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser(
         "suite",
-        help="a model's audio features on the open-audio tasks (real speech, split by voice or language) vs "
-        "random init and log-mel statistics, linear and attentive probes",
+        help="a model's audio features on the open-audio tasks (real speech and game sounds, split by voice, "
+        "language or faction) vs random init and log-mel statistics, linear and attentive probes",
         add_help=False,
     )
     sub.add_parser(
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     data = sub.add_parser(
-        "data", help="data tools: import, validate and shard manifests, fbank statistics, built-in AtariAV data"
+        "data", help="data tools: import, validate and shard manifests, fbank statistics, AtariAV and open-audio data"
     )
     data_sub = data.add_subparsers(dest="data_command", required=True)
     # The tools parse their own arguments; these entries only make them show up in --help.
