@@ -54,6 +54,14 @@ def check_finite(path: str, samples: np.ndarray) -> None:
 MAX_BAD_PACKET_SHARE = 0.05
 _BAD_PACKET_FLOOR = 2  # so one bad packet in a short span is tolerated too
 
+_SAMPLE_DTYPES = {
+    "u8": np.uint8,
+    "s16": np.int16,
+    "s32": np.int32,
+    "s64": np.int64,
+    "flt": np.float32,
+    "dbl": np.float64,
+}
 _INTEGER_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0, "s64": 9223372036854775808.0}
 
 
@@ -62,11 +70,17 @@ def mono_samples(frame) -> np.ndarray:
 
     Averaging here, before resampling, keeps FFmpeg's resampler on one channel whatever the file's layout (its
     rematrixing of 8 and more channels is where decoding crashed) and avoids FFmpeg's downmix scaling."""
-    data = frame.to_ndarray()
     channels = max(1, len(frame.layout.channels))
     name = frame.format.name.rstrip("p")
-    if not frame.format.is_planar:
-        data = data.reshape(-1, channels).T
+    if frame.format.is_planar:
+        # One plane per channel, read by hand: PyAV's to_ndarray counts one plane too many for 8-channel planar
+        # frames (7.1 AAC, Vorbis) and reads past the last, which crashed the process.
+        dtype = _SAMPLE_DTYPES[name]
+        data = np.stack(
+            [np.frombuffer(memoryview(plane), dtype=dtype)[: frame.samples] for plane in frame.planes[:channels]]
+        )
+    else:
+        data = frame.to_ndarray().reshape(-1, channels).T
     data = data.astype(np.float32)
     if name == "u8":
         data = (data - 128.0) / _INTEGER_SCALE["u8"]

@@ -1,0 +1,62 @@
+"""Audio of any channel count decodes: every layout up to 7.1 and beyond, averaged to mono, never a crash."""
+
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+
+DECODE = """
+import sys
+from mjepa.data.media.decode import decode_audio
+waveform, _ = decode_audio(sys.argv[1], sample_rate=48000)
+print(waveform.numel(), float(waveform.mean()), float(waveform.abs().max()))
+"""
+
+
+def _write(path, codec: str, container: str, layout: str, seconds: float = 1.0, rate: int = 48000) -> np.ndarray:
+    """A clip whose channel k holds the constant 0.01 * (k + 1) plus a little noise; returns the expected mono mean."""
+    channels = len(av.AudioLayout(layout).channels)
+    count = int(rate * seconds)
+    levels = 0.01 * (np.arange(channels) + 1)
+    noise = 0.001 * np.random.default_rng(channels).standard_normal((count, channels))
+    data = (levels + noise).astype(np.float32)
+    sample_format = "s32" if codec.startswith("pcm_s32") or codec.startswith("pcm_s24") else "flt"
+    with av.open(str(path), "w", format=container) as output:
+        stream = output.add_stream(codec, rate=rate, layout=layout)
+        for start in range(0, count, 1024):
+            chunk = np.ascontiguousarray(data[start : start + 1024]).reshape(1, -1)
+            if sample_format == "s32":
+                chunk = (chunk * 2**31).astype(np.int32)
+            frame = av.AudioFrame.from_ndarray(chunk, format=sample_format, layout=layout)
+            frame.sample_rate, frame.pts = rate, start
+            for packet in stream.encode(frame):
+                output.mux(packet)
+        for packet in stream.encode():
+            output.mux(packet)
+    return float(levels.mean())
+
+
+@pytest.mark.parametrize(
+    "codec,container,layout",
+    [
+        ("aac", "matroska", "mono"),
+        ("aac", "matroska", "stereo"),
+        ("aac", "matroska", "5.1"),
+        ("aac", "matroska", "7.1"),
+        ("aac", "mov", "7.1"),
+        ("pcm_s24le", "mov", "7.1"),
+        ("pcm_s32le", "matroska", "hexadecagonal"),  # 16 channels
+    ],
+    ids=lambda value: str(value),
+)
+def test_every_channel_layout_decodes_to_the_channels_mean(tmp_path, codec, container, layout):
+    path = tmp_path / f"clip.{'mov' if container == 'mov' else 'mkv'}"
+    expected = _write(path, codec, container, layout)
+    # In a child process: a decoder crash would end it, not the test run.
+    done = subprocess.run([sys.executable, "-c", DECODE, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"the decoder died ({done.returncode}): {done.stderr[-300:]}"
+    samples, mean, peak = done.stdout.split()
+    assert abs(int(samples) - 48000) < 2100  # AAC adds up to two frames of priming
+    assert abs(float(mean) - expected) < 0.003 and float(peak) < 1.0
