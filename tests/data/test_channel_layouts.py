@@ -60,3 +60,19 @@ def test_every_channel_layout_decodes_to_the_channels_mean(tmp_path, codec, cont
     samples, mean, peak = done.stdout.split()
     assert abs(int(samples) - 48000) < 2100  # AAC adds up to two frames of priming
     assert abs(float(mean) - expected) < 0.003 and float(peak) < 1.0
+
+
+def test_64_bit_integer_pcm_decodes(tmp_path):
+    import struct
+
+    rate = 16000
+    samples = (0.25 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate) * 2**63).astype(np.int64)
+    header = b"RIFF" + struct.pack("<I", 36 + samples.nbytes) + b"WAVE"
+    header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 8, 8, 64) + b"data"
+    (tmp_path / "pcm64.wav").write_bytes(header + struct.pack("<I", samples.nbytes) + samples.tobytes())
+    done = subprocess.run(
+        [sys.executable, "-c", DECODE, str(tmp_path / "pcm64.wav")], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-300:]
+    count, _, peak = done.stdout.split()
+    assert int(count) == 48000 and abs(float(peak) - 0.25) < 0.01  # resampled to 48 kHz by the probe

@@ -72,15 +72,16 @@ def mono_samples(frame) -> np.ndarray:
     rematrixing of 8 and more channels is where decoding crashed) and avoids FFmpeg's downmix scaling."""
     channels = max(1, len(frame.layout.channels))
     name = frame.format.name.rstrip("p")
+    # The samples are read from the frame's planes by hand, for every format: PyAV's to_ndarray counts one plane too
+    # many for 8-channel planar frames (7.1 AAC, Vorbis) and reads past the last, which crashed the process, and it
+    # does not convert 64-bit integer PCM at all.
+    dtype = _SAMPLE_DTYPES[name]
     if frame.format.is_planar:
-        # One plane per channel, read by hand: PyAV's to_ndarray counts one plane too many for 8-channel planar
-        # frames (7.1 AAC, Vorbis) and reads past the last, which crashed the process.
-        dtype = _SAMPLE_DTYPES[name]
-        data = np.stack(
-            [np.frombuffer(memoryview(plane), dtype=dtype)[: frame.samples] for plane in frame.planes[:channels]]
-        )
+        planes = [np.frombuffer(memoryview(plane), dtype=dtype)[: frame.samples] for plane in frame.planes[:channels]]
+        data = np.stack(planes)
     else:
-        data = frame.to_ndarray().reshape(-1, channels).T
+        interleaved = np.frombuffer(memoryview(frame.planes[0]), dtype=dtype)[: frame.samples * channels]
+        data = interleaved.reshape(-1, channels).T
     data = data.astype(np.float32)
     if name == "u8":
         data = (data - 128.0) / _INTEGER_SCALE["u8"]
