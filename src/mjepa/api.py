@@ -20,7 +20,7 @@ frequency patches into one frame embedding, stamped at the centre of its span.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +28,8 @@ import torch
 from torch import nn
 
 from mjepa.data.media.info import MediaError
-from mjepa.data.preprocess.fbank import AudioFrontendConfig, fbank_for_config, fbank_windows
-from mjepa.data.preprocess.video_transforms import VideoTransformConfig, eval_video_transform
 from mjepa.embedding_inputs import VideoFile, audio_clips, decode_audio, path_list, video_clips
+from mjepa.embedding_windows import AudioSource, ClipWindows, VideoSource, resample
 from mjepa.models.encoder import MultimodalEncoder
 from mjepa.packaging import (
     PARTS,
@@ -63,88 +62,6 @@ class Embeddings:
         weights = (counts / counts.sum().clamp_min(1.0)).to(self.pooled.device)
         weights = weights.view(-1, *([1] * (self.pooled.dim() - 1)))
         return (self.pooled.float() * weights).sum(0).to(self.pooled.dtype)
-
-
-def resample(waveform: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray:
-    """Band-limited resampling with FFmpeg's resampler (through PyAV), mono float32."""
-    if sample_rate == target_rate:
-        return waveform.astype(np.float32)
-    import av
-
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=target_rate)
-    frame = av.AudioFrame.from_ndarray(waveform.astype(np.float32)[None, :], format="flt", layout="mono")
-    frame.sample_rate = sample_rate
-    chunks = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-    chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-
-
-class _AudioSource:
-    """One clip's audio model inputs, a window at a time: each window's log-mel is computed from the samples it
-    covers only, so memory does not grow with the clip's length. The result equals cutting the whole clip's log-mel
-    (its frames depend only on their own samples once the clip's mean is removed, which is done here once)."""
-
-    def __init__(self, waveform: np.ndarray, config: AudioFrontendConfig, start_frames: list[int] | None = None):
-        mono = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
-        if config.subtract_waveform_mean:
-            mono = mono - mono.mean()
-        self.waveform = mono
-        self.config = replace(config, subtract_waveform_mean=False)
-        self.shift = int(round(config.sample_rate * config.frame_shift_ms / 1000.0))
-        self.length = int(round(config.sample_rate * config.frame_length_ms / 1000.0))
-        total = 1 + (mono.numel() - self.length) // self.shift if mono.numel() >= self.length else 0
-        if start_frames is None:
-            count = max(1, math.ceil(total / config.target_frames))
-            start_frames = [i * config.target_frames for i in range(count)]
-        self.start_frames = start_frames
-        self.valid_frames = torch.tensor(
-            [min(max(total - start, 0), config.target_frames) for start in start_frames], dtype=torch.long
-        )
-
-    def window(self, index: int) -> torch.Tensor:
-        """``(target_frames, bins)``: window ``index``'s normalised log-mel, padded past the end of the audio."""
-        first = self.start_frames[index] * self.shift
-        chunk = self.waveform[first : first + (self.config.target_frames - 1) * self.shift + self.length]
-        if chunk.numel() >= self.length:
-            fbank = fbank_for_config(chunk, self.config)
-        else:
-            fbank = torch.zeros(0, self.config.num_mel_bins)
-        return fbank_windows(fbank, self.config, count=1)[0][0]
-
-
-@dataclass
-class _VideoSource:
-    """One clip's video model inputs, a window at a time: window ``i`` is the frames on screen at its times, taken
-    from frames in memory (``indices``) or decoded from a file for that window only (``starts``)."""
-
-    frames: torch.Tensor | VideoFile  # (time, height, width, 3) uint8, or a file read by windows
-    indices: list[torch.Tensor] | None  # in memory: per window, the frame index of each of its frames
-    starts: list[float]
-    config: VideoTransformConfig
-
-    def window(self, index: int) -> torch.Tensor:
-        if isinstance(self.frames, VideoFile):
-            return eval_video_transform(self.frames.window(self.starts[index]), self.config)
-        return eval_video_transform(self.frames[self.indices[index]], self.config)
-
-
-@dataclass
-class _Windows:
-    """Model inputs of one clip, built a window at a time, and what is needed to turn its tokens back into its
-    embeddings."""
-
-    starts: list[float]  # seconds
-    audio: _AudioSource | None = None
-    video: _VideoSource | None = None
-    duration: float | None = None  # seconds of audio the clip holds (audio only)
-
-    @property
-    def count(self) -> int:
-        return len(self.starts)
-
-    @property
-    def valid_frames(self) -> torch.Tensor | None:  # (W,) fbank frames holding audio
-        return None if self.audio is None else self.audio.valid_frames
 
 
 class MJEPAModel(nn.Module):
@@ -289,13 +206,13 @@ class MJEPAModel(nn.Module):
 
     def _audio_source(self, waveform: np.ndarray, sample_rate: int, start_frames: list[int] | None = None):
         mono = resample(waveform, int(sample_rate), self.audio_config.sample_rate)
-        return _AudioSource(mono, self.audio_config, start_frames)
+        return AudioSource(mono, self.audio_config, start_frames)
 
-    def _audio_windows(self, waveform: np.ndarray, sample_rate: int) -> _Windows:
+    def _audio_windows(self, waveform: np.ndarray, sample_rate: int) -> ClipWindows:
         cfg = self.audio_config
         source = self._audio_source(waveform, sample_rate)
         starts = [start * cfg.frame_shift_ms / 1000.0 for start in source.start_frames]
-        return _Windows(starts, audio=source, duration=len(waveform) / sample_rate)
+        return ClipWindows(starts, audio=source, duration=len(waveform) / sample_rate)
 
     # -- video -----------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -315,7 +232,7 @@ class MJEPAModel(nn.Module):
         results = self._encode("V", windows, layer, encoder, batch_size, pooled, False)
         return results[0] if clips.single else results
 
-    def _video_source(self, frames: torch.Tensor | VideoFile, fps: float) -> tuple[_VideoSource, list[float]]:
+    def _video_source(self, frames: torch.Tensor | VideoFile, fps: float) -> tuple[VideoSource, list[float]]:
         """The clip's video windows (the training clip length each, the last one repeating its last frame past the
         end) as a source that builds them one at a time, and their start times."""
         window = self.clip.window_duration
@@ -323,16 +240,16 @@ class MJEPAModel(nn.Module):
         count = max(1, math.ceil(duration / window - 1e-9))
         starts = [w * window for w in range(count)]
         if isinstance(frames, VideoFile):
-            return _VideoSource(frames, None, starts, self.video_config), starts
+            return VideoSource(frames, None, starts, self.video_config), starts
         indices = []
         for start in starts:
             times = start + torch.arange(self.clip.num_frames) / self.clip.frames_per_second
             indices.append((times * fps).floor().long().clamp(max=frames.shape[0] - 1))
-        return _VideoSource(frames, indices, starts, self.video_config), starts
+        return VideoSource(frames, indices, starts, self.video_config), starts
 
-    def _video_windows(self, frames: torch.Tensor, fps: float) -> _Windows:
+    def _video_windows(self, frames: torch.Tensor, fps: float) -> ClipWindows:
         video, starts = self._video_source(frames, fps)
-        return _Windows(starts, video=video)
+        return ClipWindows(starts, video=video)
 
     # -- audio-visual ----------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -386,11 +303,11 @@ class MJEPAModel(nn.Module):
         results = self._encode("AV", windows, layer, encoder, batch_size, pooled, False)
         return results[0] if single else results
 
-    def _av_windows(self, waveform: np.ndarray, sample_rate: int, frames: torch.Tensor, fps: float) -> _Windows:
+    def _av_windows(self, waveform: np.ndarray, sample_rate: int, frames: torch.Tensor, fps: float) -> ClipWindows:
         video, starts = self._video_source(frames, fps)
         frames_per_second = 1000.0 / self.audio_config.frame_shift_ms
         start_frames = [int(round(start * frames_per_second)) for start in starts]
-        return _Windows(starts, audio=self._audio_source(waveform, sample_rate, start_frames), video=video)
+        return ClipWindows(starts, audio=self._audio_source(waveform, sample_rate, start_frames), video=video)
 
     # -- shared ----------------------------------------------------------------------------------------------
     def _layers(self, layer: int | list[int]) -> list[int]:
@@ -416,7 +333,7 @@ class MJEPAModel(nn.Module):
     def _encode(
         self,
         mode: str,
-        clips: list[_Windows],
+        clips: list[ClipWindows],
         layer,
         encoder: str,
         batch_size: int,
@@ -465,7 +382,7 @@ class MJEPAModel(nn.Module):
         by_block = dict(zip(blocks, out.layers))
         return torch.stack([out.tokens if value == last else by_block[value] for value in layers], dim=1)
 
-    def _token_mask(self, clip: _Windows, mode: str, num_tokens: int) -> torch.Tensor:
+    def _token_mask(self, clip: ClipWindows, mode: str, num_tokens: int) -> torch.Tensor:
         if clip.valid_frames is None:
             return torch.ones(clip.count, num_tokens, dtype=torch.bool)
         audio_tokens = self._audio_tokens()
@@ -500,7 +417,7 @@ class MJEPAModel(nn.Module):
         self,
         kept: dict[str, list],
         mask: torch.Tensor,
-        clip: _Windows,
+        clip: ClipWindows,
         several_layers: bool,
         timestamps: bool,
         timestamp_hop_ms: float | None = None,
@@ -520,7 +437,7 @@ class MJEPAModel(nn.Module):
         return Embeddings(pooled, tokens, clip.starts, mask, frames, frame_times)
 
     def _frame_embeddings(
-        self, per_step: torch.Tensor, clip: _Windows, hop_ms: float | None
+        self, per_step: torch.Tensor, clip: ClipWindows, hop_ms: float | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, layers, D) audio frame embeddings and their times in seconds, none past the end of the audio.
 

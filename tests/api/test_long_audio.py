@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from mjepa.api import _AudioSource
 from mjepa.data.preprocess.fbank import AudioFrontendConfig, fbank_for_config, fbank_windows
+from mjepa.embedding_windows import AudioSource
 
 CHILD = """
 import json, sys
@@ -31,7 +31,7 @@ def test_windows_built_one_at_a_time_equal_the_whole_clip_cut():
     config = AudioFrontendConfig(target_frames=384)
     waveform = np.random.default_rng(1).standard_normal(16000 * 25).astype(np.float32) * 0.2 + 0.05  # with a DC
     whole, valid = fbank_windows(fbank_for_config(torch.from_numpy(waveform), config), config)
-    source = _AudioSource(waveform, config)
+    source = AudioSource(waveform, config)
     assert torch.equal(source.valid_frames, valid) and len(source.start_frames) == whole.shape[0] == 7
     for index in range(whole.shape[0]):
         assert torch.allclose(source.window(index), whole[index], atol=1e-4)
