@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
-import signal
 import sys
 import traceback
 from collections.abc import Iterator
@@ -23,18 +23,7 @@ from mjepa.distributed import DistributedContext, barrier
 from mjepa.masks import MaskSampler, stack_sample_masks
 from mjepa.pretrain_config import DataConfig, PretrainConfig
 from mjepa.terms import active_modes
-
-
-def init_training_worker(worker_id: int, seed: int, rank: int) -> None:
-    """``worker_init_fn`` of the training loader: seed the worker, and let it outlive the preemption signals.
-
-    SLURM (preemption, ``scancel``, the time limit) signals every process of a job, loader workers included. A
-    worker that dies of SIGTERM makes the DataLoader raise in the main process, mid-step, before the main process
-    writes the checkpoint its own SIGTERM handler asked for. So workers ignore SIGTERM and SIGUSR1; they leave when
-    the main process shuts the loader down, or when it dies (PyTorch's workers watch their parent)."""
-    for sig in (signal.SIGTERM, signal.SIGUSR1):
-        signal.signal(sig, signal.SIG_IGN)
-    seed_worker(worker_id, seed, rank)
+from mjepa.train.loader_workers import LoaderWorkers, TrainStream
 
 
 def _atari_manifest(data: DataConfig, ctx: DistributedContext) -> tuple[list[ManifestEntry], list[str]]:
@@ -128,7 +117,7 @@ def quiet_fd_sharing_errors() -> None:
 
 def build_train_stream(
     config: PretrainConfig, ctx: DistributedContext, start_step: int, pin_memory: bool = False
-) -> Iterator[LoadedBatch]:
+) -> TrainStream:
     """This rank's micro-batches from ``start_step`` on, in order: ``run.grad_accumulation`` per step, each with
     its masks. ``pin_memory`` (for a CUDA device) lets the step's host-to-device copies run asynchronously."""
     data, run = config.data, config.run
@@ -168,65 +157,22 @@ def build_train_stream(
         run.steps,
         weights,
     )
+    workers = None
     if data.num_workers > 0:
         quiet_fd_sharing_errors()
+        workers = LoaderWorkers(data.num_workers, multiprocessing.get_context())  # the DataLoader's default context
+    seed_fn = functools.partial(seed_worker, seed=run.seed, rank=ctx.rank)
     loader = DataLoader(
         dataset,
         batch_sampler=sampler,
         num_workers=data.num_workers,
         collate_fn=MaskingCollate(training_mask_sampler(config), run.seed, run.batch_size),
-        worker_init_fn=functools.partial(init_training_worker, seed=run.seed, rank=ctx.rank),
+        worker_init_fn=workers.worker_init_fn(seed_fn) if workers is not None else None,
         persistent_workers=data.num_workers > 0,
         prefetch_factor=4 if data.num_workers > 0 else None,
         pin_memory=pin_memory,
     )
-    return iter(loader)
-
-
-def stop_loader_workers(stream: Iterator[LoadedBatch], failed: bool) -> None:
-    """End the training loader's worker processes now.
-
-    Training workers ignore SIGTERM (:func:`init_training_worker`), which is also how the loader's own shutdown and
-    Python's exit handler end workers that do not leave: after a failure in the main process (a full disk, a dead
-    peer rank) they would wait on such workers forever. So after a failure the workers are killed (SIGKILL) and the
-    loader's queues are closed without its orderly shutdown, whose locks a killed worker may have been holding.
-    After a normal end they get the orderly shutdown, with SIGKILL for any that is still there."""
-    workers = list(getattr(stream, "_workers", []))
-    if getattr(stream, "_worker_pids_set", False):
-        # Stop the loader's SIGCHLD watch first: it raises in this process for every worker that dies, killed ones
-        # included, which would interrupt this very shutdown.
-        from torch.utils.data._utils import signal_handling
-
-        signal_handling._remove_worker_pids(id(stream))
-        stream._worker_pids_set = False
-    if not failed:
-        shutdown = getattr(stream, "_shutdown_workers", None)
-        if shutdown is not None:
-            shutdown()
-        _kill(workers)
-        return
-    _kill(workers)
-    if hasattr(stream, "_shutdown"):
-        stream._shutdown = True  # the iterator's own clean-up would wait on those locks
-    queues = [*getattr(stream, "_index_queues", []), getattr(stream, "_worker_result_queue", None)]
-    for queue in queues:
-        if queue is not None:
-            queue.cancel_join_thread()
-            queue.close()
-    done, thread = getattr(stream, "_pin_memory_thread_done_event", None), getattr(stream, "_pin_memory_thread", None)
-    if done is not None and thread is not None:
-        done.set()  # a thread event, not a process lock
-        thread.join(timeout=10)
-
-
-def _kill(workers) -> None:
-    for worker in workers:
-        if worker.is_alive():
-            try:
-                os.kill(worker.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        worker.join(timeout=5)
+    return TrainStream(loader, workers)
 
 
 @contextmanager
@@ -237,7 +183,5 @@ def train_stream(
     stream = build_train_stream(config, ctx, start_step, pin_memory)
     try:
         yield stream
-    except BaseException:
-        stop_loader_workers(stream, failed=True)
-        raise
-    stop_loader_workers(stream, failed=False)
+    finally:
+        stream.close()
