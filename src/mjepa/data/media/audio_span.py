@@ -18,6 +18,7 @@ from mjepa.data.media.info import (
     decode_failure,
     open_media,
     raise_if_truncated,
+    time_origin,
 )
 
 # Audio seeks land on a packet boundary; starting a little earlier guarantees the first sample is covered.
@@ -90,12 +91,14 @@ def mono_samples(frame) -> np.ndarray:
     return data.mean(axis=0, dtype=np.float32)
 
 
-def _seek(container, stream, seek_to: float) -> bool:
-    """Seek to ``seek_to``; returns False when a seek back to the start was refused (then decoding goes on from where
-    the demuxer is, and :func:`iter_mono_frames` checks that this is the start)."""
+def _seek(container, stream, seek_to: float, origin: float) -> bool:
+    """Seek to ``seek_to`` seconds after the file's time ``origin``; returns False when a seek back to the start was
+    refused or cannot be expressed (then the caller reads the file from a fresh open, which starts there)."""
     if seek_to > 0:
-        container.seek(max(0, math.floor(seek_to / stream.time_base)), stream=stream, backward=True)
+        container.seek(math.floor((seek_to + origin) / stream.time_base), stream=stream, backward=True)
         return True
+    if origin != 0.0:
+        return False  # timestamps that FFmpeg unwrapped to negative values: a fresh open is the sure way back
     try:
         # Back to the file start through the container's default stream: a seek on an audio stream that has no
         # index entries (Matroska indexes only the video) can leave the demuxer where it was.
@@ -117,9 +120,10 @@ def iter_mono_frames(
     resampler = av.AudioResampler(format="fltp", layout="mono", rate=sample_rate)
     packets = bad_packets = 0
     reopened = None
+    origin = time_origin(container)
     try:
-        if not _seek(container, stream, seek_to):
-            # The stream refused to go back to its start: read it from a fresh open, which starts there.
+        if not _seek(container, stream, seek_to, origin):
+            # The stream refused to go back to its start (or cannot be sent there): read it from a fresh open.
             reopened = open_media(path)
             container, stream = reopened, reopened.streams.audio[stream.index - _first_audio_index(container)]
         for packet in container.demux(stream):
@@ -133,12 +137,13 @@ def iter_mono_frames(
                     raise decode_failure(path, err, detail) from None
                 continue
             for frame in frames:
-                if end is not None and frame.time is not None and frame.time >= end:
+                time = None if frame.time is None else frame.time - origin
+                if end is not None and time is not None and time >= end:
                     yield None, _resampled(resampler, None)
                     return
                 mono = av.AudioFrame.from_ndarray(mono_samples(frame)[None, :], format="fltp", layout="mono")
                 mono.sample_rate = frame.sample_rate
-                yield frame.time, _resampled(resampler, mono)
+                yield time, _resampled(resampler, mono)
         yield None, _resampled(resampler, None)
     except av.error.FFmpegError as err:
         raise decode_failure(path, err, "in the audio stream") from None

@@ -255,6 +255,22 @@ def seconds(value: int | None, time_base) -> float | None:
     return float(value * time_base)
 
 
+# Files whose timestamps start this far from zero are read with times counted from their first timestamp (what
+# FFmpeg's own tools do with -ss): an MPEG-TS capture's clock starts anywhere in its 26.5-hour cycle, and one that
+# wraps past 2^33 inside the file starts at a negative time once FFmpeg has unwrapped it. Smaller offsets (encoder
+# delay, edit lists) stay as the file declares them, which keeps its audio and video aligned as authored.
+TIME_ORIGIN_MIN_S = 1.0
+
+
+def time_origin(container) -> float:
+    """The file time that counts as 0 s: the container's first timestamp when it is at least ``TIME_ORIGIN_MIN_S``
+    from zero, else 0."""
+    if container.start_time is None:
+        return 0.0
+    start = container.start_time / av.time_base
+    return start if abs(start) >= TIME_ORIGIN_MIN_S else 0.0
+
+
 def container_duration(container) -> float | None:
     if container.duration is None:
         return None
@@ -299,8 +315,12 @@ def raise_if_truncated(path: str, container, stream, decoded_end: float, kind: s
     A stream-level duration (MP4, AVI, WAV, FLAC) is trusted on its own. A container-level one (Matroska, WebM)
     covers the longest stream, so a legitimately shorter stream would match it; there the structural check of
     :func:`find_truncation` must confirm it."""
+    # ``decoded_end`` counts from the file's time origin; declared durations count from the stream's or the
+    # container's own first timestamp.
+    origin = time_origin(container)
     stream_end = seconds(stream.duration, stream.time_base)
     if stream_end is not None:
+        stream_end += (seconds(stream.start_time, stream.time_base) or 0.0) - origin
         if decoded_end + TRUNCATION_TOLERANCE_S < stream_end:
             detail = truncation_or_none(path) or (
                 f"{kind} stops at {decoded_end:.3f} s but the stream declares {stream_end:.3f} s"
@@ -308,6 +328,8 @@ def raise_if_truncated(path: str, container, stream, decoded_end: float, kind: s
             raise MediaError(path, "truncated", detail)
         return
     end_of_container = container_duration(container)
+    if end_of_container is not None and container.start_time is not None:
+        end_of_container += container.start_time / av.time_base - origin
     if end_of_container is not None and decoded_end + TRUNCATION_TOLERANCE_S < end_of_container:
         detail = truncation_or_none(path)
         if detail is not None:

@@ -11,7 +11,7 @@ import av
 import numpy as np
 import torch
 
-from mjepa.data.media.info import TIME_EPSILON_S, MediaError, decode_failure, raise_if_truncated
+from mjepa.data.media.info import TIME_EPSILON_S, MediaError, decode_failure, raise_if_truncated, time_origin
 
 # A frame together with its file time in seconds.
 TimedFrame = tuple[av.VideoFrame, float]
@@ -47,14 +47,20 @@ def _frame_rgb(frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
     return frame.reformat(width=width, height=height, format="rgb24", interpolation=interpolation).to_ndarray()
 
 
-def iter_timed_frames(container, stream, start_time: float):
-    """Decoded frames from the key frame before ``start_time`` (or the file start) on, with their times."""
+def iter_timed_frames(container, stream, start_time: float, rewind: bool = False):
+    """Decoded frames from the key frame before ``start_time`` (or the file start) on, with their times.
+
+    ``rewind``: go back to the file start first (after a seek that overshot); otherwise a start at 0 decodes from
+    where a freshly opened file is."""
+    origin = time_origin(container)
     if start_time > 0:
-        container.seek(max(0, math.floor(start_time / stream.time_base)), stream=stream, backward=True)
+        container.seek(math.floor((start_time + origin) / stream.time_base), stream=stream, backward=True)
+    elif rewind:
+        container.seek(math.floor(origin / stream.time_base), stream=stream, backward=True)
     step = 1.0 / float(stream.average_rate) if stream.average_rate else 0.04
     previous_time = None
     for frame in container.decode(stream):
-        time = frame.time
+        time = None if frame.time is None else frame.time - origin
         if time is None:  # timestamp-less streams: count frames at the declared rate
             time = 0.0 if previous_time is None else previous_time + step
         previous_time = time
@@ -77,7 +83,7 @@ def _frames_on_screen(
         current = next(frames, None)
         if current is not None and current[1] > start + TIME_EPSILON_S and start > 0:
             # The seek overshot (missing index or cues); decode from the beginning instead.
-            frames = iter_timed_frames(container, stream, 0.0)
+            frames = iter_timed_frames(container, stream, 0.0, rewind=True)
             current = next(frames, None)
         while current is not None:
             frame, time = current
