@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from mjepa.data.media.info import MediaError
-from mjepa.embedding_inputs import VideoFile, audio_clips, decode_audio, path_list, video_clips
+from mjepa.embedding_inputs import VideoFile, audio_clips, decode_audio_file, path_list, video_clips
 from mjepa.embedding_windows import AudioSource, ClipWindows, VideoSource, resample
 from mjepa.models.encoder import MultimodalEncoder
 from mjepa.packaging import (
@@ -275,7 +275,7 @@ class MJEPAModel(nn.Module):
             audio_input = []
             for path in paths:
                 try:
-                    audio_input.append(decode_audio(path, sample_rate=self.clip.sample_rate)[0].numpy())
+                    audio_input.append(decode_audio_file(path, self.clip.sample_rate))
                 except MediaError as err:
                     if err.reason == "no_audio_stream":
                         raise ValueError(f"{path}: the file has no audio stream; use encode_video") from None

@@ -11,6 +11,10 @@ Audio, one rule for arrays (NumPy or torch):
   ``batch=True``;
 - a file path or a list of them is decoded with the project's decoder, at the model's sample rate.
 
+Files are decoded as training decodes them: in a helper process (``mjepa.data.media.isolation``), so a file that
+crashes FFmpeg or decodes past ``FILE_DECODE_TIMEOUT_S`` raises ``MediaError`` naming it and the caller's
+interpreter goes on; video files are read a window at a time.
+
 Integer PCM is scaled by its type's range (int16 by 1/32768, uint8 centred on 128); floats are taken as they are,
 nominally in [-1, 1], and float samples beyond ``FLOAT_SCALE_LIMIT`` (8) are refused as integer-scale PCM stored in
 floats. An empty clip, one shorter than one analysis frame, or one holding NaN or infinite samples is a one-line
@@ -30,13 +34,44 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mjepa.data.media.decode import ClipSpec, decode_audio, decode_clip
+from mjepa.data.manifests.manifest import ManifestEntry
+from mjepa.data.media.decode import ClipSpec, DecodedClip, decode_audio, decode_entry_isolated
+from mjepa.data.media.isolation import IsolatedRunner
 
 PathLike = (str, os.PathLike)
 MAX_CHANNELS = 64  # the most channels a clip may have (MediaLimits allows no more in files either)
 # Float audio is nominally in [-1, 1] and a real mix may clip a little past it; samples this far out are int16 (or
 # other integer) PCM stored in a float array, which would reach the model 32,768 times too loud.
 FLOAT_SCALE_LIMIT = 8.0
+FILE_DECODE_TIMEOUT_S = 300.0  # per call: a whole audio file, or one video window
+
+_file_decoder: IsolatedRunner | None = None
+
+
+def file_decoder() -> IsolatedRunner:
+    """This process's helper for decoding files given to the API (started on first use, reused after)."""
+    global _file_decoder
+    if _file_decoder is None:
+        _file_decoder = IsolatedRunner(FILE_DECODE_TIMEOUT_S)
+    return _file_decoder
+
+
+def _audio_samples(path: str, sample_rate: int) -> np.ndarray:
+    return decode_audio(path, sample_rate=sample_rate)[0].numpy()
+
+
+def decode_audio_file(path, sample_rate: int) -> np.ndarray:
+    """A file's whole audio, mono float32 at ``sample_rate``, decoded in the helper process."""
+    return file_decoder()(str(path), _audio_samples, str(path), sample_rate)
+
+
+def decode_clip_file(
+    path, spec: ClipSpec, window_start: float, segment_start: float | None = None, segment_end: float | None = None
+) -> DecodedClip:
+    """The window of a video file from ``window_start`` seconds into its segment (the whole file by default), with
+    its audio per ``spec``, decoded in the helper process."""
+    entry = ManifestEntry(path=str(path), start=segment_start, end=segment_end)
+    return decode_entry_isolated(file_decoder(), entry, spec, window_start=window_start, require_video=True)
 
 
 @dataclass
@@ -51,13 +86,15 @@ class VideoFile:
     """A video file to be read a window at a time (never decoded whole): its path, duration and how to decode it."""
 
     path: str
-    duration: float
+    duration: float  # seconds (of the segment, when bounded)
     spec: ClipSpec  # the model's clip, decoded at the evaluation size
+    segment_start: float | None = None  # file seconds bounding the part to read (a manifest entry's start / end)
+    segment_end: float | None = None
 
     def window(self, start: float) -> torch.Tensor:
-        """``(num_frames, height, width, 3)`` uint8: the frames on screen from ``start`` seconds, at the clip's rate
-        (the last one repeated past the end of the file)."""
-        return decode_clip(self.path, self.spec, window_start=start, require_video=True).frames
+        """``(num_frames, height, width, 3)`` uint8: the frames on screen from ``start`` seconds (into the segment),
+        at the clip's rate (the last one repeated past the end)."""
+        return decode_clip_file(self.path, self.spec, start, self.segment_start, self.segment_end).frames
 
 
 @dataclass
@@ -167,7 +204,7 @@ def audio_clips(
     if any(_is_path(item) for item in items):
         if not all(_is_path(item) for item in items):
             raise ValueError("give either file paths or waveforms, not a mix of both")
-        waveforms = [decode_audio(item, sample_rate=model_rate)[0].numpy() for item in items]
+        waveforms = [decode_audio_file(item, model_rate) for item in items]
         rate = model_rate
     else:
         if sample_rate is None:
@@ -196,7 +233,7 @@ def _check_frames(frames: torch.Tensor, where: str) -> torch.Tensor:
 
 def video_file(path, spec: ClipSpec, short_side: int) -> VideoFile:
     """A video file, probed (its first window decoded, which checks it has video), to be read window by window."""
-    first = decode_clip(path, spec, window_start=0.0, require_video=True)
+    first = decode_clip_file(path, spec, 0.0)
     duration = first.duration or spec.window_duration
     return VideoFile(str(path), float(duration), replace(spec, short_side=short_side))
 
@@ -204,7 +241,7 @@ def video_file(path, spec: ClipSpec, short_side: int) -> VideoFile:
 def decode_video_file(path, spec: ClipSpec, short_side: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The whole file's frames at ``spec.frames_per_second`` (short side ``short_side``) and its audio (None when
     it has none)."""
-    first = decode_clip(path, spec, window_start=0.0, require_video=True)
+    first = decode_clip_file(path, spec, 0.0)
     duration = first.duration or spec.window_duration
     whole = ClipSpec(
         num_frames=max(1, math.ceil(duration * spec.frames_per_second)),
@@ -213,7 +250,7 @@ def decode_video_file(path, spec: ClipSpec, short_side: int) -> tuple[torch.Tens
         sample_rate=spec.sample_rate,
         short_side=short_side,
     )
-    return decode_clip(path, whole, window_start=0.0, require_video=True).frames, first.waveform
+    return decode_clip_file(path, whole, 0.0).frames, first.waveform
 
 
 def video_clips(video, fps: float | None, spec: ClipSpec, short_side: int) -> VideoClips:
@@ -229,7 +266,12 @@ def video_clips(video, fps: float | None, spec: ClipSpec, short_side: int) -> Vi
     if fps is None:
         raise ValueError("fps is needed for frames (it is read from the file for paths)")
     return VideoClips(
-        [_check_frames(torch.as_tensor(item), f"video {i}") for i, item in enumerate(items)], float(fps), single
+        [
+            item if isinstance(item, VideoFile) else _check_frames(torch.as_tensor(item), f"video {i}")
+            for i, item in enumerate(items)
+        ],
+        float(fps),
+        single,
     )
 
 

@@ -1,6 +1,7 @@
 """``mjepa extract MANIFEST --checkpoint CKPT --out FILE``: embeddings for every item of a manifest.
 
-Each item is decoded whole (its segment bounds respected; video at the evaluation size) in loader workers
+Each item is decoded whole (its segment bounds respected; video at the evaluation size; a video of more than
+``WHOLE_VIDEO_MAX_FRAMES`` frames is read a window at a time instead) in loader workers
 (``--workers``), cut into windows of the training clip length by :mod:`mjepa.api`, and embedded
 ``--items-per-batch`` items at a time, their windows ``--batch-size`` to a forward pass. ``--modality auto`` (the
 default) embeds what the first readable item holds: audio and video, audio only, or video only. The output
@@ -17,7 +18,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -29,10 +30,14 @@ from mjepa.data.manifests.manifest import EntryTable, ManifestEntry, read_manife
 from mjepa.data.media.decode import ClipSpec, MediaError, decode_entry_isolated, probe_media
 from mjepa.data.media.info import media_errors
 from mjepa.data.media.isolation import IsolatedRunner
+from mjepa.embedding_inputs import VideoFile
 from mjepa.models.mjepa import ENCODER_CHOICES
 from mjepa.terms import MODALITIES
 
 DECODE_TIMEOUT_S = 600.0  # whole files are decoded here: long ones take a while
+# Videos with more frames than this (at the model's rate: 2 minutes at 4 fps) are not decoded whole in the loader
+# workers but a window at a time by the encoder, so a long file costs one window of memory, not the file's frames.
+WHOLE_VIDEO_MAX_FRAMES = 480
 
 
 @dataclass
@@ -42,7 +47,8 @@ class DecodedItem:
     path: str
     waveform: torch.Tensor | None
     sample_rate: int
-    frames: torch.Tensor | None  # (T, H, W, 3) uint8 at the evaluation size, the whole segment
+    frames: torch.Tensor | VideoFile | None  # (T, H, W, 3) uint8 at the evaluation size, the whole segment; or,
+    # for a long one, the file read a window at a time
 
 
 class ExtractItems(Dataset):
@@ -80,6 +86,11 @@ class ExtractItems(Dataset):
         if need_video:
             fps = self.clip.frames_per_second
             duration = first.duration or self.clip.window_duration
+            if duration * fps > WHOLE_VIDEO_MAX_FRAMES:
+                # A long video is read a window at a time when it is embedded: memory stays that of one window.
+                spec = replace(self.clip, short_side=self.eval_short_side)
+                frames = VideoFile(entry.path, float(duration), spec, entry.start, entry.end)
+                return DecodedItem(entry.path, first.waveform, first.sample_rate, frames)
             # Decoded at the evaluation size (FFmpeg scales while decoding): the transform resizes to it anyway.
             whole = ClipSpec(
                 num_frames=max(1, math.ceil(duration * fps)),

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from media_builders import media  # noqa: F401  (pytest fixture)
 
 from mjepa.cli import main
@@ -109,3 +110,27 @@ def test_data_import_bad_metadata_is_a_one_line_error(tmp_path, capsys):
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "dev.csv" in err[0]
+
+
+def test_data_stats_decodes_in_chunks_in_a_helper_process(media, monkeypatch):
+    import os
+    import signal
+
+    from mjepa.data.manifests import stats
+    from mjepa.data.preprocess.fbank import AudioFrontendConfig, compute_fbank_stats
+
+    config = AudioFrontendConfig()
+    entries = [ManifestEntry(str(media["wav"])), ManifestEntry(str(media["flac"]), start=0.5, end=2.5)]
+    failures = []
+    whole = compute_fbank_stats(stats.manifest_waveforms(entries, config.sample_rate, failures), config)
+    monkeypatch.setattr(stats, "STATS_CHUNK_S", 0.7)
+    chunks = list(stats.manifest_waveforms(entries, config.sample_rate, failures))
+    chunked = compute_fbank_stats(iter(chunks), config)
+    assert not failures
+    assert chunked == pytest.approx(whole, rel=0.02)  # chunk edges: each chunk's own mean, a frame fewer each
+    assert max(c.shape[0] for c in chunks) == round(0.7 * config.sample_rate)
+    assert sum(c.shape[0] for c in chunks[-3:]) == 2 * config.sample_rate  # the bounded segment, 2 s
+
+    monkeypatch.setattr(stats, "decode_audio", lambda *a, **k: os.kill(os.getpid(), signal.SIGSEGV))
+    assert list(stats.manifest_waveforms(entries[:1], config.sample_rate, failures)) == []
+    assert failures == [(str(media["wav"]), "crashed")]

@@ -119,3 +119,26 @@ def test_probe_loading_accepts_a_model_folder(checkpoint, tmp_path):
     assert all(torch.equal(v, state[k]) for k, v in from_folder.model.state_dict().items())
     baseline = load_model(folder, random_init=True).model.state_dict()
     assert any(not torch.equal(v, state[k]) for k, v in baseline.items())  # the random-init baseline of the probes
+
+
+def test_long_videos_read_a_window_at_a_time_give_the_same_embeddings(media, checkpoint, tmp_path, monkeypatch):
+    from mjepa import extract
+
+    manifest = tmp_path / "items.jsonl"
+    entries = [ManifestEntry(str(media["mp4"])), ManifestEntry(str(media["mkv"]), start=0.5, end=2.5)]
+    write_manifest(manifest, entries)
+    from mjepa.embedding_inputs import VideoFile
+
+    windows_read = []
+    read_window = VideoFile.window
+    monkeypatch.setattr(VideoFile, "window", lambda self, start: windows_read.append(start) or read_window(self, start))
+    records = []
+    for limit in (extract.WHOLE_VIDEO_MAX_FRAMES, 2):  # decoded whole; then read by windows (every item is longer)
+        monkeypatch.setattr(extract, "WHOLE_VIDEO_MAX_FRAMES", limit)
+        out = tmp_path / f"features-{limit}.pt"
+        args = ["extract", str(manifest), "--checkpoint", str(checkpoint), "--out", str(out), "--modality", "av"]
+        assert main([*args, "--device", "cpu"]) == 0
+        records.append(torch.load(out, weights_only=True))
+        assert bool(windows_read) == (limit == 2)
+    assert records[0]["paths"] == records[1]["paths"] and not records[1]["skipped"]
+    assert torch.allclose(records[0]["pooled"], records[1]["pooled"], atol=1e-5)

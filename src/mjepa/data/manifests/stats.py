@@ -11,20 +11,52 @@ import torch
 
 from mjepa.data.manifests.manifest import ManifestEntry, ManifestError, read_manifest
 from mjepa.data.media.decode import MediaError, decode_audio
+from mjepa.data.media.isolation import IsolatedRunner
 from mjepa.data.preprocess.fbank import AudioFrontendConfig, compute_fbank_stats
+
+# Audio is decoded this many seconds at a time, so an hours-long file takes the memory of one chunk; each chunk's
+# log-mel frames are its own (its mean removed, a frame or so fewer per chunk than the whole file would give).
+STATS_CHUNK_S = 60.0
+DECODE_TIMEOUT_S = 300.0  # per chunk, in the helper process
+
+
+def _samples(path: str, start: float, end: float, sample_rate: int):
+    return decode_audio(path, start, end, sample_rate)[0].numpy()
+
+
+def segment_chunks(runner: IsolatedRunner, entry: ManifestEntry, sample_rate: int) -> Iterator[torch.Tensor]:
+    """The entry's audio segment, ``STATS_CHUNK_S`` seconds at a time, decoded by ``runner`` (a helper process, so
+    a file that crashes or hangs the decoder raises MediaError instead of stopping the command)."""
+    path = entry.audio_path or entry.path
+    first = start = entry.start or 0.0
+    while entry.end is None or start < entry.end:
+        stop = start + STATS_CHUNK_S if entry.end is None else min(entry.end, start + STATS_CHUNK_S)
+        try:
+            samples = runner(path, _samples, path, start, stop, sample_rate)
+        except MediaError as err:
+            if err.reason == "too_short" and start > first:
+                return  # the previous chunk ended where the audio does
+            raise
+        yield torch.from_numpy(samples)
+        if samples.shape[0] < (stop - start) * sample_rate - 1:
+            return
+        start = stop
 
 
 def manifest_waveforms(
     entries: list[ManifestEntry], sample_rate: int, failures: list[tuple[str, str]]
 ) -> Iterator[torch.Tensor]:
-    """Waveforms of the entries' segments; unreadable items are appended to ``failures`` and passed over."""
-    for entry in entries:
-        try:
-            waveform, _ = decode_audio(entry.audio_path or entry.path, entry.start, entry.end, sample_rate)
-        except MediaError as err:
-            failures.append((str(err.path), err.reason))
-            continue
-        yield waveform
+    """The entries' audio segments in chunks; unreadable items are appended to ``failures`` and passed over (the
+    chunks of a file that fails part way through have been counted)."""
+    runner = IsolatedRunner(DECODE_TIMEOUT_S)
+    try:
+        for entry in entries:
+            try:
+                yield from segment_chunks(runner, entry, sample_rate)
+            except MediaError as err:
+                failures.append((str(err.path), err.reason))
+    finally:
+        runner.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
