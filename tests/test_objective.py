@@ -125,6 +125,29 @@ def test_samples_without_audio_are_left_out_of_audio_terms():
     assert not torch.allclose(reference.terms["intra_A"], full.terms["intra_A"])
 
 
+def test_samples_without_video_are_left_out_of_every_video_term():
+    """An audio-only item trained beside audio-visual ones (placeholder frames, has_video False) changes no term
+    that involves video: those equal the terms of the batch without it; its audio counts in intra_A."""
+    from mjepa.masks import MaskPair
+    from mjepa.terms import mode_uses_video
+
+    model, batch, masks = _setup(batch_size=3)
+    full = mjepa_objective(model, batch, masks)
+    flagged = Batch(batch.audio, batch.video.clone(), has_video=torch.tensor([True, False, True]))
+    flagged.video[1] = 1e3  # whatever the placeholder holds must not matter to any video term
+    out = mjepa_objective(model, flagged, masks)
+    keep = torch.tensor([0, 2])
+    subset = Batch(batch.audio[keep], batch.video[keep])
+    sub_masks = {m: [MaskPair(p.context[keep], p.target[keep]) for p in pairs] for m, pairs in masks.items()}
+    reference = mjepa_objective(model, subset, sub_masks)
+    video_terms = [name for name in out.terms if any(mode_uses_video(m) for m in name.split("_")[1:] if m)]
+    assert set(video_terms) == set(ALL_TERMS) - {"intra_A"}
+    for name in video_terms:
+        assert torch.allclose(out.terms[name], reference.terms[name], atol=1e-5), name
+    assert torch.allclose(out.terms["intra_A"], full.terms["intra_A"], atol=1e-6)
+    assert not torch.allclose(out.terms["intra_V"], full.terms["intra_V"])
+
+
 def test_missing_mask_for_active_mode_is_a_clear_error():
     model, batch, masks = _setup()
     del masks["AV"]

@@ -12,7 +12,9 @@ For each active ordered pair (s, t) of distinct modes, the head ``s_to_t`` maps 
 output tokens of s (one per mask configuration) to the mean of the normalised last-layer target tokens of t;
 ``cross_s_to_t`` is their L1 distance averaged over channels and mask configurations.
 
-Samples flagged ``has_audio = False`` are left out of every term that involves audio (modes A and AV).
+Samples flagged ``has_audio = False`` are left out of every term that involves audio (modes A and AV), and samples
+flagged ``has_video = False`` (audio-only items trained beside audio-visual ones, with placeholder frames) of every
+term that involves video (modes V and AV).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from mjepa.masks import Masks
 from mjepa.models.crossmodal import head_key
 from mjepa.models.encoder import check_index, gather_coords, gather_tokens, layer_normalise
 from mjepa.models.mjepa import MJEPA
-from mjepa.terms import active_cross_pairs, active_modes, cross_term, level_term, mode_uses_audio
+from mjepa.terms import active_cross_pairs, active_modes, cross_term, level_term, mode_uses_audio, mode_uses_video
 
 
 @dataclass
@@ -66,10 +68,19 @@ def compute_targets(model: MJEPA, batch: Batch, modes: tuple[str, ...]) -> dict[
 
 
 def _sample_weights(batch: Batch, mode_names: tuple[str, ...], device: torch.device) -> torch.Tensor | None:
-    """Per-sample weights of a term touching ``mode_names``: 0 for samples without audio if audio is involved."""
-    if batch.has_audio is None or not any(mode_uses_audio(m) for m in mode_names):
+    """Per-sample weights of a term touching ``mode_names``: 0 for samples without audio if audio is involved, and
+    for samples without video if video is involved; None when every sample counts."""
+    flags = []
+    if batch.has_audio is not None and any(mode_uses_audio(m) for m in mode_names):
+        flags.append(batch.has_audio)
+    if batch.has_video is not None and any(mode_uses_video(m) for m in mode_names):
+        flags.append(batch.has_video)
+    if not flags:
         return None
-    return batch.has_audio.to(device=device, dtype=torch.float32)
+    weights = flags[0].to(device=device, dtype=torch.float32)
+    for flag in flags[1:]:
+        weights = weights * flag.to(device=device, dtype=torch.float32)
+    return weights
 
 
 def _weighted_mean(per_sample: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:

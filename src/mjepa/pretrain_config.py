@@ -45,6 +45,9 @@ class DataConfig:
     mel_bins: int = 128
     audio_window: Literal["full", "aligned"] = "full"
     missing_audio: Literal["flag", "skip"] = "flag"
+    # Items without video: skipped, or (flag) trained with placeholder frames, left out of every term that involves
+    # video; "flag" lets audio-only manifests (recorded sound) train beside audio-visual ones.
+    missing_video: Literal["skip", "flag"] = "skip"
     fbank_mean: float = -4.2677393  # AudioSet statistics (AudioMAE / AST convention)
     fbank_std: float = 4.5689974
     num_workers: int = 2  # loader processes per rank

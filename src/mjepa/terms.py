@@ -55,3 +55,7 @@ def active_terms(objective: ObjectiveSwitches) -> tuple[str, ...]:
 
 def mode_uses_audio(mode: str) -> bool:
     return "A" in mode
+
+
+def mode_uses_video(mode: str) -> bool:
+    return "V" in mode

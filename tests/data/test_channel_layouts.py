@@ -76,3 +76,49 @@ def test_64_bit_integer_pcm_decodes(tmp_path):
     assert done.returncode == 0, done.stderr[-300:]
     count, _, peak = done.stdout.split()
     assert int(count) == 48000 and abs(float(peak) - 0.25) < 0.01  # resampled to 48 kHz by the probe
+
+
+OGGENC_PACKAGES = ["vorbis-tools", "libvorbisenc2", "libvorbis0a", "libflac12", "libogg0"]
+
+
+@pytest.fixture(scope="module")
+def oggenc(tmp_path_factory):
+    """Debian's Vorbis encoder, fetched and unpacked in the test (FFmpeg's own Vorbis encoder is stereo-only)."""
+    import os
+    import shutil
+
+    from mjepa.data.open_audio.debian import PackageFetchError, fetch_package
+
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        pytest.skip("needs apt-get and dpkg-deb (a Debian-based system) to fetch oggenc")
+    cache = tmp_path_factory.mktemp("oggenc")
+    try:
+        roots = [fetch_package(name, cache).root for name in OGGENC_PACKAGES]
+    except PackageFetchError as err:
+        pytest.skip(f"oggenc and its libraries could not be fetched here ({err})")
+    libraries = os.pathsep.join(str(folder) for root in roots for folder in (root / "usr/lib").glob("*-linux-gnu*"))
+    return roots[0] / "usr/bin/oggenc", {**os.environ, "LD_LIBRARY_PATH": libraries}
+
+
+@pytest.mark.slow
+def test_7_1_vorbis_in_ogg_decodes_to_the_channels_mean(tmp_path, oggenc):
+    import soundfile
+
+    program, env = oggenc
+    rate = 48000
+    t = np.arange(rate) / rate
+    levels = 0.05 * (np.arange(8) + 1)
+    data = np.stack([level * np.sin(2 * np.pi * 300 * t) for level in levels], axis=1).astype(np.float32)
+    soundfile.write(tmp_path / "clip.wav", data, rate, subtype="PCM_16")
+    encoded = subprocess.run(
+        [str(program), "-Q", "-o", str(tmp_path / "clip.ogg"), str(tmp_path / "clip.wav")], env=env, timeout=120
+    )
+    if encoded.returncode != 0:
+        pytest.skip("the fetched oggenc does not run on this system")
+    assert av.open(str(tmp_path / "clip.ogg")).streams.audio[0].channels == 8
+    done = subprocess.run(
+        [sys.executable, "-c", DECODE, str(tmp_path / "clip.ogg")], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, f"the decoder died ({done.returncode}): {done.stderr[-300:]}"
+    samples, _, peak = done.stdout.split()
+    assert int(samples) == rate and abs(float(peak) - levels.mean()) < 0.02  # the channels' mean tone

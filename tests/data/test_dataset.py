@@ -18,7 +18,7 @@ AUDIO = AudioFrontendConfig(target_frames=192, num_mel_bins=64)
 VIDEO = VideoTransformConfig(output_size=32, eval_short_side=32)
 
 
-def _dataset(entries, training=True, missing_audio="flag", require_video=True):
+def _dataset(entries, training=True, missing_audio="flag", require_video=True, **options):
     return AudioVisualDataset(
         entries,
         ["a", "b"],
@@ -29,6 +29,7 @@ def _dataset(entries, training=True, missing_audio="flag", require_video=True):
         seed=0,
         require_video=require_video,
         missing_audio=missing_audio,
+        **options,
     )
 
 
@@ -54,6 +55,24 @@ def test_clip_without_audio_is_flagged_or_skipped(media):
     assert not flagged.has_audio and flagged.audio_valid_frames == 0 and flagged.audio.abs().sum() == 0
     skipped = _dataset([entry], missing_audio="skip")[0]
     assert isinstance(skipped, SkippedItem) and skipped.reason == "no_audio_stream"
+
+
+@pytest.mark.parametrize("uint8_video", [False, True])
+def test_audio_only_items_get_placeholder_frames_and_a_flag_beside_video_items(media, uint8_video):
+    entries = [ManifestEntry(str(media["mp4"])), ManifestEntry(str(media["wav"]))]
+    ds = _dataset(entries, missing_video="flag", uint8_video=uint8_video)
+    with_video, audio_only = ds[0], ds[1]
+    assert with_video.has_video and not audio_only.has_video and audio_only.has_audio
+    assert audio_only.video.shape == with_video.video.shape and audio_only.video.dtype == with_video.video.dtype
+    assert audio_only.video.abs().sum() == 0
+    loaded = collate_samples([with_video, audio_only])
+    assert loaded.batch.video.shape[0] == 2 and loaded.batch.has_video.tolist() == [True, False]
+    assert collate_samples([with_video, with_video]).batch.has_video is None  # every sample has video
+    skipped = _dataset(entries, missing_video="skip")[1]
+    assert isinstance(skipped, SkippedItem)
+    assert _dataset(entries, missing_video="none")[1].video is None
+    with pytest.raises(ValueError, match="missing_video='drop' is not valid"):
+        _dataset(entries, missing_video="drop")
 
 
 def test_unknown_label_is_a_clear_error(media):

@@ -1,4 +1,4 @@
-"""The model's input batch: log-mel audio, video clips, and which samples have audio."""
+"""The model's input batch: log-mel audio, video clips, and which samples have audio and which have video."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ class Batch:
     # (B,) float32: seconds from the first audio sample to the first video frame of each sample (the video window's
     # place inside the audio window), which puts both on one time axis; None means 0 for every sample.
     video_offset: torch.Tensor | None = None
+    # (B,) bool; None means every sample has video. A sample without it carries placeholder frames (zeros) so that
+    # the batch keeps one shape, and the objective leaves it out of every term that involves video.
+    has_video: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -28,4 +31,6 @@ class Batch:
 
     def to(self, device: torch.device | str) -> Batch:
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.audio), move(self.video), move(self.has_audio), move(self.video_offset))
+        return Batch(
+            move(self.audio), move(self.video), move(self.has_audio), move(self.video_offset), move(self.has_video)
+        )

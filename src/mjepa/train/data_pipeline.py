@@ -141,7 +141,7 @@ def build_train_stream(
             frontend.video,
             training=True,
             seed=run.seed,
-            require_video=True,
+            missing_video=data.missing_video,
             missing_audio=data.missing_audio,
             decode_timeout_s=data.decode_timeout_s if data.isolate_decoding else None,
             uint8_video=True,  # normalised on the device: a quarter of the bytes through shared memory and PCIe

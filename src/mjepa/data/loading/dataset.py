@@ -31,6 +31,7 @@ from mjepa.data.preprocess.video_transforms import VideoTransformConfig, eval_vi
 from mjepa.seeding import derived_generator
 
 MISSING_AUDIO_CHOICES = ("flag", "skip")
+MISSING_VIDEO_CHOICES = ("skip", "none", "flag")
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Sample:
     has_audio: bool
     position: int | None = None  # stream position for keys from the training stream (mjepa.data.loading.stream)
     video_offset: float = 0.0  # seconds from the first audio sample to the first video frame
+    has_video: bool = True  # False: ``video`` holds placeholder frames (zeros) for an item that has none
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,9 @@ class LoadedBatch:
         batch = self.batch
         if batch is not None:
             pin = lambda t: None if t is None else t.pin_memory()  # noqa: E731
-            batch = type(batch)(pin(batch.audio), pin(batch.video), pin(batch.has_audio), pin(batch.video_offset))
+            batch = type(batch)(
+                pin(batch.audio), pin(batch.video), pin(batch.has_audio), pin(batch.video_offset), pin(batch.has_video)
+            )
         masks = None if self.masks is None else {m: [p.pin_memory() for p in pairs] for m, pairs in self.masks.items()}
         return LoadedBatch(
             batch, self.labels, self.indices, self.audio_valid_frames, self.skipped, self.rows, self.positions, masks
@@ -104,6 +108,10 @@ class AudioVisualDataset(Dataset):
     ``ClipSpec.audio_seconds``); otherwise a centred window and a centre crop. ``require_video``: items without a video
     stream are skipped (an audio-only dataset passes False). ``missing_audio``: ``"flag"`` keeps items without audio
     with ``has_audio=False`` (the objective leaves them out of the audio terms); ``"skip"`` skips them.
+    ``missing_video``: ``"skip"`` skips items without video (the same as ``require_video``), ``"none"`` gives them
+    no video (audio-only datasets), ``"flag"`` gives them placeholder frames (zeros, in the shape of the others) and
+    ``has_video=False``, so that audio-only and audio-visual items train together (the objective leaves them out of
+    the video terms). None follows ``require_video``.
     ``decode_timeout_s``: decode in a helper process (:mod:`mjepa.data.media.isolation`), so that a decoder crash skips
     the file (reason ``crashed``) and a decode longer than this skips it too (``timeout``); None decodes in the calling
     process.
@@ -122,9 +130,14 @@ class AudioVisualDataset(Dataset):
         missing_audio: str = "flag",
         decode_timeout_s: float | None = None,
         uint8_video: bool = False,
+        missing_video: str | None = None,
     ) -> None:
         if missing_audio not in MISSING_AUDIO_CHOICES:
             raise ValueError(f"missing_audio={missing_audio!r} is not valid; expected one of {MISSING_AUDIO_CHOICES}")
+        if missing_video is None:
+            missing_video = "skip" if require_video else "none"
+        if missing_video not in MISSING_VIDEO_CHOICES:
+            raise ValueError(f"missing_video={missing_video!r} is not valid; expected one of {MISSING_VIDEO_CHOICES}")
         if len(set(label_vocabulary)) != len(label_vocabulary):
             raise ValueError("label_vocabulary holds duplicate labels")
         self.entries = EntryTable(entries)  # shared by forked loader workers, not copied (see EntryTable)
@@ -134,7 +147,8 @@ class AudioVisualDataset(Dataset):
             clip = dataclasses.replace(clip, audio_seconds=audio.waveform_seconds())
         self.clip, self.audio, self.video = clip, audio, video
         self.training, self.seed = training, seed
-        self.require_video, self.missing_audio = require_video, missing_audio
+        self.require_video, self.missing_audio = missing_video == "skip", missing_audio
+        self.missing_video = missing_video
         # Training video as uint8 crops, normalised on the device (mjepa.train.loop): a quarter of the bytes.
         self.uint8_video = uint8_video
         # Decoding in a helper process: a crash or a hang on one file skips that file (mjepa.data.media.isolation).
@@ -164,7 +178,16 @@ class AudioVisualDataset(Dataset):
                 audio, valid, video, has_audio, offset = self._load(entry, generator)
         except MediaError as err:
             return SkippedItem(index, str(err.path), err.reason, err.detail)
-        return Sample(index, audio, valid, video, labels, has_audio, position, offset)
+        has_video = video is not None
+        if not has_video and self.missing_video == "flag":
+            video = self._placeholder_video()
+        return Sample(index, audio, valid, video, labels, has_audio, position, offset, has_video)
+
+    def _placeholder_video(self) -> torch.Tensor:
+        """Zero frames in the shape (and dtype) of a transformed clip, for an item without video."""
+        size = self.video.output_size
+        dtype = torch.uint8 if self.uint8_video and self.training else torch.float32
+        return torch.zeros(3, self.clip.num_frames, size, size, dtype=dtype)
 
     def _load(self, entry: ManifestEntry, generator: torch.Generator | None):
         options = dict(
@@ -199,13 +222,18 @@ def collate_samples(items: list[Sample | SkippedItem]) -> LoadedBatch:
         return LoadedBatch(None, None, None, None, skipped)
     with_video = [s.video is not None for s in samples]
     if any(with_video) and not all(with_video):
-        raise ValueError("a batch mixes items with and without video; use require_video=True for video training")
+        raise ValueError(
+            "a batch mixes items with and without video; give the dataset missing_video='flag' (placeholder frames "
+            "and has_video=False) or 'skip'"
+        )
     video = torch.stack([s.video for s in samples]) if all(with_video) else None
+    flags = [s.has_video for s in samples]
     batch = Batch(
         audio=torch.stack([s.audio for s in samples]),
         video=video,
         has_audio=torch.tensor([s.has_audio for s in samples]),
         video_offset=torch.tensor([s.video_offset for s in samples], dtype=torch.float32),
+        has_video=None if all(flags) else torch.tensor(flags),
     )
     return LoadedBatch(
         batch,
