@@ -26,6 +26,7 @@ from mjepa.data.preprocess.video_transforms import normalise_uint8_video
 from mjepa.distributed import DistributedContext, all_reduce_mean, any_rank, init_distributed, shutdown
 from mjepa.masks import masks_to
 from mjepa.models.mjepa import MJEPA
+from mjepa.packaging import TARGET_PREFIX, is_model_dir, load_model_dir, resolve_model_path
 from mjepa.precision import resolve_amp_dtype
 from mjepa.pretrain_config import PretrainConfig
 from mjepa.train import run_files
@@ -39,6 +40,7 @@ from mjepa.train.parallel import (
     full_state_dict,
     load_full_optimizer_state,
     load_full_state_dict,
+    load_partial_state_dict,
     parallelize,
 )
 from mjepa.train.resume_config import check_resume_config
@@ -152,8 +154,30 @@ def restore(trainer: Trainer, path: Path, payload: dict | None = None) -> int:
 
 
 def init_from_weights(trainer: Trainer, path: str) -> None:
-    """Start from another run's weights (e.g. a cool-down from the main run); optimiser and step start fresh."""
-    load_full_state_dict(trainer.model, load_checkpoint(path)["model"])
+    """Start from other weights; optimiser and step start fresh. A training checkpoint (e.g. the main run, for a
+    cool-down) gives every part. A model folder or shipped name gives what it holds: all parts, or, for a target-only
+    folder, the encoder alone, which then starts both the context and the target encoder (a warm start; the
+    predictors and cross-modal heads start fresh)."""
+    folder = resolve_model_path(path)
+    if not is_model_dir(folder):
+        load_full_state_dict(trainer.model, load_checkpoint(path)["model"])
+        return
+    loaded = load_model_dir(folder)
+    state = {k: v.float() for k, v in loaded.model.state_dict().items()}
+    if loaded.parts == "all":
+        load_full_state_dict(trainer.model, state)
+        return
+    encoders = {k.removeprefix(TARGET_PREFIX): v for k, v in state.items() if k.startswith(TARGET_PREFIX)}
+    warm = {f"{prefix}{k}": v for prefix in ("encoders.", TARGET_PREFIX) for k, v in encoders.items()}
+    own = set(trainer.model.state_dict())
+    if not set(warm) <= own:
+        raise CheckpointError(
+            f"run.init_from={path}: its encoder does not fit this run's model (e.g. {sorted(set(warm) - own)[:2]})"
+        )
+    try:
+        load_partial_state_dict(trainer.model, warm)
+    except RuntimeError as err:
+        raise CheckpointError(f"run.init_from={path}: its encoder does not fit this run's model: {err}") from None
 
 
 def set_schedules(trainer: Trainer, step: int) -> dict[str, float]:
