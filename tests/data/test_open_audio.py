@@ -74,6 +74,32 @@ def test_spoken_digit_holds_each_language_out_of_training(small_open_audio):
 
 
 @pytest.mark.slow
+def test_the_pretraining_manifest_holds_no_clip_of_any_task(small_open_audio):
+    info = json.loads((small_open_audio / "info.json").read_text())
+    pretrain = read_manifest(small_open_audio / "pretrain.jsonl")
+    scored = {e.path for fold in task_folds(small_open_audio, "spoken-digit") for split in fold.values() for e in split}
+    assert pretrain and len(pretrain) == info["pretrain"]["clips"]
+    assert not {e.path for e in pretrain} & scored
+    everything = {e.path for e in read_manifest(small_open_audio / "clips.jsonl")}
+    assert {e.path for e in pretrain} | scored == everything  # every clip is scored or pretrains, never both
+
+
+def test_a_licence_grant_is_checked_where_the_copyright_file_is_not_machine_readable(tmp_path):
+    from mjepa.data.open_audio.debian import copyright_grants
+    from mjepa.data.open_audio.sources import GPL_2_GRANT
+
+    doc = tmp_path / "usr/share/doc/some-data"
+    doc.mkdir(parents=True)
+    (doc / "copyright").write_text(
+        "This package is free software; you can redistribute it and/or modify\n   it under the terms of the GNU "
+        "General Public License as published by\n   the Free Software Foundation; version 2 dated June, 1991.\n"
+    )
+    assert copyright_grants(tmp_path, "some-data", GPL_2_GRANT)
+    assert not copyright_grants(tmp_path, "some-data", "Creative Commons Attribution-ShareAlike 3.0")
+    assert not copyright_grants(tmp_path, "other-data", GPL_2_GRANT)
+
+
+@pytest.mark.slow
 def test_fetched_packages_are_reused_without_apt(small_open_audio, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda tool: None)
     package = fetch_package("asterisk-core-sounds-it-gsm", small_open_audio)

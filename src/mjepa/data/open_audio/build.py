@@ -3,7 +3,9 @@
     OUT/
       debs/, packages/PACKAGE/root/   the downloaded and unpacked packages (a cache: reused when present)
       clips.jsonl      every clip that decodes, with ``meta``: source, package, version, licence, duration_s and the
-                       source's label fields (voice, phrase, language, word, digit, ...): the pretraining manifest
+                       source's label fields (voice, phrase, language, word, digit, ...)
+      pretrain.jsonl   the clips that no task uses in any split or fold: pretraining on them never sees a clip the
+                       suite scores (klettres, the Fish Fillets dialogue, MegaGlest's unlabelled sounds, ...)
       skipped.json     files that did not decode, each with its reason
       tasks/TASK/[fold-GROUP/]{train,val,test}.jsonl   the probing tasks' splits (mjepa.data.open_audio.tasks)
       info.json        the settings, and per source its package, version, licence, clips, hours; per task its splits
@@ -23,13 +25,14 @@ from pathlib import Path
 from mjepa.data.manifests.manifest import ManifestEntry, read_manifest, write_manifest
 from mjepa.data.media.decode import decode_audio
 from mjepa.data.media.info import MediaError
-from mjepa.data.open_audio.debian import PackageFetchError, fetch_package
+from mjepa.data.open_audio.debian import PackageFetchError, copyright_grants, fetch_package
 from mjepa.data.open_audio.sources import Clip, Source, resolve_sources
 from mjepa.data.open_audio.tasks import TASK_RULES, TaskRule, class_counts, split_task
 
 GENERATOR = "mjepa.data.open_audio"
 GENERATOR_VERSION = 2
 INFO_NAME, CLIPS_NAME, SKIPPED_NAME = "info.json", "clips.jsonl", "skipped.json"
+PRETRAIN_NAME = "pretrain.jsonl"
 DECODE_RATE = 16000
 
 
@@ -93,12 +96,19 @@ def build_open_audio(
         for rule in TASK_RULES.values()
         if any(rule.uses(source.name) for source in chosen)
     }
+    scored = {path for task in tasks.values() for path in task.pop("paths")}
+    pretrain = [entry for entry in entries if entry.path not in scored]
+    write_manifest(out / PRETRAIN_NAME, pretrain, paths_from=out)
     record = {
         "settings": settings,
         "sources": per_source,
         "tasks": tasks,
         "clips": len(entries),
         "hours": round(sum(r["hours"] for r in per_source.values()), 3),
+        "pretrain": {
+            "clips": len(pretrain),
+            "hours": round(sum(float(e.meta_value("duration_s")) for e in pretrain) / 3600, 3),
+        },
         "skipped": len(skipped),
     }
     (out / INFO_NAME).write_text(json.dumps(record, indent=2, ensure_ascii=False))
@@ -112,7 +122,8 @@ def _source_entries(
     recordings, e.g. a language's script variants) is skipped as a duplicate, so no recording can sit on both sides
     of a split."""
     package = fetch_package(source.package, out)
-    if source.licence not in package.licences:
+    granted = source.licence_grant is not None and copyright_grants(package.root, source.package, source.licence_grant)
+    if source.licence not in package.licences and not granted:
         raise PackageFetchError(
             f"{source.package} {package.version}: its copyright file lists {', '.join(package.licences) or 'none'}, "
             f"not {source.licence}; check the licence of its audio before using it"
@@ -166,11 +177,14 @@ def _entry(clip: Clip, source: Source, version: str, seconds: float, out: Path) 
 
 
 def _write_task(out: Path, entries: list[ManifestEntry], rule: TaskRule) -> dict:
+    """Write the task's splits; the summary returned also lists every path they use (``paths``, for the caller)."""
     folds = []
+    paths: set[str] = set()
     for split in split_task(entries, rule):
         folder = out / "tasks" / rule.name / (f"fold-{split.fold}" if split.fold is not None else "")
         summary = {"fold": split.fold, "dropped": split.dropped, "splits": {}}
         for name, items in split.splits.items():
+            paths.update(item.path for item in items)
             write_manifest(folder / f"{name}.jsonl", items, paths_from=out)
             summary["splits"][name] = {
                 "clips": len(items),
@@ -184,6 +198,7 @@ def _write_task(out: Path, entries: list[ManifestEntry], rule: TaskRule) -> dict
         "scheme": rule.scheme,
         "description": rule.description,
         "folds": folds,
+        "paths": paths,
     }
 
 

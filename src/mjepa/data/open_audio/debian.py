@@ -75,6 +75,16 @@ def fetch_package(name: str, cache: str | Path) -> FetchedPackage:
     return FetchedPackage(name, version, root, licences, deb.stat().st_size)
 
 
+def copyright_grants(root: Path, name: str, words: str) -> bool:
+    """Whether the package's copyright file contains ``words`` (whitespace and case aside): for copyright files
+    that are not machine-readable."""
+    path = root / "usr" / "share" / "doc" / name / "copyright"
+    if not path.is_file():
+        return False
+    squeeze = lambda text: " ".join(text.split()).lower()  # noqa: E731
+    return squeeze(words) in squeeze(path.read_text(encoding="utf-8", errors="replace"))
+
+
 def copyright_licences(root: Path, name: str) -> tuple[str, ...]:
     """The ``License:`` values of the package's machine-readable copyright file (empty when it has none)."""
     path = root / "usr" / "share" / "doc" / name / "copyright"

@@ -31,6 +31,9 @@ class Source:
     licence: str  # the licence of the audio files, as the package's copyright file names it
     description: str
     find_clips: Callable[[Path], list[Clip]] = field(repr=False)
+    # For a package whose copyright file is not machine-readable (no ``License:`` fields): words of its licence
+    # grant that the file must contain (whitespace-insensitive), checked instead.
+    licence_grant: str | None = None
 
 
 # -- hedgewars: voice lines of 15 voice packs ---------------------------------------------------------------------
@@ -164,6 +167,36 @@ def asterisk_source(language: str, codec: str = "wav") -> Source:
     )
 
 
+# -- Fish Fillets NG: the dialogue of its levels, Czech and Dutch recordings ------------------------------------------
+FILLETS_SOUNDS = Path("usr/share/games/fillets-ng/sound")
+GPL_2_GRANT = (
+    "under the terms of the GNU General Public License as published by the Free Software Foundation; version 2"
+)
+
+
+def fillets_clips(language: str) -> Callable[[Path], list[Clip]]:
+    """Every dialogue line of one language (``sound/LEVEL/LANG/*.ogg``); the file name's first word names the
+    level's script, the second its speaker (``vit-m-hlava``: the big fish, ``m``)."""
+
+    def find(root: Path) -> list[Clip]:
+        clips = []
+        for path in sorted((root / FILLETS_SOUNDS).glob(f"*/{language}/*.ogg")):
+            parts = path.stem.split("-")
+            speaker = parts[1] if len(parts) > 2 else "?"
+            fields = (("language", language), ("level", path.parent.parent.name), ("speaker", speaker))
+            clips.append(Clip(path, (), fields))
+        return clips
+
+    return find
+
+
+FROZEN_BUBBLE_SOUNDS = Path("usr/share/games/frozen-bubble/snd")
+
+
+def frozen_bubble_clips(root: Path) -> list[Clip]:
+    return [Clip(path, (), (("sound", path.stem),)) for path in sorted((root / FROZEN_BUBBLE_SOUNDS).glob("*.ogg"))]
+
+
 SOURCES: dict[str, Source] = {
     source.name: source
     for source in (
@@ -196,6 +229,24 @@ SOURCES: dict[str, Source] = {
             megaglest_clips,
         ),
         *(asterisk_source(language) for language in ASTERISK_LANGUAGES),
+        *(
+            Source(
+                f"fillets-{language}",
+                f"fillets-ng-data-{language}",
+                "GPL-2",
+                f"Fish Fillets NG dialogue lines, {name} recordings (pretraining only: no task uses them)",
+                fillets_clips(language),
+                licence_grant=GPL_2_GRANT,
+            )
+            for language, name in (("cs", "Czech"), ("nl", "Dutch"))
+        ),
+        Source(
+            "frozen-bubble-sounds",
+            "frozen-bubble-data",
+            "GPL-2",
+            "Frozen Bubble's sound effects (pretraining only)",
+            frozen_bubble_clips,
+        ),
     )
 }
 DEFAULT_SOURCES = tuple(SOURCES)
