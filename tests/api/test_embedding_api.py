@@ -271,6 +271,17 @@ def test_hear_contract(checkpoint):
     assert _final_hear_rules(times[0], 2.0) == [] and torch.equal(times[0], times[2])
 
 
+def test_hears_runner_loads_a_shipped_model_by_its_model_options():
+    """hear-eval-kit's runner takes only an existing path in --model; without it, it calls
+    ``load_model(**json.loads(--model-options))`` and moves the model to its device, as here."""
+    import json
+
+    model = hear.load_model(**json.loads('{"model_file_path": "mjepa-tiny", "timestamp_hop_ms": 40}'))
+    assert isinstance(model, torch.nn.Module) and model.to("cpu") is model
+    embeddings, times = hear.get_timestamp_embeddings(torch.zeros(1, 16000), model)
+    assert torch.allclose(times.diff(dim=1), torch.full_like(times[:, 1:], 40.0))
+
+
 def test_xares_contract(model):
     encoder = MJEPAEncoder(model=model, batch_size=4)
     assert type(encoder).__name__.endswith("Encoder") and isinstance(encoder, torch.nn.Module)
