@@ -35,7 +35,11 @@ def test_missing_shipped_weights_say_so(monkeypatch):
         resolve_model_path("mjepa-tiny")
 
 
-REFERENCE = Path(__file__).parent / "mjepa_tiny_reference.json"
+REFERENCES = Path(__file__).parent / "shipped_references"  # NAME.json: the step and the fixed clip's embeddings
+
+
+def reference_path(name: str) -> Path:
+    return REFERENCES / f"{name}.json"
 
 
 def fixed_clip() -> tuple[np.ndarray, np.ndarray]:
@@ -73,35 +77,42 @@ def no_network(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
-def test_mjepa_tiny_loads_offline_and_embeds_the_fixed_clip_as_stored(no_network):
+@pytest.mark.parametrize("name", packaging.SHIPPED_MODELS)
+def test_each_shipped_model_loads_offline_and_embeds_the_fixed_clip_as_stored(no_network, name):
     import mjepa
 
-    model = mjepa.load("mjepa-tiny")
+    model = mjepa.load(name)
     assert model.config["parts"] == "target" and model.embedding_dim == 192
     assert model.dtype == torch.float32
-    stored = json.loads(REFERENCE.read_text())
+    stored = json.loads(reference_path(name).read_text())
     for modality, values in reference_embeddings(model).items():
         torch.testing.assert_close(
             torch.tensor(values),
             torch.tensor(stored[modality]),
             rtol=1e-3,
             atol=1e-3,
-            msg=lambda text, m=modality: f"{m} embedding differs from the stored one: {text}",
+            msg=lambda text, m=modality: f"{name}: {m} embedding differs from the stored one: {text}",
         )
 
 
-def test_mjepa_tiny_reads_wherever_a_model_is_read(no_network):
+@pytest.mark.parametrize("name", packaging.SHIPPED_MODELS)
+def test_each_shipped_model_reads_wherever_a_model_is_read(no_network, name):
     from mjepa.eval.loading import load_model
 
-    loaded = load_model("mjepa-tiny")
-    assert loaded.step == json.loads(REFERENCE.read_text())["step"]
-    assert loaded.config.run.out_dir == "runs/mjepa-tiny"  # the recipe's own config travels with the weights
+    loaded = load_model(name)
+    assert loaded.step == json.loads(reference_path(name).read_text())["step"]
+    # The recipe's own run config travels with the weights (the run folder it trained in, under runs/).
+    assert loaded.run_config_saved and loaded.config.run.out_dir.startswith("runs/mjepa-tiny")
 
 
-if __name__ == "__main__":  # python tests/api/test_shipped_model.py: rewrite the reference after shipping new weights
+if __name__ == "__main__":  # python tests/api/test_shipped_model.py NAME: write NAME's reference after shipping it
+    import sys
+
     import mjepa
 
-    shipped = mjepa.load("mjepa-tiny")
-    record = {"step": int(shipped.config["step"]), **reference_embeddings(shipped)}
-    REFERENCE.write_text(json.dumps(record) + "\n")
-    print(f"wrote {REFERENCE}")
+    for shipped_name in sys.argv[1:] or packaging.SHIPPED_MODELS:
+        shipped = mjepa.load(shipped_name)
+        record = {"step": int(shipped.config["step"]), **reference_embeddings(shipped)}
+        reference_path(shipped_name).parent.mkdir(exist_ok=True)
+        reference_path(shipped_name).write_text(json.dumps(record) + "\n")
+        print(f"wrote {reference_path(shipped_name)}")
