@@ -47,6 +47,7 @@ def test_unreadable_items_are_skipped_with_their_reason(media):
 
 def test_each_view_carries_where_its_window_starts_on_the_audio_axis(media):
     item = _dataset(media, "mkv", ViewSpec(clips=2, spatial_views=3))[0]
+    assert not isinstance(item, SkippedItem), item
     offsets = item.video_offset.tolist()
     assert len(offsets) == 6
     assert offsets[:3] == [offsets[0]] * 3 and offsets[3:] == [offsets[3]] * 3  # the crops of a clip share it
