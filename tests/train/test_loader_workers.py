@@ -49,20 +49,25 @@ def test_workers_ignore_sigterm_until_released_then_leave():
         os.kill(pid, signal.SIGTERM)  # as scancel or a preemption signals every process of the job
     time.sleep(0.5)
     assert [next(stream).tolist() for _ in range(3)] == [[4, 5], [6, 7], [8, 9]]
+    pids = workers.pids
     stream.close()
-    assert not set(workers.pids) & {child.pid for child in multiprocessing.active_children()}
+    assert not set(pids) & {child.pid for child in multiprocessing.active_children()}
     with pytest.raises(StopIteration):
         next(stream)
+    assert workers.pids == []  # a second stop signals nobody, whoever has those pids by then
+    stream.close()
 
 
 def test_close_ends_stuck_workers_even_while_a_traceback_holds_the_loader():
     stream, workers = _stream(Numbers(stall_from=6))
     batches = [next(stream) for _ in range(3)]
     held = stream._batches  # what a traceback of a failed step keeps alive
+    pids = workers.pids
+    assert len(pids) == 2
     started = time.monotonic()
     stream.close()
     assert time.monotonic() - started < 5
-    assert not set(workers.pids) & {child.pid for child in multiprocessing.active_children()}
+    assert not set(pids) & {child.pid for child in multiprocessing.active_children()}
     assert [b.tolist() for b in batches] == [[0, 1], [2, 3], [4, 5]]
     del held
 
@@ -71,8 +76,10 @@ def test_a_worker_that_will_not_leave_is_killed_after_the_grace_period():
     stream, workers = _stream(Numbers(stall_from=2, deaf=True), num_workers=1)
     assert next(stream).tolist() == [0, 1]
     held = stream._batches
+    pids = workers.pids
+    assert len(pids) == 1
     workers.stop(grace_s=0.5)
-    assert not set(workers.pids) & {child.pid for child in multiprocessing.active_children()}
+    assert not set(pids) & {child.pid for child in multiprocessing.active_children()}
     del held
 
 

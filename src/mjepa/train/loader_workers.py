@@ -91,6 +91,9 @@ class LoaderWorkers:
             if not _has_exited(pid):
                 os.kill(pid, signal.SIGKILL)
         _wait(waiting, grace_s)
+        # Forget them: once reaped, a pid can be given to a new process, which a second stop must never signal.
+        for index in range(len(self._pids)):
+            self._pids[index] = 0
 
 
 def _wait(pids: list[int], timeout_s: float) -> list[int]:
