@@ -11,7 +11,14 @@ import av
 import numpy as np
 import torch
 
-from mjepa.data.media.info import TIME_EPSILON_S, MediaError, decode_failure, raise_if_truncated, time_origin
+from mjepa.data.media.info import (
+    TIME_EPSILON_S,
+    MediaError,
+    decode_failure,
+    open_media,
+    raise_if_truncated,
+    time_origin,
+)
 
 # A frame together with its file time in seconds.
 TimedFrame = tuple[av.VideoFrame, float]
@@ -47,16 +54,12 @@ def _frame_rgb(frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
     return frame.reformat(width=width, height=height, format="rgb24", interpolation=interpolation).to_ndarray()
 
 
-def iter_timed_frames(container, stream, start_time: float, rewind: bool = False):
-    """Decoded frames from the key frame before ``start_time`` (or the file start) on, with their times.
-
-    ``rewind``: go back to the file start first (after a seek that overshot); otherwise a start at 0 decodes from
-    where a freshly opened file is."""
+def iter_timed_frames(container, stream, start_time: float):
+    """Decoded frames from the key frame before ``start_time`` (or, for 0, from where a freshly opened file is) on,
+    with their times."""
     origin = time_origin(container)
     if start_time > 0:
         container.seek(math.floor((start_time + origin) / stream.time_base), stream=stream, backward=True)
-    elif rewind:
-        container.seek(math.floor(origin / stream.time_base), stream=stream, backward=True)
     step = 1.0 / float(stream.average_rate) if stream.average_rate else 0.04
     previous_time = None
     for frame in container.decode(stream):
@@ -82,8 +85,11 @@ def _frames_on_screen(
         frames = iter_timed_frames(container, stream, start)
         current = next(frames, None)
         if current is not None and current[1] > start + TIME_EPSILON_S and start > 0:
-            # The seek overshot (missing index or cues); decode from the beginning instead.
-            frames = iter_timed_frames(container, stream, 0.0, rewind=True)
+            # The seek overshot (missing index or cues); decode from the beginning instead, from a fresh open of
+            # the file (which starts there) rather than a second seek.
+            reopened = open_media(path)
+            stream = reopened.streams.video[0]
+            frames = iter_timed_frames(reopened, stream, 0.0)
             current = next(frames, None)
         while current is not None:
             frame, time = current
