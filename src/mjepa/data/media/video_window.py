@@ -15,7 +15,6 @@ from mjepa.data.media.info import (
     TIME_EPSILON_S,
     MediaError,
     decode_failure,
-    open_media,
     raise_if_truncated,
     time_origin,
 )
@@ -85,11 +84,8 @@ def _frames_on_screen(
         frames = iter_timed_frames(container, stream, start)
         current = next(frames, None)
         if current is not None and current[1] > start + TIME_EPSILON_S and start > 0:
-            # The seek overshot (missing index or cues); decode from the beginning instead, from a fresh open of
-            # the file (which starts there) rather than a second seek.
-            reopened = open_media(path)
-            stream = reopened.streams.video[0]
-            frames = iter_timed_frames(reopened, stream, 0.0)
+            # The seek overshot (missing index or cues); decode on from where the demuxer is.
+            frames = iter_timed_frames(container, stream, 0.0)
             current = next(frames, None)
         while current is not None:
             frame, time = current
