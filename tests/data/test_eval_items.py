@@ -1,4 +1,3 @@
-import pytest
 import torch
 from media_builders import media  # noqa: F401  (pytest fixture)
 
@@ -46,11 +45,6 @@ def test_unreadable_items_are_skipped_with_their_reason(media):
     assert isinstance(item, SkippedItem) and item.reason == "unreadable"
 
 
-@pytest.mark.xfail(
-    reason="in the full suite in a fresh clone the decoding helper dies of SIGSEGV on this Matroska clip (the item "
-    "is skipped as crashed); alone, or with tests/api and tests/data only, it passes: open, see docs/notes",
-    strict=False,
-)
 def test_each_view_carries_where_its_window_starts_on_the_audio_axis(media):
     item = _dataset(media, "mkv", ViewSpec(clips=2, spatial_views=3))[0]
     assert not isinstance(item, SkippedItem), item

@@ -120,3 +120,38 @@ def test_validate_reports_a_crashing_file_and_checks_the_rest(media, tmp_path, m
     )
     assert report.counts["ok"] == 2 and report.counts["crashed"] == 1
     assert report.issues[0].path == str(crash) and "SIGSEGV" in report.issues[0].detail
+
+
+def _collect_garbage():
+    import gc
+
+    return gc.collect()
+
+
+def test_the_helper_never_frees_a_threaded_decoder_the_caller_left_as_garbage(media):
+    # Garbage in the caller at fork time is copied into the helper. A PyAV decoder in a reference cycle there owns
+    # codec threads that the helper does not have; collecting it in the helper hangs or crashes it.
+    import gc
+
+    import av
+
+    gc.disable()
+    try:
+        container = av.open(str(media["mkv"]))
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame and slice threads, started by the first decoded frames
+        for index, _ in enumerate(container.decode(stream)):
+            if index == 3:
+                break
+        cycle = {"container": container, "stream": stream}
+        cycle["self"] = cycle
+        del container, stream, cycle  # unreachable, waiting for the collector
+        runner = IsolatedRunner(timeout_s=20)
+        try:
+            assert runner("clip.mkv", _collect_garbage) >= 0
+            assert runner("clip.mkv", _double, 21) == 42  # and it still serves
+        finally:
+            runner.close()
+    finally:
+        gc.enable()
+        gc.collect()

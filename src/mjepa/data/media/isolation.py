@@ -17,6 +17,7 @@ tensors (torch pickles tensors through shared-memory handles meant for its own w
 from __future__ import annotations
 
 import faulthandler
+import gc
 import os
 import signal
 import socket
@@ -124,6 +125,10 @@ def _serve(conn: Connection) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     faulthandler.disable()  # a crash here is reported by the caller, with the file's name; no stack dump
+    # Garbage the caller had not collected yet when it forked is not the helper's to free: a PyAV decoder caught in
+    # a reference cycle (an exception's traceback is enough) owns codec threads that do not exist in this process,
+    # and freeing it here waits on them forever or crashes. The collector leaves frozen objects alone.
+    gc.freeze()
     code = 0
     try:
         while True:

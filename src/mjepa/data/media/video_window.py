@@ -53,11 +53,11 @@ def _frame_rgb(frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
     return frame.reformat(width=width, height=height, format="rgb24", interpolation=interpolation).to_ndarray()
 
 
-def iter_timed_frames(container, stream, start_time: float):
-    """Decoded frames from the key frame before ``start_time`` (or, for 0, from where a freshly opened file is) on,
-    with their times."""
+def iter_timed_frames(container, stream, start_time: float, rewind: bool = False):
+    """Decoded frames from the key frame before ``start_time`` (or, for 0, from where a freshly opened file is,
+    unless ``rewind`` seeks back to the file's first timestamp) on, with their times."""
     origin = time_origin(container)
-    if start_time > 0:
+    if start_time > 0 or rewind:
         container.seek(math.floor((start_time + origin) / stream.time_base), stream=stream, backward=True)
     step = 1.0 / float(stream.average_rate) if stream.average_rate else 0.04
     previous_time = None
@@ -84,8 +84,10 @@ def _frames_on_screen(
         frames = iter_timed_frames(container, stream, start)
         current = next(frames, None)
         if current is not None and current[1] > start + TIME_EPSILON_S and start > 0:
-            # The seek overshot (missing index or cues); decode on from where the demuxer is.
-            frames = iter_timed_frames(container, stream, 0.0)
+            # The seek overshot (missing index or cues): decode from the first frame instead, the one place a seek
+            # always lands.
+            frames.close()
+            frames = iter_timed_frames(container, stream, 0.0, rewind=True)
             current = next(frames, None)
         while current is not None:
             frame, time = current
