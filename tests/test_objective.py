@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -190,3 +192,67 @@ def test_tiny_model_overfits_one_fixed_batch():
     opt = build_optimizer(model.named_trainable_parameters(), 3e-3, 0.0)
     losses = [train_step(model, opt, batch, masks, ema_momentum=0.99).values()["loss"] for _ in range(50)]
     assert losses[-1] <= 0.5 * losses[0], losses
+
+
+def _padded(batch: Batch, valid_frames: list[int]) -> Batch:
+    """``batch`` with each sample's audio after ``valid_frames`` set to what the front end pads with."""
+    audio = batch.audio.clone()
+    pad_value = audio.min()
+    for row, frames in enumerate(valid_frames):
+        audio[row, frames:] = pad_value
+    return replace(batch, audio=audio, audio_valid_frames=torch.tensor(valid_frames))
+
+
+def test_unpadded_samples_give_the_plain_objective():
+    model, batch, masks = _setup(batch_size=2)
+    plain = mjepa_objective(model, batch, masks)
+    marked = mjepa_objective(model, replace(batch, audio_valid_frames=torch.tensor([128, 128])), masks)
+    for name, value in plain.terms.items():
+        assert torch.allclose(marked.terms[name], value, atol=1e-6), name
+
+
+def test_audio_padding_is_never_a_target_and_never_pooled():
+    """The intra-modal loss has no gradient at a predicted token whose patch is padding, and has one at every
+    predicted token that holds audio; pooled targets average over the tokens that hold audio."""
+    from mjepa.objective import compute_targets, signal_token_weights
+
+    model, batch, masks = _setup(batch_size=2, mask_config=SMALL_MASKS)
+    padded = _padded(batch, [40, 128])  # 16-frame patches: sample 0 holds audio in its first 3 time steps
+    kept = {}
+
+    def keep_predictions(module, args, output):
+        for prediction in output:
+            prediction.retain_grad()
+        kept.setdefault("predictions", []).append(output)
+
+    handle = model.predictor("A").register_forward_hook(keep_predictions)
+    out = mjepa_objective(model, padded, masks)
+    handle.remove()
+    out.terms["intra_A"].backward()
+    encoder = model.encoder("A")
+    _, layout = encoder.embed("A", padded.audio, None)
+    weights = signal_token_weights(encoder, layout, padded)
+    steps, freq = model.token_grids(batch.audio.shape, batch.video.shape)[0][:2]
+    assert weights.shape == (2, steps * freq) and weights[0].sum() == 3 * freq and weights[1].all()
+    predictions = kept["predictions"][0]  # mode A runs first (a shared predictor also serves V and AV after it)
+    grad = predictions[0].grad.abs().sum(dim=2)  # (B, targets)
+    holds_audio = torch.gather(weights, 1, masks["A"][0].target).bool()
+    assert (~holds_audio[0]).any() and holds_audio[0].any()  # the mask puts targets on both sides
+    assert (grad[~holds_audio] == 0).all()
+    assert (grad[holds_audio] > 0).all()
+    with torch.no_grad():
+        last = compute_targets(model, padded, ("A",))["A"].last
+    assert torch.allclose(out.pooled_targets["A"][0], last[0, weights[0].bool()].mean(0), atol=1e-6)
+    assert torch.allclose(out.pooled_targets["A"][1], last[1].mean(0), atol=1e-6)
+
+
+def test_padding_counts_when_asked():
+    model, batch, masks = _setup(batch_size=2)
+    padded = _padded(batch, [40, 128])
+    counting = MJEPA(tiny_model_config(ObjectiveConfig(predict_audio_padding=True)))
+    counting.load_state_dict(model.state_dict())
+    everything = mjepa_objective(counting, padded, masks)
+    plain = mjepa_objective(counting, replace(padded, audio_valid_frames=None), masks)
+    skipping = mjepa_objective(model, padded, masks)
+    assert torch.allclose(everything.terms["intra_A"], plain.terms["intra_A"], atol=1e-6)
+    assert not torch.allclose(skipping.terms["intra_A"], plain.terms["intra_A"])

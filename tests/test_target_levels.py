@@ -128,3 +128,18 @@ def test_the_retired_layer_average_loads_from_saved_configs_and_is_refused_as_in
     assert ModelConfig.from_dict(saved).objective.target_layers == (-1,)
     with pytest.raises(ConfigError, match="objective.target_layers"):
         load_pretrain_config("tiny-cpu", ["model.objective.target_last_k_layers=4"])
+
+
+def test_audio_padding_marks_whole_time_steps_of_the_real_av_sequence():
+    """At the ViT-L preset's grids (8 x 196 video tubelets, then 64 x 8 audio patches of 16 frames): a 10 s clip
+    in its 1,024-frame window holds audio in 63 of the 64 time steps; the video tokens always count."""
+    from mjepa.objective import signal_token_weights
+
+    model_config, config = _narrow("vitl16-as2m")
+    encoder = MJEPA(model_config).encoder("AV")
+    batch = dataclasses.replace(_real_batch(config), audio_valid_frames=torch.tensor([998]))
+    _, layout = encoder.embed("AV", batch.audio, batch.video)
+    weights = signal_token_weights(encoder, layout, batch)
+    assert weights.shape == (1, 2080)
+    assert weights[0, :1568].all() and weights[0, 1568:].sum() == 63 * 8
+    assert not weights[0, -8:].any() and weights[0, -9] == 1  # the last time step starts at frame 1,008 > 998

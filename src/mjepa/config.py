@@ -190,6 +190,10 @@ class ObjectiveConfig:
     target_layers: tuple[int, ...] = (-1,)
     term_weights: tuple[tuple[str, float], ...] = ()  # e.g. (("intra_A", 2.0),); unnamed terms weigh 1
     cross_modal_hidden_ratio: float = 1.0  # hidden width of the 3-layer cross-modal MLPs, relative to encoder width
+    # False: an audio token whose patch holds only the zero padding after a short clip is neither a target nor part
+    # of a pooled context or target (it is constant, so predicting it teaches nothing). True: every token counts,
+    # as in a batch with no padding.
+    predict_audio_padding: bool = False
     # Keys saved configs may still hold, dropped on reading, and the setting that replaced each: the mean of the
     # last k layers as one target is not the published construction (several levels, each its own target).
     RETIRED_KEYS: ClassVar[dict[str, str]] = {"target_last_k_layers": "objective.target_layers"}

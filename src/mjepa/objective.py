@@ -12,6 +12,11 @@ For each active ordered pair (s, t) of distinct modes, the head ``s_to_t`` maps 
 output tokens of s (one per mask configuration) to the mean of the normalised last-layer target tokens of t;
 ``cross_s_to_t`` is their L1 distance averaged over channels and mask configurations.
 
+Audio padding (``Batch.audio_valid_frames``): unless ``objective.predict_audio_padding``, an audio token whose patch
+holds only the zero padding after a short clip is not a target (each sample's intra-modal term averages over its
+target tokens that hold audio; a sample with none in a mask configuration is left out of that configuration), and
+pooled contexts and targets average over the tokens that hold audio. Without padding this is the plain mean.
+
 Samples flagged ``has_audio = False`` are left out of every term that involves audio (modes A and AV), and samples
 flagged ``has_video = False`` (audio-only items trained beside audio-visual ones, with placeholder frames) of every
 term that involves video (modes V and AV).
@@ -89,6 +94,29 @@ def _weighted_mean(per_sample: torch.Tensor, weights: torch.Tensor | None) -> to
     return (per_sample * weights).sum() / weights.sum().clamp_min(1.0)
 
 
+def signal_token_weights(encoder, layout, batch: Batch) -> torch.Tensor | None:
+    """``(B, N)`` float over a mode's ``[video ; audio]`` sequence: 0 for audio tokens whose patch starts in the
+    padding after the clip, 1 for every other token; None when no sample of the batch is padded."""
+    if layout.num_audio == 0 or batch.audio_valid_frames is None:
+        return None
+    grid = encoder.audio_embed.grid(tuple(batch.audio.shape))
+    frames_per_step = batch.audio.shape[1] // grid.time
+    device = batch.audio.device
+    starts = torch.arange(grid.time, device=device) * frames_per_step
+    valid = batch.audio_valid_frames.to(device).unsqueeze(1)
+    audio = (starts.unsqueeze(0) < valid).repeat_interleave(layout.num_audio // grid.time, dim=1)  # time-major grid
+    video = torch.ones(audio.shape[0], layout.num_video, dtype=torch.bool, device=device)
+    return torch.cat([video, audio], dim=1).float()
+
+
+def _token_mean(x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``x`` ``(B, n, ...)`` over dim 1, counting each token by ``weights`` ``(B, n)`` when given."""
+    if weights is None:
+        return x.mean(dim=1)
+    w = weights.reshape(weights.shape + (1,) * (x.dim() - 2))
+    return (x * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
+
+
 def _check_masks(masks: Masks, modes: tuple[str, ...], batch_size: int, num_tokens: dict[str, int]) -> None:
     """Shapes and dtypes only: reading index values would cost a host read per tensor in every step. Indices out
     of range still fail, in ``gather`` (the mask sampler never makes them)."""
@@ -110,35 +138,51 @@ def mjepa_objective(model: MJEPA, batch: Batch, masks: Masks) -> ObjectiveOutput
     terms: dict[str, torch.Tensor] = {}
     level_terms: dict[str, torch.Tensor] = {}
     pooled_context: dict[str, list[torch.Tensor]] = {}
+    token_weights_of: dict[str, torch.Tensor | None] = {}
     for mode in modes:
         encoder, predictor = model.encoder(mode), model.predictor(mode)
         tokens, layout = encoder.embed(mode, batch.audio, batch.video)  # embedded once, gathered per mask config
         coords = encoder.token_coords(layout, batch.video_offset)  # shared ones cached on the device
         modality = layout.modality
         weights = _sample_weights(batch, (mode,), tokens.device)
-        per_config, pooled_context[mode] = [], []
+        token_weights = None if objective.predict_audio_padding else signal_token_weights(encoder, layout, batch)
+        token_weights_of[mode] = token_weights
+        per_config, config_counts, pooled_context[mode] = [], [], []
         for pair in masks[mode]:
             ctx_coords = gather_coords(coords, pair.context)
             context = encoder.encode_tokens(gather_tokens(tokens, pair.context), ctx_coords).tokens
             predictions = predictor(
                 context, ctx_coords, modality[pair.context], gather_coords(coords, pair.target), modality[pair.target]
             )
-            # (levels, B): each level's L1 per sample
+            target_weights = None if token_weights is None else torch.gather(token_weights, 1, pair.target)
+            # (levels, B): each level's L1 per sample, over its target tokens (those that hold signal)
             per_config.append(
                 torch.stack(
                     [
-                        (prediction.float() - gather_tokens(level, pair.target)).abs().mean(dim=(1, 2))
+                        _token_mean(
+                            (prediction.float() - gather_tokens(level, pair.target)).abs().mean(dim=2), target_weights
+                        )
                         for prediction, level in zip(predictions, targets[mode].levels)
                     ]
                 )
             )
-            pooled_context[mode].append(context.mean(dim=1))
-        per_level = [_weighted_mean(per_sample, weights) for per_sample in torch.stack(per_config).mean(0)]
+            if target_weights is not None:
+                config_counts.append((target_weights.sum(dim=1) > 0).float())
+            context_weights = None if token_weights is None else torch.gather(token_weights, 1, pair.context)
+            pooled_context[mode].append(_token_mean(context, context_weights))
+        if config_counts:  # each sample's mean over the configurations where it has a target that holds signal
+            present = torch.stack(config_counts)  # (configs, B)
+            per_sample = (torch.stack(per_config) * present.unsqueeze(1)).sum(0) / present.sum(0).clamp_min(1.0)
+            has_target = (present.sum(0) > 0).float()
+            weights = has_target if weights is None else weights * has_target
+        else:
+            per_sample = torch.stack(per_config).mean(0)
+        per_level = [_weighted_mean(values, weights) for values in per_sample]
         terms[f"intra_{mode}"] = torch.stack(per_level).mean()
         if len(per_level) > 1:
             level_terms.update({level_term(mode, b): v for b, v in zip(model.target_blocks, per_level)})
 
-    pooled_targets = {mode: t.last.mean(dim=1) for mode, t in targets.items()}
+    pooled_targets = {mode: _token_mean(t.last, token_weights_of[mode]) for mode, t in targets.items()}
     for source, target_mode in active_cross_pairs(objective):
         head = model.cross_heads[head_key(source, target_mode)]
         goal = pooled_targets[target_mode]

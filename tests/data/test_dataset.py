@@ -6,7 +6,7 @@ import torch
 from media_builders import media  # noqa: F401  (pytest fixture)
 from torch.utils.data import DataLoader
 
-from mjepa.data.loading.dataset import AudioVisualDataset, SkipLog, SkippedItem, collate_samples
+from mjepa.data.loading.dataset import AudioVisualDataset, Sample, SkipLog, SkippedItem, collate_samples
 from mjepa.data.loading.samplers import DistributedShardSampler, seed_worker
 from mjepa.data.manifests.manifest import ManifestEntry
 from mjepa.data.media.decode import ClipSpec
@@ -163,3 +163,13 @@ def test_training_samples_place_their_video_window_inside_their_audio_window(med
     assert len({round(o, 3) for o in offsets}) > 1  # windows near the clip's ends sit off the audio's centre
     batch = collate_samples([ds[0], ds[0]]).batch
     assert batch.video_offset.dtype == torch.float32 and batch.video_offset.shape == (2,)
+
+
+def test_the_batch_says_which_audio_frames_are_padding_only_when_some_are():
+    def sample(valid: int) -> Sample:
+        return Sample(0, torch.zeros(64, 8), valid, torch.zeros(3, 2, 4, 4), torch.zeros(2), True)
+
+    assert collate_samples([sample(64), sample(64)]).batch.audio_valid_frames is None
+    assert collate_samples([sample(64), sample(20)]).batch.audio_valid_frames.tolist() == [64, 20]
+    pinned = collate_samples([sample(64), sample(20)]).batch.map_tensors(torch.Tensor.clone)
+    assert pinned.audio_valid_frames.tolist() == [64, 20] and pinned.video.shape == (2, 3, 2, 4, 4)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -21,6 +22,9 @@ class Batch:
     # (B,) bool; None means every sample has video. A sample without it carries placeholder frames (zeros) so that
     # the batch keeps one shape, and the objective leaves it out of every term that involves video.
     has_video: torch.Tensor | None = None
+    # (B,) long: the log-mel frames of each sample that hold audio (the rest of its window is zero padding); None
+    # means every frame of every sample holds audio. Padding is neither predicted nor pooled by the objective.
+    audio_valid_frames: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -30,7 +34,9 @@ class Batch:
         return ref.shape[0]
 
     def to(self, device: torch.device | str) -> Batch:
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(
-            move(self.audio), move(self.video), move(self.has_audio), move(self.video_offset), move(self.has_video)
-        )
+        return self.map_tensors(lambda t: t.to(device, non_blocking=True))
+
+    def map_tensors(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
+        """A batch of ``fn(t)`` for each tensor field that is set (a field that is None stays None)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return Batch(**{name: None if value is None else fn(value) for name, value in values.items()})

@@ -76,10 +76,7 @@ class LoadedBatch:
         this), so those copies run asynchronously."""
         batch = self.batch
         if batch is not None:
-            pin = lambda t: None if t is None else t.pin_memory()  # noqa: E731
-            batch = type(batch)(
-                pin(batch.audio), pin(batch.video), pin(batch.has_audio), pin(batch.video_offset), pin(batch.has_video)
-            )
+            batch = batch.map_tensors(torch.Tensor.pin_memory)
         masks = None if self.masks is None else {m: [p.pin_memory() for p in pairs] for m, pairs in self.masks.items()}
         return LoadedBatch(
             batch, self.labels, self.indices, self.audio_valid_frames, self.skipped, self.rows, self.positions, masks
@@ -228,12 +225,15 @@ def collate_samples(items: list[Sample | SkippedItem]) -> LoadedBatch:
         )
     video = torch.stack([s.video for s in samples]) if all(with_video) else None
     flags = [s.has_video for s in samples]
+    valid_frames = [s.audio_valid_frames for s in samples]
+    full = [v >= s.audio.shape[-2] for v, s in zip(valid_frames, samples)]
     batch = Batch(
         audio=torch.stack([s.audio for s in samples]),
         video=video,
         has_audio=torch.tensor([s.has_audio for s in samples]),
         video_offset=torch.tensor([s.video_offset for s in samples], dtype=torch.float32),
         has_video=None if all(flags) else torch.tensor(flags),
+        audio_valid_frames=None if all(full) else torch.tensor(valid_frames),
     )
     return LoadedBatch(
         batch,
