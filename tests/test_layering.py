@@ -63,7 +63,13 @@ DATA_LAYERS = {
     1: ("mjepa.data.media",),
     2: ("mjepa.data.preprocess",),
     3: ("mjepa.data.manifests", "mjepa.data.shards", "mjepa.data.loading"),
-    4: ("mjepa.data.atari", "mjepa.data.instruments", "mjepa.data.open_audio", "mjepa.data.synthetic"),
+    4: (
+        "mjepa.data.atari",
+        "mjepa.data.instruments",
+        "mjepa.data.open_audio",
+        "mjepa.data.synthetic",
+        "mjepa.data.vizdoom",
+    ),
 }
 # Siblings that must not import each other although they share a layer.
 SEPARATE = [

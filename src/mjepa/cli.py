@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     data = sub.add_parser(
-        "data", help="data tools: import, validate and shard manifests, fbank statistics, AtariAV and open-audio data"
+        "data",
+        help="data tools: import, validate and shard manifests, fbank statistics, AtariAV, DoomAV and open-audio data",
     )
     data_sub = data.add_subparsers(dest="data_command", required=True)
     # The tools parse their own arguments; these entries only make them show up in --help.
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub.add_parser("validate", help="scan every file of a manifest and report the bad ones", add_help=False)
     data_sub.add_parser("stats", help="fbank mean / std over a manifest", add_help=False)
     data_sub.add_parser("atari", help="generate the built-in AtariAV dataset", add_help=False)
+    data_sub.add_parser(
+        "doom-av", help="generate DoomAV: first-person ViZDoom clips with the game's sound", add_help=False
+    )
     data_sub.add_parser("instruments", help="render the GM-Instruments transfer set from a SoundFont", add_help=False)
     data_sub.add_parser(
         "open-audio",
@@ -101,6 +105,7 @@ DATA_TOOLS = {
     "atari": "mjepa.data.atari.command",
     "shard": "mjepa.data.shards.command",
     "instruments": "mjepa.data.instruments.command",
+    "doom-av": "mjepa.data.vizdoom.command",
     "open-audio": "mjepa.data.open_audio.command",
 }
 

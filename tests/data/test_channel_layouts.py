@@ -87,7 +87,7 @@ def oggenc(tmp_path_factory):
     import os
     import shutil
 
-    from mjepa.data.open_audio.debian import PackageFetchError, fetch_package
+    from mjepa.data.debian import PackageFetchError, fetch_package
 
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         pytest.skip("needs apt-get and dpkg-deb (a Debian-based system) to fetch oggenc")

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import soundfile
 
+from mjepa.data import debian
+from mjepa.data.debian import PackageFetchError, fetch_package
 from mjepa.data.manifests.manifest import ManifestEntry, read_manifest
 from mjepa.data.media.decode import decode_audio
-from mjepa.data.open_audio import debian
 from mjepa.data.open_audio.build import build_open_audio, task_folds
-from mjepa.data.open_audio.debian import PackageFetchError, fetch_package
 from mjepa.data.open_audio.sources import hedgewars_clips, ktuberling_clips, phrase_of, resolve_sources
 from mjepa.data.open_audio.tasks import TASK_RULES, split_task
 
@@ -85,7 +85,7 @@ def test_the_pretraining_manifest_holds_no_clip_of_any_task(small_open_audio):
 
 
 def test_a_licence_grant_is_checked_where_the_copyright_file_is_not_machine_readable(tmp_path):
-    from mjepa.data.open_audio.debian import copyright_grants
+    from mjepa.data.debian import copyright_grants
     from mjepa.data.open_audio.sources import GPL_2_GRANT
 
     doc = tmp_path / "usr/share/doc/some-data"

@@ -22,10 +22,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from mjepa.data.debian import PackageFetchError, copyright_grants, fetch_package
 from mjepa.data.manifests.manifest import ManifestEntry, read_manifest, write_manifest
 from mjepa.data.media.decode import decode_audio
 from mjepa.data.media.info import MediaError
-from mjepa.data.open_audio.debian import PackageFetchError, copyright_grants, fetch_package
 from mjepa.data.open_audio.sources import Clip, Source, resolve_sources
 from mjepa.data.open_audio.tasks import TASK_RULES, TaskRule, class_counts, split_task
 
