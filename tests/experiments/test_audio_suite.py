@@ -62,11 +62,22 @@ def test_suite_scores_every_protocol_and_feature_set_over_all_folds(tmp_path, mo
         row = result["protocols"][protocol]
         assert set(row["scores"]) == {"model", "random-init", "log-mel stats"}
         assert all(len(score["values"]) == 2 for score in row["scores"].values())
-        assert row["selection"].startswith("training split")
+        assert row["selection"].startswith("training split") and "validation" not in row  # no split to report
     # Three pitches, one per class: the log-mel statistics must tell them apart in any held-out language.
     assert result["protocols"]["linear"]["scores"]["log-mel stats"]["mean"] > 0.9
     table = (out / "suite.md").read_text()
     assert "| tones | linear | 36 | 3 |" in table and "| tones | attentive | 36 | 3 |" in table
+
+
+def test_validation_accuracy_is_the_chosen_heads_mean_over_folds_per_seed():
+    runs = {
+        "model": [
+            [{"selection_accuracy": 0.5}, {"selection_accuracy": 0.7}],
+            [{"selection_accuracy": 0.3}, {"selection_accuracy": 0.1}],
+        ]
+    }
+    spread = audio_suite._validation_spreads(runs, seeds=2)["model"]
+    assert spread["values"] == pytest.approx([0.4, 0.4])
 
 
 def test_a_folder_that_was_not_built_is_a_one_line_error(tmp_path, capsys):

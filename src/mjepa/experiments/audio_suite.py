@@ -177,15 +177,29 @@ def run_task(
             rows[name] = SeedSpread(scores)
         result["protocols"][protocol] = {
             "scores": {name: spread.to_dict() for name, spread in rows.items()},
+            # The chosen heads' accuracy on the validation split: what recipe choices may be made on.
+            **({"validation": _validation_spreads(per_set[protocol], seeds)} if "val" in folds[0] else {}),
             "beats_random_init": beats(rows[MODEL], rows[RANDOM]),
             "beats_logmel": beats(rows[MODEL], rows[LOGMEL]),
             "selection": "validation split" if "val" in folds[0] else "training split (no validation split)",
         }
+        validation = result["protocols"][protocol].get("validation")
         report(
             f"suite: {task} ({protocol}, {result['test_clips']} test clips): "
             + ", ".join(f"{name} {rows[name]}" for name in FEATURE_SETS)
+            + (f"; validation: model {SeedSpread(tuple(validation[MODEL]['values']))}" if validation else "")
         )
     return result
+
+
+def _validation_spreads(runs_by_set: dict[str, list[list[dict]]], seeds: int) -> dict[str, dict]:
+    """Per feature set: each seed's validation accuracy (the mean over folds) as a spread."""
+    return {
+        name: SeedSpread(
+            tuple(sum(runs[seed]["selection_accuracy"] for runs in folds) / len(folds) for seed in range(seeds))
+        ).to_dict()
+        for name, folds in runs_by_set.items()
+    }
 
 
 def markdown(results: list[dict]) -> str:
