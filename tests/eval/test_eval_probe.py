@@ -240,3 +240,19 @@ def test_vjepa2_probe_learns_without_warm_up():
     probe = train_probe_grid(settings, train_tokens, None, _one_hot(train_labels, 2), multi_label=False)[0]
     accuracy = (predict(probe, test_tokens, None, multi_label=False).argmax(1) == test_labels).float().mean()
     assert accuracy > 0.95
+
+
+def test_tag_groups_are_scored_apart():
+    from mjepa.eval.run_probe import group_scores, label_groups
+
+    vocabulary = ["event:reward", "event:silent", "game:pong", "game:seaquest"]
+    groups = label_groups(vocabulary)
+    assert groups == {"event": [0, 1], "game": [2, 3]}
+    assert label_groups(["dog", "cat"]) == {} and label_groups(["game:a", "game:b"]) == {}
+    targets = torch.tensor([[1, 0, 1, 0], [0, 0, 0, 1], [1, 0, 0, 1]], dtype=torch.float32)
+    perfect_games = torch.tensor([[0.2, 0.5, 0.9, 0.1], [0.9, 0.5, 0.1, 0.9], [0.1, 0.5, 0.2, 0.8]])
+    scores = group_scores(perfect_games, targets, groups)
+    assert scores["game"] == pytest.approx(1.0)
+    # event:silent has no positive and is left out; event:reward's positives rank 2nd and 3rd
+    assert scores["event"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert set(group_scores(perfect_games, targets * torch.tensor([0, 0, 1, 1]), groups)) == {"game"}

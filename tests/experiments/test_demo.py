@@ -95,3 +95,23 @@ def test_demo_end_to_end_with_a_tiny_budget(tmp_path, capsys, shipped_stand_in):
     assert re.search(r"^\| predictor_l1 \| A->V \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|$", report, flags=re.M)
     assert (out / "curves.png").is_file() and (out / "probe" / "results.png").is_file()
     assert "demo: report in" in capsys.readouterr().out
+
+
+def test_event_tags_get_their_own_table_beside_the_whole_map():
+    from mjepa.eval.report import common_label_groups
+
+    results = []
+    for seed_offset in (0.0, 0.01):
+        for modality in ("audio", "video", "av"):
+            for encoder, event in ((SHIPPED, 0.5), (TRAINED, 0.4), (RANDOM, 0.3)):
+                result = _result(encoder, modality, 0.9 + seed_offset)
+                result.chosen_heads = [{"test_group_scores": {"game": 1.0, "event": event + seed_offset}}]
+                results.append(result)
+    assert common_label_groups(results) == ["event", "game"]
+    lines = comparison_lines(results, probe_seeds=2, label_group="event")
+    assert "| audio | 50.5 ± 0.7 | 40.5 ± 0.7 | 30.5 ± 0.7 | +20.0 (beats random) | +10.0 (beats random) |" in lines
+    whole = comparison_lines(results, probe_seeds=2)
+    assert (
+        "| audio | 90.5 ± 0.7 | 90.5 ± 0.7 | 90.5 ± 0.7 | +0.0 (within the spread) | +0.0 (within the spread) |"
+        in whole
+    )

@@ -12,17 +12,37 @@ METRIC_NAMES = {"map": "mAP", "top1": "top-1 accuracy"}
 
 
 def markdown_table(task: str, results: list[EncoderResult]) -> str:
+    """One row per result; where the labels come in groups (AtariAV's ``game:*`` and ``event:*``), a column per
+    group gives its mAP alone, so a saturated group cannot hide the other."""
+    metric = METRIC_NAMES.get(results[0].metric, results[0].metric)
+    groups = common_label_groups(results)
     lines = [
-        f"| task | encoder | modality | {METRIC_NAMES.get(results[0].metric, results[0].metric)} | "
-        "chosen head (lr, wd) | skipped items |",
-        "|---|---|---|---|---|---|",
+        f"| task | encoder | modality | {metric} | "
+        + "".join(f"{metric} `{g}:*` | " for g in groups)
+        + "chosen head (lr, wd) | skipped items |",
+        "|---" * (6 + len(groups)) + "|",
     ]
     for r in results:
         heads = "; ".join(f"{h['lr']:g}, {h['weight_decay']:g}" for h in r.chosen_heads)
-        lines.append(f"| {task} | {r.encoder} | {r.modality} | {100 * r.score:.2f} | {heads} | {r.skipped_items} |")
+        per_group = "".join(f"{100 * group_mean(r, g):.2f} | " for g in groups)
+        lines.append(
+            f"| {task} | {r.encoder} | {r.modality} | {100 * r.score:.2f} | {per_group}{heads} | {r.skipped_items} |"
+        )
     lines.append("")
     lines.append(f"Selection rule: {results[0].selection_rule}.")
     return "\n".join(lines) + "\n"
+
+
+def common_label_groups(results: list[EncoderResult]) -> list[str]:
+    """The tag groups that every chosen head of every result was scored on."""
+    found = [set(head.get("test_group_scores", {})) for result in results for head in result.chosen_heads]
+    return sorted(set.intersection(*found)) if found else []
+
+
+def group_mean(result: EncoderResult, group: str) -> float:
+    """A result's mAP over one tag group, averaged over its folds' chosen heads."""
+    values = [head["test_group_scores"][group] for head in result.chosen_heads]
+    return sum(values) / len(values)
 
 
 def grouped_scores(results: list[EncoderResult]) -> dict[str, dict[str, list[float]]]:

@@ -201,6 +201,25 @@ def score(metric: str, probabilities: torch.Tensor, targets: torch.Tensor) -> fl
     return accuracy_from_multi_hot(probabilities, targets)
 
 
+def label_groups(vocabulary: list[str]) -> dict[str, list[int]]:
+    """Class indices per label group, the part of a label before ``:`` (``game:pong`` -> ``game``), where the
+    vocabulary has at least two groups; empty otherwise."""
+    groups: dict[str, list[int]] = {}
+    for index, label in enumerate(vocabulary):
+        if ":" in label:
+            groups.setdefault(label.split(":", 1)[0], []).append(index)
+    return groups if len(groups) > 1 else {}
+
+
+def group_scores(probabilities: torch.Tensor, targets: torch.Tensor, groups: dict[str, list[int]]) -> dict:
+    """mAP over the classes of each label group: a saturated group (the game tags of AtariAV) cannot hide another."""
+    return {
+        name: mean_average_precision(probabilities[:, idx], targets[:, idx]).map
+        for name, idx in groups.items()
+        if targets[:, idx].any()  # a group with no positive in the split has no mAP
+    }
+
+
 def probe_fold(
     settings: ProbeSettings,
     task: TaskSpec,
@@ -208,9 +227,12 @@ def probe_fold(
     val: SplitFeatures | None,
     test: SplitFeatures,
     device: torch.device | str = "cpu",
+    vocabulary: list[str] | None = None,
 ) -> tuple[dict, list[dict]]:
     """Train the grid on ``device``, pick the head on validation (or on the training split without one), score on
-    test."""
+    test. For mAP tasks whose labels come in groups (``game:*``, ``event:*``), each head also carries its test mAP
+    per group (``test_group_scores``)."""
+    groups = label_groups(vocabulary) if vocabulary is not None and task.metric == "map" else {}
     tr = train.features
     targets = tr.labels.repeat_interleave(tr.views, dim=0)
     probes = train_probe_grid(settings, tr.tokens, None, targets, task.multi_label, device, row_keys(tr))
@@ -218,8 +240,12 @@ def probe_fold(
     heads = []
     for probe, (lr, wd) in zip(probes, settings.grid()):
         chosen_score = score(task.metric, *item_scores(probe, select_on, task.multi_label, device))
-        test_score = score(task.metric, *item_scores(probe, test.features, task.multi_label, device))
-        heads.append({"lr": lr, "weight_decay": wd, "selection_score": chosen_score, "test_score": test_score})
+        test_probabilities, test_targets = item_scores(probe, test.features, task.multi_label, device)
+        test_score = score(task.metric, test_probabilities, test_targets)
+        head = {"lr": lr, "weight_decay": wd, "selection_score": chosen_score, "test_score": test_score}
+        if groups:
+            head["test_group_scores"] = group_scores(test_probabilities, test_targets, groups)
+        heads.append(head)
     best = max(heads, key=lambda h: h["selection_score"])
     return best, heads
 
@@ -250,7 +276,7 @@ def evaluate(
         train, test = get(splits.train), get(splits.test)
         val = get(splits.val) if splits.val else None
         skipped += len(train.skipped) + len(test.skipped) + (len(val.skipped) if val else 0)
-        best, heads = probe_fold(probe, task, train, val, test, features.device)
+        best, heads = probe_fold(probe, task, train, val, test, features.device, splits.vocabulary)
         chosen.append({"fold": splits.fold, **best})
         all_heads.append(heads)
     mean_score = sum(c["test_score"] for c in chosen) / len(chosen)

@@ -23,7 +23,7 @@ from mjepa.commands import resolve_device, run_reporting_errors
 from mjepa.data.atari.generate import DEFAULT_GAMES, generate_atari_av
 from mjepa.eval.loading import load_model
 from mjepa.eval.probe import ATARI_PROBE_HEADS, ProbeSettings
-from mjepa.eval.report import write_results
+from mjepa.eval.report import common_label_groups, group_mean, write_results
 from mjepa.eval.run_probe import EncoderResult, FeatureSettings, evaluate_over_seeds
 from mjepa.eval.seed_spread import SeedSpread, beats
 from mjepa.eval.tasks import TASKS, atari_splits
@@ -92,11 +92,13 @@ def default_shipped() -> str | None:
     return SHIPPED_MODELS[0]
 
 
-def spreads(results: list[EncoderResult]) -> dict[tuple[str, str], SeedSpread]:
-    """Scores grouped by (encoder, input) over the probe seeds."""
+def spreads(results: list[EncoderResult], label_group: str | None = None) -> dict[tuple[str, str], SeedSpread]:
+    """Scores grouped by (encoder, input) over the probe seeds: the whole mAP, or (``label_group``) the mAP over
+    that group's tags alone (``event`` for ``event:*``), averaged over folds."""
     grouped: dict[tuple[str, str], list[float]] = {}
     for result in results:
-        grouped.setdefault((result.encoder, result.modality), []).append(result.score)
+        value = result.score if label_group is None else group_mean(result, label_group)
+        grouped.setdefault((result.encoder, result.modality), []).append(value)
     return {key: SeedSpread(tuple(scores)) for key, scores in grouped.items()}
 
 
@@ -185,9 +187,10 @@ def retrieval(checkpoint: Path, plan: DemoPlan) -> dict:
     return json.loads(out.read_text())
 
 
-def comparison_lines(results: list[EncoderResult], probe_seeds: int) -> list[str]:
-    """The report's table: each encoder's mean ± std over probe seeds per input, and the margin over random init."""
-    by_key = spreads(results)
+def comparison_lines(results: list[EncoderResult], probe_seeds: int, label_group: str | None = None) -> list[str]:
+    """The report's table: each encoder's mean ± std over probe seeds per input, and the margin over random init
+    (of the whole mAP, or of one tag group's)."""
+    by_key = spreads(results, label_group)
     encoders = [name for name in (SHIPPED, TRAINED, RANDOM) if any(key[0] == name for key in by_key)]
     compared = [name for name in encoders if name != RANDOM]
     names = {SHIPPED: "shipped mjepa-tiny", TRAINED: "trained here", RANDOM: "random-init"}
@@ -234,6 +237,9 @@ def report(
         "",
         *table,
     ]
+    for group in common_label_groups(results):
+        lines += ["", f"The same probes, mAP over the `{group}:*` tags alone:", ""]
+        lines += comparison_lines(results, probe_seeds, group)[:-2]  # the table without its repeated footnote
     lines += [
         "",
         f"Retrieval on {retrieval_record['items']} test clips by the model trained here (chance R@1 = "
