@@ -52,10 +52,10 @@ def test_generated_clips_decode_with_frames_and_sound_of_the_stated_shapes(opena
     from mjepa.data.vizdoom.generate import generate_doom_av
 
     out = generate_doom_av(
-        tmp_path / "doom", scenarios=["basic"], clips_per_scenario=3, seed=0, size=64, cache=openal.parent.parent
+        tmp_path / "doom", scenarios=["basic"], clips_per_scenario=4, seed=0, size=64, cache=openal.parent.parent
     )
     entries = {split: read_manifest(out / f"{split}.jsonl") for split in ("train", "val", "test")}
-    assert {split: len(e) for split, e in entries.items()} == {"train": 1, "val": 1, "test": 1}
+    assert {split: len(e) for split, e in entries.items()} == {"train": 2, "val": 1, "test": 1}
     entry = entries["train"][0]
     assert entry.end == pytest.approx(4.0) and entry.meta_value("package") == "vizdoom"
     assert "BSD-3-Clause" in entry.meta_value("licence")
@@ -69,4 +69,14 @@ def test_generated_clips_decode_with_frames_and_sound_of_the_stated_shapes(opena
     assert clip.frame_times.tolist() == pytest.approx([int(t * 35 / 4) * 4 / 35 for t in np.arange(8) / 4.0], abs=1e-3)
     labels = json.loads((out / "labels.json").read_text())["labels"]
     assert labels[0] == "scenario:basic" and "event:shot" in labels
-    assert json.loads((out / "info.json").read_text())["counts"] == {"train": 1, "val": 1, "test": 1}
+    assert json.loads((out / "info.json").read_text())["counts"] == {"train": 2, "val": 1, "test": 1}
+    # The correspondence task: each training clip with its own sound and with the other clip's.
+    pairs = read_manifest(out / "avc-train.jsonl")
+    first, second = (e.path for e in entries["train"])
+    assert [(e.path, e.audio_path, e.labels) for e in pairs] == [
+        (first, None, ("av:matched",)),
+        (first, second, ("av:shifted",)),
+        (second, None, ("av:matched",)),
+        (second, first, ("av:shifted",)),
+    ]
+    assert not (out / "avc-test.jsonl").exists()  # one test clip has no other sound to pair with

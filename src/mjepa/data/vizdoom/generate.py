@@ -10,6 +10,8 @@ Output folder::
     out_dir/
       train.jsonl val.jsonl test.jsonl   manifests (paths relative to out_dir), labels scenario:* and event:*,
                                          meta fields source, package, version, licence
+      avc-{train,val,test}.jsonl         audio-visual correspondence: each clip with its own sound (av:matched)
+                                         and with the next clip's (av:shifted, through audio_path)
       labels.json                        the label vocabulary
       info.json                          settings, counts and versions (written last)
       clips/<split>/<scenario>-<index>.mp4   H.264 (mpeg4 where PyAV lacks libx264) at 35/4 fps, size x size,
@@ -26,6 +28,7 @@ import os
 import shutil
 import zlib
 from collections.abc import Sequence
+from dataclasses import replace
 from fractions import Fraction
 from importlib import metadata
 from pathlib import Path
@@ -51,7 +54,7 @@ SPLIT_FRACTIONS = {"val": 0.15, "test": 0.15}
 CLIP_STEPS = 35  # 140 tics: 4 s
 WARMUP_STEPS = 8  # unrecorded steps at the start of each segment (the first frames of a level are a fade-in)
 LICENCE = "ViZDoom: MIT; Freedoom game data: BSD-3-Clause"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # bump when a change alters the generated folder, so cached folders are rebuilt
 AUDIO_BIT_RATE = 96000
 
 
@@ -116,6 +119,9 @@ def generate_doom_av(
         report(f"doom-av: {scenario}: {clips_per_scenario} clips")
     for split, entries in manifests.items():
         write_manifest(building / f"{split}.jsonl", entries, paths_from=building)
+        pairs = correspondence_entries(entries)
+        if pairs:  # a split with one clip per scenario has none
+            write_manifest(building / f"avc-{split}.jsonl", pairs, paths_from=building)
     vocabulary = [f"scenario:{s}" for s in scenarios] + list(EVENT_LABELS)
     (building / "labels.json").write_text(json.dumps({"labels": vocabulary}, indent=2) + "\n")
     counts = {split: len(entries) for split, entries in manifests.items()}
@@ -125,6 +131,26 @@ def generate_doom_av(
         shutil.rmtree(out)
     building.rename(out)
     return out
+
+
+def correspondence_entries(entries: list[ManifestEntry]) -> list[ManifestEntry]:
+    """The audio-visual correspondence task of one split: every clip twice, once with its own sound
+    (``av:matched``) and once with the sound of the next clip of the same scenario, 4 s later in the same play
+    segment (``av:shifted``; the last clip takes the first one's). Both halves hold the same videos and the same
+    sounds, so only their pairing tells them apart."""
+    by_scenario: dict[str, list[ManifestEntry]] = {}
+    for entry in entries:
+        scenario = next(label for label in entry.labels if label.startswith("scenario:"))
+        by_scenario.setdefault(scenario, []).append(entry)
+    pairs = []
+    for clips in by_scenario.values():
+        if len(clips) < 2:
+            continue  # one clip has no other sound to pair with
+        for index, entry in enumerate(clips):
+            other = clips[(index + 1) % len(clips)]
+            pairs.append(replace(entry, labels=("av:matched",)))
+            pairs.append(replace(entry, audio_path=other.path, labels=("av:shifted",)))
+    return pairs
 
 
 def _entry(relative: Path, clip: RecordedClip, version: str) -> ManifestEntry:
