@@ -96,6 +96,8 @@ class ScenarioPlayer:
         game = vzd.DoomGame()
         game.load_config(os.path.join(vzd.scenarios_path, f"{scenario}.cfg"))
         game.set_window_visible(False)
+        # The engine writes its settings file; keep it beside the OpenAL libraries, not in the caller's folder.
+        game.set_doom_config_path(str(Path(openal_dir) / "_vizdoom.ini"))
         game.set_screen_resolution(getattr(vzd.ScreenResolution, resolution))
         game.set_screen_format(vzd.ScreenFormat.RGB24)
         game.set_sound_enabled(True)
