@@ -29,7 +29,7 @@ from mjepa.commands import add_device_argument, resolve_device, run_reporting_er
 from mjepa.data.manifests.manifest import EntryTable, ManifestEntry, read_manifest
 from mjepa.data.media.decode import ClipSpec, MediaError, decode_entry_isolated, probe_media
 from mjepa.data.media.info import media_errors
-from mjepa.data.media.isolation import IsolatedRunner
+from mjepa.data.media.isolation import IsolatedRunner, leave_inherited_garbage
 from mjepa.embedding_inputs import VideoFile
 from mjepa.models.mjepa import ENCODER_CHOICES
 from mjepa.terms import MODALITIES
@@ -175,7 +175,13 @@ def run(args: argparse.Namespace) -> int:
     out = _Collected(args.tokens)
     items = ExtractItems(entries, model.clip, model.video_config.eval_short_side, modality)
     # Items are decoded ahead in worker processes while the encoder runs here.
-    loader = DataLoader(items, batch_size=None, num_workers=args.workers, prefetch_factor=2 if args.workers else None)
+    loader = DataLoader(
+        items,
+        batch_size=None,
+        num_workers=args.workers,
+        prefetch_factor=2 if args.workers else None,
+        worker_init_fn=leave_inherited_garbage,
+    )
     started, pending = time.perf_counter(), []
     for number, item in enumerate(loader, start=1):
         if isinstance(item, MediaError):

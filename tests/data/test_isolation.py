@@ -128,30 +128,47 @@ def _collect_garbage():
     return gc.collect()
 
 
-def test_the_helper_never_frees_a_threaded_decoder_the_caller_left_as_garbage(media):
-    # Garbage in the caller at fork time is copied into the helper. A PyAV decoder in a reference cycle there owns
-    # codec threads that the helper does not have; collecting it in the helper hangs or crashes it.
+def _leave_threaded_decoder_as_garbage(path: str) -> None:
+    """A PyAV decoder that has started its codec threads, unreachable in a reference cycle (the collector is off)."""
+    import av
+
+    container = av.open(path)
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"  # frame and slice threads, started by the first decoded frames
+    for index, _ in enumerate(container.decode(stream)):
+        if index == 3:
+            break
+    cycle = {"container": container, "stream": stream}
+    cycle["self"] = cycle
+
+
+class _CollectingDataset(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> int:
+        return _collect_garbage()
+
+
+def test_forked_processes_never_free_a_threaded_decoder_the_parent_left_as_garbage(media):
+    # Garbage in the parent at fork time is copied into the child. A PyAV decoder in a reference cycle there owns
+    # codec threads that the child does not have; collecting it in the child hangs or crashes it. Neither the
+    # decoding helper nor a DataLoader worker started with leave_inherited_garbage collects it.
     import gc
 
-    import av
+    from mjepa.data.media.isolation import leave_inherited_garbage
 
     gc.disable()
     try:
-        container = av.open(str(media["mkv"]))
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame and slice threads, started by the first decoded frames
-        for index, _ in enumerate(container.decode(stream)):
-            if index == 3:
-                break
-        cycle = {"container": container, "stream": stream}
-        cycle["self"] = cycle
-        del container, stream, cycle  # unreachable, waiting for the collector
+        _leave_threaded_decoder_as_garbage(str(media["mkv"]))
         runner = IsolatedRunner(timeout_s=20)
         try:
             assert runner("clip.mkv", _collect_garbage) >= 0
             assert runner("clip.mkv", _double, 21) == 42  # and it still serves
         finally:
             runner.close()
+        loader = DataLoader(_CollectingDataset(), num_workers=1, worker_init_fn=leave_inherited_garbage, timeout=20)
+        assert len(list(loader)) == 2
     finally:
         gc.enable()
         gc.collect()

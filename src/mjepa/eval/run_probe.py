@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from mjepa.data.batch import Batch
 from mjepa.data.loading.dataset import SkippedItem
 from mjepa.data.loading.samplers import DistributedShardSampler
+from mjepa.data.media.isolation import leave_inherited_garbage
 from mjepa.distributed import detect_launch
 from mjepa.eval.features import (
     FeatureSet,
@@ -114,6 +115,7 @@ def split_features(
             num_workers=settings.workers,
             collate_fn=collate_eval,
             sampler=sampler,
+            worker_init_fn=leave_inherited_garbage,
         )
 
         def batches():

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from mjepa.data.batch import Batch
 from mjepa.data.loading.dataset import SkippedItem
 from mjepa.data.manifests.manifest import ManifestEntry
+from mjepa.data.media.isolation import leave_inherited_garbage
 from mjepa.data.preprocess.frontend import Frontend
 from mjepa.eval.items import EvalDataset, ViewSpec, collate_eval
 from mjepa.eval.loading import LoadedModel
@@ -52,7 +53,13 @@ def heldout_batches(
         need_video=True,
         need_audio=False,
     )
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_eval)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate_eval,
+        worker_init_fn=leave_inherited_garbage,
+    )
     batches, skipped = [], []
     for items, bad in loader:
         skipped.extend(bad)

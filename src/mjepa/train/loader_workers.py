@@ -21,6 +21,8 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
+from mjepa.data.media.isolation import leave_inherited_garbage
+
 
 def _sigterm_in_worker(released, signum, frame) -> None:
     if released.value:
@@ -33,6 +35,7 @@ def _sigterm_in_worker(released, signum, frame) -> None:
 def _init_worker(
     worker_id: int, pids, released, seed_fn: Callable[[int], None] | None, ignored: tuple[int, ...]
 ) -> None:
+    leave_inherited_garbage()
     pids[worker_id] = os.getpid()
     signal.signal(signal.SIGTERM, functools.partial(_sigterm_in_worker, released))
     for sig in ignored:

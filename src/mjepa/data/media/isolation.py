@@ -119,16 +119,21 @@ class IsolatedRunner:
             pass
 
 
+def leave_inherited_garbage(worker_id: int | None = None) -> None:
+    """Call first in a process forked from one that may have decoded media (a decoding helper, a DataLoader worker:
+    it is also a ``worker_init_fn``): garbage the parent had not collected yet is never freed here. A PyAV decoder
+    caught in a reference cycle (an exception's traceback is enough) owns codec threads that do not exist in the
+    fork, and freeing it here waits on them forever or crashes. The collector leaves frozen objects alone."""
+    gc.freeze()
+
+
 def _serve(conn: Connection) -> None:
     """The helper's loop: run each request, send back its result or its error; exit when the caller is gone."""
     # The caller's signal handlers (a DataLoader worker's, a training process's) are not the helper's business.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     faulthandler.disable()  # a crash here is reported by the caller, with the file's name; no stack dump
-    # Garbage the caller had not collected yet when it forked is not the helper's to free: a PyAV decoder caught in
-    # a reference cycle (an exception's traceback is enough) owns codec threads that do not exist in this process,
-    # and freeing it here waits on them forever or crashes. The collector leaves frozen objects alone.
-    gc.freeze()
+    leave_inherited_garbage()
     code = 0
     try:
         while True:
