@@ -30,6 +30,7 @@ from torch import nn
 from mjepa.data.media.info import MediaError
 from mjepa.embedding_inputs import VideoFile, audio_clips, decode_audio_file, path_list, video_clips
 from mjepa.embedding_windows import AudioSource, ClipWindows, VideoSource, resample
+from mjepa.grids import audio_tokens_holding_signal
 from mjepa.models.encoder import MultimodalEncoder
 from mjepa.packaging import (
     PARTS,
@@ -385,9 +386,10 @@ class MJEPAModel(nn.Module):
     def _token_mask(self, clip: ClipWindows, mode: str, num_tokens: int) -> torch.Tensor:
         if clip.valid_frames is None:
             return torch.ones(clip.count, num_tokens, dtype=torch.bool)
-        audio_tokens = self._audio_tokens()
-        audio_mask = self._audio_token_mask(clip.valid_frames, audio_tokens)
-        video = torch.ones(clip.count, num_tokens - audio_tokens, dtype=torch.bool)
+        shape = (1, self.audio_config.target_frames, self.audio_config.num_mel_bins)
+        grid = self.model.token_grids(shape, None)[0]
+        audio_mask = audio_tokens_holding_signal(clip.valid_frames, grid, self.audio_config.target_frames)
+        video = torch.ones(clip.count, num_tokens - grid.num_tokens, dtype=torch.bool)
         return torch.cat([video, audio_mask], dim=1)  # the AV sequence is [video ; audio]
 
     def _audio_grid(self) -> tuple[int, int]:
@@ -395,16 +397,6 @@ class MJEPAModel(nn.Module):
         shape = (1, self.audio_config.target_frames, self.audio_config.num_mel_bins)
         grid = self.model.token_grids(shape, None)[0]
         return grid.time, grid.height
-
-    def _audio_tokens(self) -> int:
-        steps, patches = self._audio_grid()
-        return steps * patches
-
-    def _audio_token_mask(self, valid_frames: torch.Tensor, num_tokens: int) -> torch.Tensor:
-        steps, patches = self._audio_grid()
-        patch_time = self.audio_config.target_frames // steps  # fbank frames per time step
-        time_index = torch.arange(num_tokens) // patches  # the grid is time-major
-        return (time_index.unsqueeze(0) * patch_time) < valid_frames.unsqueeze(1)
 
     def _time_steps(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(layers, steps, D)`` float32: an audio window's tokens ``(layers, T, D)`` with each time step's frequency

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mjepa.data.batch import Batch
+from mjepa.grids import audio_tokens_holding_signal
 from mjepa.masks import Masks
 from mjepa.models.crossmodal import head_key
 from mjepa.models.encoder import check_index, gather_coords, gather_tokens, layer_normalise
@@ -100,11 +101,8 @@ def signal_token_weights(encoder, layout, batch: Batch) -> torch.Tensor | None:
     if layout.num_audio == 0 or batch.audio_valid_frames is None:
         return None
     grid = encoder.audio_embed.grid(tuple(batch.audio.shape))
-    frames_per_step = batch.audio.shape[1] // grid.time
     device = batch.audio.device
-    starts = torch.arange(grid.time, device=device) * frames_per_step
-    valid = batch.audio_valid_frames.to(device).unsqueeze(1)
-    audio = (starts.unsqueeze(0) < valid).repeat_interleave(layout.num_audio // grid.time, dim=1)  # time-major grid
+    audio = audio_tokens_holding_signal(batch.audio_valid_frames.to(device), grid, batch.audio.shape[1])
     video = torch.ones(audio.shape[0], layout.num_video, dtype=torch.bool, device=device)
     return torch.cat([video, audio], dim=1).float()
 
