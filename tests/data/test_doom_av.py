@@ -80,3 +80,13 @@ def test_generated_clips_decode_with_frames_and_sound_of_the_stated_shapes(opena
         (second, first, ("av:shifted",)),
     ]
     assert not (out / "avc-test.jsonl").exists()  # one test clip has no other sound to pair with
+
+
+def test_a_folder_that_holds_something_else_is_never_replaced(tmp_path):
+    from mjepa.data.vizdoom.generate import generate_doom_av
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="holds no DoomAV set"):
+        generate_doom_av(tmp_path / "mine", scenarios=["basic"], clips_per_scenario=3)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

@@ -94,14 +94,16 @@ def generate_doom_av(
         "clip_steps": CLIP_STEPS,
     }
     info_path = out / "info.json"
-    if info_path.is_file() and json.loads(info_path.read_text()).get("settings") == settings:
+    previous = json.loads(info_path.read_text()).get("settings", {}) if info_path.is_file() else None
+    if previous == settings:
         report(f"{out}: already generated with these settings")
         return out
+    if out.exists() and any(out.iterdir()) and (previous or {}).get("generator") != settings["generator"]:
+        # Only a DoomAV folder of other settings is replaced; anything else there is the user's.
+        raise FileExistsError(f"{out} is not empty and holds no DoomAV set; choose another folder")
     sizes = split_sizes(clips_per_scenario)
     openal = openal_library_dir(cache or Path.home() / ".cache" / "mjepa" / "debian")
-    building = out.parent / f".{out.name}.building"
-    if building.exists():
-        shutil.rmtree(building)
+    building = out.parent / f".{out.name}.building-{os.getpid()}"  # one per run: two runs never share it
     manifests: dict[str, list[ManifestEntry]] = {split: [] for split in SPLITS}
     version = metadata.version("vizdoom")
     for scenario in scenarios:
