@@ -85,17 +85,14 @@ OGGENC_PACKAGES = ["vorbis-tools", "libvorbisenc2", "libvorbis0a", "libflac12", 
 def oggenc(tmp_path_factory):
     """Debian's Vorbis encoder, fetched and unpacked in the test (FFmpeg's own Vorbis encoder is stereo-only)."""
     import os
-    import shutil
 
-    from mjepa.data.debian import PackageFetchError, fetch_package
+    from debian_helpers import fetched_or_skip
+    from mjepa.data.debian import fetch_package
 
-    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        pytest.skip("needs apt-get and dpkg-deb (a Debian-based system) to fetch oggenc")
     cache = tmp_path_factory.mktemp("oggenc")
-    try:
-        roots = [fetch_package(name, cache).root for name in OGGENC_PACKAGES]
-    except PackageFetchError as err:
-        pytest.skip(f"oggenc and its libraries could not be fetched here ({err})")
+    roots = fetched_or_skip(
+        lambda: [fetch_package(name, cache).root for name in OGGENC_PACKAGES], "oggenc and its libraries"
+    )
     libraries = os.pathsep.join(str(folder) for root in roots for folder in (root / "usr/lib").glob("*-linux-gnu*"))
     return roots[0] / "usr/bin/oggenc", {**os.environ, "LD_LIBRARY_PATH": libraries}
 

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
+from debian_helpers import fetched_or_skip
 from mjepa.data.manifests.manifest import read_manifest
 from mjepa.data.media.decode import ClipSpec, decode_audio, decode_clip
 
@@ -21,13 +22,9 @@ if shutil.which("apt-get") is None:
 
 @pytest.fixture(scope="module")
 def openal(tmp_path_factory):
-    from mjepa.data.debian import PackageFetchError
     from mjepa.data.vizdoom.play import openal_library_dir
 
-    try:
-        return openal_library_dir(tmp_path_factory.mktemp("debian"))
-    except PackageFetchError as err:
-        pytest.skip(f"OpenAL could not be fetched: {err}")
+    return fetched_or_skip(lambda: openal_library_dir(tmp_path_factory.mktemp("debian")), "OpenAL")
 
 
 def test_the_sound_of_a_shot_starts_in_the_step_that_fired_it(openal):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from debian_helpers import fetched_or_skip
 from mjepa.data import debian
 from mjepa.data.debian import PackageFetchError, fetch_package
 from mjepa.data.manifests.manifest import ManifestEntry, read_manifest
@@ -22,15 +23,8 @@ SMALL = ["asterisk-en", "asterisk-it", "asterisk-fr"]  # the gsm prompts: about 
 @pytest.fixture(scope="module")
 def small_open_audio(tmp_path_factory):
     """The spoken-digit sources built from the real (gsm) Debian packages, fetched in the test."""
-    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        pytest.skip("needs apt-get and dpkg-deb (a Debian-based system) to fetch the packages")
     out = tmp_path_factory.mktemp("open-audio")
-    try:
-        build_open_audio(out, SMALL, codec="gsm", progress=None)
-    except PackageFetchError as err:
-        if "Unable to locate package" in str(err):
-            pytest.skip(f"the apt package lists are empty here ({err})")
-        raise
+    fetched_or_skip(lambda: build_open_audio(out, SMALL, codec="gsm", progress=None), "the Asterisk prompt packages")
     return out
 
 
