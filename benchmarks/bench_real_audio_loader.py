@@ -1,7 +1,7 @@
 """Loader throughput on the recorded-sound corpus: samples per second per core, as pretraining reads it.
 
 Reads ``--items`` entries of a manifest (default: the open-audio ``pretrain.jsonl``) through the training dataset of
-a preset (default ``mjepa-tiny-real``: decoding isolated in a helper process, a random window, the log-mel front end,
+a preset (default ``mjepa-tiny-stage1``: decoding isolated in a helper process, a random window, the log-mel front end,
 and, for these audio-only clips, placeholder frames), in one process with one torch thread: one loader worker's
 rate, i.e. per CPU core. Prints the figures and writes JSON.
 
@@ -28,7 +28,7 @@ from mjepa.pretrain_config import load_pretrain_config
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifest", default="data/open-audio/pretrain.jsonl")
-    parser.add_argument("--preset", default="mjepa-tiny-real")
+    parser.add_argument("--preset", default="mjepa-tiny-stage1")
     parser.add_argument("--items", type=int, default=400)
     parser.add_argument("--out", default="benchmarks/results/bench_real_audio_loader.json")
     args = parser.parse_args()

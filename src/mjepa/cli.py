@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument(
         "--config",
         default="tiny-cpu",
-        help="preset (tiny-cpu, mjepa-tiny, mjepa-tiny-real, vitl16-as2m, vitg16-as2m-vm2m, "
+        help="preset (tiny-cpu, mjepa-tiny-atari, mjepa-tiny-stage1, mjepa-tiny, vitl16-as2m, vitg16-as2m-vm2m, "
         "vitg16-as2m-vm2m-cooldown64) or YAML file (default: tiny-cpu)",
     )
     pre.add_argument("--print-config", action="store_true", help="print the merged configuration and exit")

@@ -159,8 +159,8 @@ def model_card(
 
 
 # Models whose weights ship inside the package (src/mjepa/weights/NAME/, a model directory as above), loadable by name
-# with no download: ``mjepa.load("mjepa-tiny")``. docs/models.md is their model card.
-SHIPPED_MODELS = ("mjepa-tiny",)
+# with no download: ``mjepa.load("mjepa-tiny")``. docs/models.md is their model card. The first is the default.
+SHIPPED_MODELS = ("mjepa-tiny", "mjepa-tiny-atari")
 WEIGHTS_PACKAGE = "mjepa.weights"
 
 

@@ -103,7 +103,8 @@ def test_a_crafted_weights_file_cannot_run_code(checkpoint, tmp_path):
 
 
 def test_unknown_source_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="neither a shipped model \\(mjepa-tiny\\), an mjepa checkpoint"):
+    shipped = "mjepa-tiny, mjepa-tiny-atari"
+    with pytest.raises(ValueError, match=f"neither a shipped model \\({shipped}\\), an mjepa checkpoint"):
         mjepa.load(str(tmp_path / "nothing-here"))
 
 

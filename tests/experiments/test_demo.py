@@ -41,7 +41,7 @@ def test_comparison_table_has_a_row_per_input_with_the_margin_over_random():
                 _result(RANDOM, modality, random + seed_offset),
             ]
     lines = comparison_lines(results, probe_seeds=3)
-    assert lines[0].startswith("| input | shipped mjepa-tiny | trained here | random-init |")
+    assert lines[0].startswith("| input | shipped mjepa-tiny-atari | trained here | random-init |")
     assert "| audio | 81.0 ± 1.0 | 61.0 ± 1.0 | 61.0 ± 1.0 | +20.0 (beats random) | +0.0 (within the spread) |" in lines
     assert "| video | 91.0 ± 1.0 | 86.0 ± 1.0 | 87.0 ± 1.0 | +4.0 (beats random) | -1.0 (within the spread) |" in lines
     assert "| av | 96.0 ± 1.0 | 81.0 ± 1.0 | 92.0 ± 1.0 | +4.0 (beats random) | -11.0 (behind random) |" in lines
