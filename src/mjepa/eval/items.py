@@ -17,12 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mjepa.data.loading.dataset import SkippedItem, multi_hot
 from mjepa.data.manifests.manifest import EntryTable, ManifestEntry
 from mjepa.data.media.decode import ClipSpec, MediaError, decode_entry, decode_entry_isolated
-from mjepa.data.media.isolation import IsolatedRunner
+from mjepa.data.media.isolation import IsolatedRunner, leave_inherited_garbage
 from mjepa.data.preprocess.fbank import AudioFrontendConfig, fbank_for_config, fbank_windows
 from mjepa.data.preprocess.video_transforms import (
     VideoTransformConfig,
@@ -131,3 +131,16 @@ class EvalDataset(Dataset):
 
 def collate_eval(items: list[EvalItem | SkippedItem]) -> tuple[list[EvalItem], list[SkippedItem]]:
     return [i for i in items if isinstance(i, EvalItem)], [i for i in items if isinstance(i, SkippedItem)]
+
+
+def eval_loader(dataset: EvalDataset, batch_size: int, workers: int, sampler: Sampler | None = None) -> DataLoader:
+    """Batches of ``(items, skipped)`` in the dataset's order. Forked workers leave the garbage they inherit alone (a
+    threaded decoder of the parent collected in a worker hangs it)."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate_eval,
+        sampler=sampler,
+        worker_init_fn=leave_inherited_garbage,
+    )

@@ -14,12 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from mjepa.commands import add_device_argument, resolve_device, run_reporting_errors
 from mjepa.data.manifests.manifest import read_manifest
-from mjepa.data.media.isolation import leave_inherited_garbage
-from mjepa.eval.items import EvalDataset, ViewSpec, collate_eval
+from mjepa.eval.items import EvalDataset, ViewSpec, eval_loader
 from mjepa.eval.loading import LoadedModel, load_model
 from mjepa.eval.retrieval import cross_modal_retrieval
 from mjepa.models.crossmodal import head_key
@@ -38,13 +36,7 @@ def pooled_features(
     dataset = EvalDataset(
         entries, vocabulary, fe.clip, fe.audio, fe.video, ViewSpec(), need_video=True, need_audio=True
     )
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=collate_eval,
-        worker_init_fn=leave_inherited_garbage,
-    )
+    loader = eval_loader(dataset, batch_size, workers)
     out = {"context_A": [], "context_V": [], "target_A": [], "target_V": []}
     skipped = 0
     loaded.model.to(device).eval()

@@ -8,12 +8,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from mjepa.data.batch import Batch
 from mjepa.data.loading.dataset import SkippedItem
 from mjepa.data.loading.samplers import DistributedShardSampler
-from mjepa.data.media.isolation import leave_inherited_garbage
 from mjepa.distributed import detect_launch
 from mjepa.eval.features import (
     FeatureSet,
@@ -21,7 +19,7 @@ from mjepa.eval.features import (
     encode_batches,
     encoder_fingerprint,
 )
-from mjepa.eval.items import EvalDataset, EvalItem, ViewSpec, collate_eval
+from mjepa.eval.items import EvalDataset, EvalItem, ViewSpec, eval_loader
 from mjepa.eval.loading import LoadedModel
 from mjepa.eval.metrics import accuracy_from_multi_hot, mean_average_precision
 from mjepa.eval.probe import ProbeSettings, gather_items, predict, train_probe_grid
@@ -109,14 +107,7 @@ def split_features(
             if ctx.enabled
             else None
         )
-        loader = DataLoader(
-            dataset,
-            batch_size=settings.batch_size,
-            num_workers=settings.workers,
-            collate_fn=collate_eval,
-            sampler=sampler,
-            worker_init_fn=leave_inherited_garbage,
-        )
+        loader = eval_loader(dataset, settings.batch_size, settings.workers, sampler)
 
         def batches():
             for items, bad in loader:

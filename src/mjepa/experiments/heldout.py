@@ -12,14 +12,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import DataLoader
 
 from mjepa.data.batch import Batch
 from mjepa.data.loading.dataset import SkippedItem
 from mjepa.data.manifests.manifest import ManifestEntry
-from mjepa.data.media.isolation import leave_inherited_garbage
 from mjepa.data.preprocess.frontend import Frontend
-from mjepa.eval.items import EvalDataset, ViewSpec, collate_eval
+from mjepa.eval.items import EvalDataset, ViewSpec, eval_loader
 from mjepa.eval.loading import LoadedModel
 from mjepa.masks import Masks, MaskSampler, masks_to
 from mjepa.objective import mjepa_objective
@@ -53,13 +51,7 @@ def heldout_batches(
         need_video=True,
         need_audio=False,
     )
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=collate_eval,
-        worker_init_fn=leave_inherited_garbage,
-    )
+    loader = eval_loader(dataset, batch_size, workers)
     batches, skipped = [], []
     for items, bad in loader:
         skipped.extend(bad)
